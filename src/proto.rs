@@ -47,6 +47,20 @@ pub mod event {
     pub const STAT: i32 = 1;
 }
 
+/// Kill reason codes (statsd values, carried in the kill stats packet).
+pub mod reason {
+    pub const PRESSURE_AFTER_KILL: i32 = 0;
+    pub const NOT_RESPONDING: i32 = 1;
+    pub const LOW_SWAP_AND_THRASHING: i32 = 2;
+    pub const LOW_MEM_AND_SWAP: i32 = 3;
+    pub const LOW_MEM_AND_THRASHING: i32 = 4;
+    pub const DIRECT_RECL_AND_THRASHING: i32 = 5;
+    pub const LOW_MEM_AND_SWAP_UTIL: i32 = 6;
+    pub const LOW_FILECACHE_AFTER_THRASHING: i32 = 7;
+    pub const LOW_MEM: i32 = 8;
+    pub const DIRECT_RECL_STUCK: i32 = 9;
+}
+
 /// Bounds of `oom_score_adj`.
 pub const OOM_ADJ_MIN: i32 = -1000;
 pub const OOM_ADJ_MAX: i32 = 1000;
