@@ -11,3 +11,4 @@ pub mod logging;
 pub mod table;
 pub mod snapshot;
 pub mod policy;
+pub mod client;
