@@ -31,9 +31,8 @@ impl Client {
     /// packet by the kernel once `SO_PASSCRED` is set on our side.
     pub fn connect(path: &Path) -> io::Result<Client> {
         // SAFETY: plain socket(2); the result is checked before use.
-        let raw = unsafe {
-            libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0)
-        };
+        let raw =
+            unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             return Err(ctx(io::Error::last_os_error(), "socket for", path));
         }
@@ -80,7 +79,12 @@ impl Client {
     pub fn send_raw(&self, buf: &[u8]) -> io::Result<()> {
         // SAFETY: buf is a valid slice for the duration of the call.
         let n = unsafe {
-            libc::send(fd_of(self), buf.as_ptr() as *const libc::c_void, buf.len(), libc::MSG_NOSIGNAL)
+            libc::send(
+                fd_of(self),
+                buf.as_ptr() as *const libc::c_void,
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -98,7 +102,11 @@ impl Client {
     /// Returns `Ok(None)` on timeout and an `UnexpectedEof` error when the
     /// daemon closed the connection.
     pub fn recv(&self, timeout: Option<Duration>) -> io::Result<Option<Message>> {
-        let mut pfd = libc::pollfd { fd: fd_of(self), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: fd_of(self),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
         // SAFETY: one valid pollfd.
         let r = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -111,13 +119,21 @@ impl Client {
         let mut buf = [0u8; proto::STAT_MAX_LEN + 64];
         // SAFETY: buf is writable for its whole length.
         let n = unsafe {
-            libc::recv(fd_of(self), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0)
+            libc::recv(
+                fd_of(self),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "lmkd closed the connection"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "lmkd closed the connection",
+            ));
         }
         let buf = &buf[..n as usize];
         Ok(Some(parse_message(buf)))

@@ -12,3 +12,12 @@ pub mod table;
 pub mod snapshot;
 pub mod policy;
 pub mod client;
+pub mod commands;
+// pub mod psi; (waits for policy::Pressure)
+pub mod reaper;
+pub mod report;
+pub mod ring;
+pub mod server;
+pub mod sys;
+pub mod victim;
+pub mod watchdog;

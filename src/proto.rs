@@ -176,9 +176,9 @@ impl DecodeError {
     pub fn command(&self) -> Option<i32> {
         match *self {
             DecodeError::BadArgCount { cmd, .. } | DecodeError::UnknownCommand { cmd } => Some(cmd),
-            DecodeError::TooLong { .. } | DecodeError::Unaligned { .. } | DecodeError::Short { .. } => {
-                None
-            }
+            DecodeError::TooLong { .. }
+            | DecodeError::Unaligned { .. }
+            | DecodeError::Short { .. } => None,
         }
     }
 }
@@ -225,7 +225,11 @@ fn prio_at(buf: &[u8], first: usize, fields: usize) -> Prio {
         pid: word(buf, first),
         uid: word(buf, first + 1),
         adj: word(buf, first + 2),
-        ptype: if fields >= 4 { word(buf, first + 3) } else { ptype::APP },
+        ptype: if fields >= 4 {
+            word(buf, first + 3)
+        } else {
+            ptype::APP
+        },
         for_lmkd_only: fields >= 5 && word(buf, first + 4) == 1,
     }
 }
@@ -253,7 +257,10 @@ pub fn decode(buf: &[u8]) -> Result<Command, DecodeError> {
             }
             let mut t = TargetTable::default();
             for i in 0..nargs / 2 {
-                t.levels[i] = Target { minfree: arg(2 * i), adj: arg(2 * i + 1) };
+                t.levels[i] = Target {
+                    minfree: arg(2 * i),
+                    adj: arg(2 * i + 1),
+                };
             }
             t.len = (nargs / 2) as u8;
             Ok(Command::Target(t))
@@ -264,9 +271,10 @@ pub fn decode(buf: &[u8]) -> Result<Command, DecodeError> {
         },
         id::PROCREMOVE if nargs == 1 => Ok(Command::ProcRemove { pid: arg(0) }),
         id::PROCPURGE if nargs == 0 => Ok(Command::ProcPurge),
-        id::GETKILLCNT if nargs == 2 => {
-            Ok(Command::GetKillCnt { min_adj: arg(0), max_adj: arg(1) })
-        }
+        id::GETKILLCNT if nargs == 2 => Ok(Command::GetKillCnt {
+            min_adj: arg(0),
+            max_adj: arg(1),
+        }),
         id::SUBSCRIBE if nargs == 1 => Ok(Command::Subscribe { event: arg(0) }),
         id::UPDATE_PROPS if nargs == 0 => Ok(Command::UpdateProps),
         id::START_MONITORING if nargs == 0 => Ok(Command::StartMonitoring),
@@ -338,8 +346,13 @@ pub fn encode(cmd: &Command, out: &mut [u8; MAX_PACKET]) -> usize {
         Command::ProcsPrio(b) => {
             let mut n = 1;
             for p in b.as_slice() {
-                w[n..n + 5]
-                    .copy_from_slice(&[p.pid, p.uid, p.adj, p.ptype, p.for_lmkd_only as i32]);
+                w[n..n + 5].copy_from_slice(&[
+                    p.pid,
+                    p.uid,
+                    p.adj,
+                    p.ptype,
+                    p.for_lmkd_only as i32,
+                ]);
                 n += 5;
             }
             n
@@ -443,14 +456,44 @@ impl Default for KillStat {
 }
 
 impl KillStat {
-    /// Sets the process name, truncated to [`STAT_NAME_MAX`] bytes on a
-    /// UTF-8 boundary so Java's readUTF accepts it.
+    /// Sets the process name, cut to [`STAT_NAME_MAX`] bytes on a character
+    /// boundary. AMS reads it with Java's `readUTF` (modified UTF-8), which
+    /// rejects 4-byte sequences and invalid bytes: those become '?'.
     pub fn set_name(&mut self, name: &[u8]) {
-        let mut n = name.len().min(STAT_NAME_MAX);
-        while n > 0 && n < name.len() && (name[n] & 0xC0) == 0x80 {
-            n -= 1;
+        let mut n = 0;
+        let mut i = 0;
+        while i < name.len() {
+            let b = name[i];
+            let width = match b {
+                0x00..=0x7F => 1,
+                0xC2..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 0,
+            };
+            let valid = width > 0
+                && i + width <= name.len()
+                && std::str::from_utf8(&name[i..i + width]).is_ok();
+            let (src, used): (&[u8], usize) = if valid {
+                (&name[i..i + width], width)
+            } else {
+                // Skip a whole 4-byte sequence if that is what it is.
+                let skip = if (0xF0..=0xF4).contains(&b)
+                    && i + 4 <= name.len()
+                    && std::str::from_utf8(&name[i..i + 4]).is_ok()
+                {
+                    4
+                } else {
+                    1
+                };
+                (b"?", skip)
+            };
+            if n + src.len() > STAT_NAME_MAX {
+                break;
+            }
+            self.name[n..n + src.len()].copy_from_slice(src);
+            n += src.len();
+            i += used;
         }
-        self.name[..n].copy_from_slice(&name[..n]);
         self.name_len = n as u8;
     }
 
@@ -462,7 +505,14 @@ impl KillStat {
 /// Encodes the kill stats packet; returns its length (87 + name length).
 pub fn encode_kill_stat(s: &KillStat, out: &mut [u8; STAT_MAX_LEN]) -> usize {
     out[0..4].copy_from_slice(&id::STAT_KILL_OCCURRED.to_be_bytes());
-    let longs = [s.pgfault, s.pgmajfault, s.rss_bytes, s.cache_bytes, s.swap_bytes, s.start_time_ns];
+    let longs = [
+        s.pgfault,
+        s.pgmajfault,
+        s.rss_bytes,
+        s.cache_bytes,
+        s.swap_bytes,
+        s.start_time_ns,
+    ];
     for (i, v) in longs.iter().enumerate() {
         out[4 + 8 * i..12 + 8 * i].copy_from_slice(&v.to_be_bytes());
     }

@@ -1,0 +1,241 @@
+//! Pressure sources: PSI triggers (one fd per trigger, EPOLLPRI on event),
+//! or memcg v1 vmpressure when the kernel has no PSI. Opened at start-up;
+//! afterwards an event costs one epoll wakeup and no reads.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crate::policy::Pressure;
+use crate::sys;
+
+/// The window lmkd asks for.
+pub const WINDOW_US: u32 = 1_000_000;
+/// Without CAP_SYS_RESOURCE, Linux 6.4+ only accepts windows that are
+/// multiples of 2 s.
+pub const FALLBACK_WINDOW_US: u32 = 2_000_000;
+
+/// One armed trigger.
+pub struct Trigger {
+    fd: OwnedFd,
+    pub pressure: Pressure,
+    pub threshold_us: u32,
+    pub window_us: u32,
+}
+
+impl AsFd for Trigger {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// What the monitor is listening to.
+pub enum Source {
+    /// `some` (partial) and `full` (complete) PSI triggers.
+    Psi { partial: Trigger, complete: Trigger },
+    /// Counter fds that become readable on pressure: memcg v1
+    /// `memory.pressure_level` eventfds (medium -> Partial, critical ->
+    /// Complete), or eventfds a test writes to inject events.
+    Counters {
+        medium: OwnedFd,
+        critical: OwnedFd,
+        _level: Option<OwnedFd>,
+    },
+}
+
+/// Writes one trigger spec to its own fd: a second trigger on the same
+/// fd gives EBUSY, so each needs a fresh open.
+fn arm(
+    path: &Path,
+    kind: &str,
+    threshold_us: u32,
+    window_us: u32,
+) -> Result<OwnedFd, sys::SysError> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| sys::SysError {
+        what: "PSI path has a NUL byte",
+        errno: libc::EINVAL,
+    })?;
+    let fd = sys::open(&c, libc::O_RDWR | libc::O_NONBLOCK, "open PSI file")?;
+    let spec = format!("{kind} {threshold_us} {window_us}\0");
+    // SAFETY: writing a NUL-terminated spec from a live buffer.
+    let r = unsafe {
+        libc::write(
+            fd.as_raw_fd(),
+            spec.as_ptr() as *const libc::c_void,
+            spec.len(),
+        )
+    };
+    if r < 0 {
+        return Err(sys::SysError::last("write PSI trigger"));
+    }
+    Ok(fd)
+}
+
+/// Arms `kind` with lmkd's 1 s window, falling back to 2 s with the
+/// threshold scaled to the same stall ratio when the kernel says EINVAL.
+fn trigger(path: &Path, kind: &str, stall_ms: u32, pressure: Pressure) -> io::Result<Trigger> {
+    let threshold_us = stall_ms.saturating_mul(1000).min(WINDOW_US - 1);
+    match arm(path, kind, threshold_us, WINDOW_US) {
+        Ok(fd) => Ok(Trigger {
+            fd,
+            pressure,
+            threshold_us,
+            window_us: WINDOW_US,
+        }),
+        Err(e) if e.errno == libc::EINVAL => {
+            let scaled = threshold_us * (FALLBACK_WINDOW_US / WINDOW_US);
+            let fd = arm(path, kind, scaled, FALLBACK_WINDOW_US).map_err(|e2| {
+                io::Error::other(format!(
+                    "PSI trigger '{kind}' on {}: 1 s window refused ({e}), 2 s window too ({e2})",
+                    path.display()
+                ))
+            })?;
+            log::warn!(
+                "PSI '{kind}' trigger on {}: kernel refused a 1 s window (no CAP_SYS_RESOURCE?); \
+                 using a 2 s window with a {} ms threshold",
+                path.display(),
+                scaled / 1000
+            );
+            Ok(Trigger {
+                fd,
+                pressure,
+                threshold_us: scaled,
+                window_us: FALLBACK_WINDOW_US,
+            })
+        }
+        Err(e) => Err(io::Error::other(format!(
+            "PSI trigger '{kind}' on {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+impl Source {
+    /// PSI triggers on `psi_path`; if PSI is missing, vmpressure on the
+    /// root memory cgroup under `memcg_root`; else a clear error.
+    pub fn open(
+        psi_path: &Path,
+        partial_ms: u32,
+        complete_ms: u32,
+        memcg_root: &Path,
+    ) -> io::Result<Source> {
+        if psi_path.exists() {
+            let partial = trigger(psi_path, "some", partial_ms, Pressure::Partial)?;
+            let complete = trigger(psi_path, "full", complete_ms, Pressure::Complete)?;
+            return Ok(Source::Psi { partial, complete });
+        }
+        log::warn!(
+            "no PSI at {}: falling back to memcg v1 vmpressure",
+            psi_path.display()
+        );
+        vmpressure(memcg_root).map_err(|e| {
+            io::Error::other(format!(
+                "no pressure source: {} is missing (kernel without PSI?) and vmpressure failed: {e}",
+                psi_path.display()
+            ))
+        })
+    }
+
+    /// The fds to watch and what each means; `EPOLLPRI` for PSI,
+    /// `EPOLLIN` for eventfds.
+    pub fn fds(&self) -> [(BorrowedFd<'_>, Pressure, bool); 2] {
+        match self {
+            Source::Psi { partial, complete } => [
+                (partial.as_fd(), Pressure::Partial, true),
+                (complete.as_fd(), Pressure::Complete, true),
+            ],
+            Source::Counters {
+                medium, critical, ..
+            } => [
+                (medium.as_fd(), Pressure::Partial, false),
+                (critical.as_fd(), Pressure::Complete, false),
+            ],
+        }
+    }
+
+    /// Clears a vmpressure eventfd after it fired (PSI needs nothing).
+    pub fn ack(&self, pressure: Pressure) {
+        if let Source::Counters {
+            medium, critical, ..
+        } = self
+        {
+            let fd = if pressure == Pressure::Complete {
+                critical
+            } else {
+                medium
+            };
+            let mut v = 0u64;
+            // SAFETY: 8-byte read into a u64 from a non-blocking eventfd.
+            unsafe { libc::read(fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) };
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Psi { partial, complete } => format!(
+                "PSI some {} us / full {} us per {} ms window",
+                partial.threshold_us,
+                complete.threshold_us,
+                partial.window_us / 1000
+            ),
+            Source::Counters {
+                _level: Some(_), ..
+            } => "memcg v1 vmpressure (medium, critical)".into(),
+            Source::Counters { _level: None, .. } => "injected events".into(),
+        }
+    }
+}
+
+fn vmpressure(memcg_root: &Path) -> io::Result<Source> {
+    let level_path: PathBuf = memcg_root.join("memory.pressure_level");
+    let control = memcg_root.join("cgroup.event_control");
+    let level = std::fs::File::open(&level_path)
+        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", level_path.display())))?;
+    let level: OwnedFd = level.into();
+    let listen = |name: &str| -> io::Result<OwnedFd> {
+        // SAFETY: eventfd with valid flags; checked below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(sys::SysError::last("eventfd for vmpressure").into());
+        }
+        // SAFETY: fresh descriptor we own.
+        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let line = format!("{} {} {name}", efd.as_raw_fd(), level.as_raw_fd());
+        std::fs::write(&control, line)
+            .map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", control.display())))?;
+        Ok(efd)
+    };
+    let medium = listen("medium")?;
+    let critical = listen("critical")?;
+    Ok(Source::Counters {
+        medium,
+        critical,
+        _level: Some(level),
+    })
+}
+
+/// A source fed by hand, for tests: write 1 (as a u64) to the returned
+/// eventfds to raise a partial or complete pressure event.
+pub fn injected() -> io::Result<(Source, OwnedFd, OwnedFd)> {
+    let make = || -> io::Result<OwnedFd> {
+        // SAFETY: eventfd with valid flags; checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(sys::SysError::last("eventfd for injected pressure").into());
+        }
+        // SAFETY: fresh descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let (medium, critical) = (make()?, make()?);
+    let (m2, c2) = (medium.try_clone()?, critical.try_clone()?);
+    Ok((
+        Source::Counters {
+            medium,
+            critical,
+            _level: None,
+        },
+        m2,
+        c2,
+    ))
+}

@@ -1,0 +1,137 @@
+//! The reaper thread: SIGKILL through the victim's pidfd, then
+//! `process_mrelease` so its memory comes back even if it is frozen or
+//! starved of CPU. The core hands jobs over and reads completions through
+//! preallocated rings; it never waits for the reaper.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use crate::ring;
+use crate::sys;
+
+/// A kill to carry out. The pidfd stays owned (and open) by the core until
+/// the matching [`Done`] with `released` set comes back.
+#[derive(Clone, Copy, Debug)]
+pub struct Job {
+    pub pid: i32,
+    pub pidfd: RawFd,
+    /// Only pretend: `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// How the memory release went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// `process_mrelease` returned 0.
+    Released,
+    /// ESRCH: the victim was already tearing itself down.
+    AlreadyExiting,
+    /// Not attempted (dry run, failed signal, or reaping is off).
+    Skipped,
+    /// ENOSYS: the kernel lacks the call; reaping is now off for good.
+    Unsupported,
+    Failed(i32),
+}
+
+/// A finished job.
+#[derive(Clone, Copy, Debug)]
+pub struct Done {
+    pub pid: i32,
+    /// CLOCK_MONOTONIC when `pidfd_send_signal` returned.
+    pub signal_ns: u64,
+    /// errno of a failed signal, 0 on success.
+    pub signal_errno: i32,
+    pub release: Release,
+    /// CLOCK_MONOTONIC when the release call returned.
+    pub released_ns: u64,
+}
+
+pub struct Reaper {
+    jobs: ring::Sender<Job>,
+    done: ring::Receiver<Done>,
+}
+
+/// Jobs in flight at once; the core kills one at a time, so a few suffice.
+const DEPTH: usize = 8;
+
+impl Reaper {
+    /// Starts the reaper thread. `on_start` runs first on that thread
+    /// (tests use it to watch the thread's allocations).
+    pub fn start(on_start: fn(&'static str)) -> io::Result<Reaper> {
+        let (jobs, job_rx) = ring::channel::<Job>(DEPTH)?;
+        let (done_tx, done) = ring::channel::<Done>(DEPTH)?;
+        let reaping = Arc::new(AtomicBool::new(true));
+        thread::Builder::new()
+            .name("lmkd-reaper".into())
+            .spawn(move || {
+                on_start("reaper");
+                loop {
+                    job_rx.wait(-1);
+                    job_rx.ack();
+                    while let Some(job) = job_rx.pop() {
+                        done_tx.push(run(job, &reaping));
+                    }
+                }
+            })
+            .map_err(|e| io::Error::new(e.kind(), format!("spawn reaper thread: {e}")))?;
+        Ok(Reaper { jobs, done })
+    }
+
+    /// Hands a job over; false if the ring is full (never expected with
+    /// one kill at a time).
+    pub fn submit(&self, job: Job) -> bool {
+        self.jobs.push(job)
+    }
+
+    /// Drains finished jobs; call when the completion fd is readable.
+    pub fn completions(&self) -> impl Iterator<Item = Done> + '_ {
+        self.done.ack();
+        std::iter::from_fn(|| self.done.pop())
+    }
+}
+
+impl AsFd for Reaper {
+    /// Readable when completions are waiting.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.done.as_fd()
+    }
+}
+
+/// Signals one victim and releases its memory.
+pub fn run(job: Job, reaping: &AtomicBool) -> Done {
+    // SAFETY: the core keeps the pidfd open until it sees this Done.
+    let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
+    let mut done = Done {
+        pid: job.pid,
+        signal_ns: 0,
+        signal_errno: 0,
+        release: Release::Skipped,
+        released_ns: 0,
+    };
+    if job.dry_run {
+        done.signal_ns = sys::monotonic_ns();
+        return done;
+    }
+    let sig = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+    done.signal_ns = sys::monotonic_ns();
+    if let Err(e) = sig {
+        done.signal_errno = e.errno;
+        return done;
+    }
+    if reaping.load(Ordering::Relaxed) {
+        done.release = match sys::process_mrelease(pidfd) {
+            Ok(()) => Release::Released,
+            Err(e) if e.errno == libc::ESRCH => Release::AlreadyExiting,
+            Err(e) if e.errno == libc::ENOSYS => {
+                reaping.store(false, Ordering::Relaxed);
+                Release::Unsupported
+            }
+            Err(e) => Release::Failed(e.errno),
+        };
+    }
+    done.released_ns = sys::monotonic_ns();
+    done
+}

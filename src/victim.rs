@@ -1,0 +1,230 @@
+//! Victim selection: walk the table from adj 1000 down to the policy's
+//! minimum and pick one process worth killing. Reads a few `/proc/<pid>`
+//! files into stack buffers; never allocates.
+
+use std::os::fd::{BorrowedFd, RawFd};
+
+use crate::proto::{self, KillStat};
+use crate::sys::{self, ProcFs};
+use crate::table::{Proc, ProcTable};
+
+/// Above this adj the list tail is taken as is; at or below it (important
+/// processes) the heaviest one is taken, since killing it frees the most.
+pub const HEAVIEST_AT_OR_BELOW: i32 = 200;
+
+/// Most stale records one selection reports for removal.
+pub const MAX_STALE: usize = 16;
+
+/// The process to kill and what we know about it.
+#[derive(Clone, Copy, Debug)]
+pub struct Victim {
+    pub pid: i32,
+    pub uid: i32,
+    pub adj: i32,
+    pub rss_kb: u64,
+    pub swap_kb: u64,
+    /// pgfault, start time, name... for the stats packet and the kill line.
+    pub stat: KillStat,
+}
+
+/// Records found dead (their pidfd is readable: the process exited, so the
+/// pid may already belong to someone else) during a selection.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stale {
+    pids: [i32; MAX_STALE],
+    len: usize,
+}
+
+impl Stale {
+    fn push(&mut self, pid: i32) {
+        if self.len < MAX_STALE {
+            self.pids[self.len] = pid;
+            self.len += 1;
+        }
+    }
+
+    pub fn as_slice(&self) -> &[i32] {
+        &self.pids[..self.len]
+    }
+}
+
+/// What may not be killed, and how to choose.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    pub min_adj: i32,
+    pub kill_heaviest_task: bool,
+    pub self_pid: i32,
+}
+
+/// Picks a victim with adj >= `rules.min_adj`, most expendable first.
+pub fn select(
+    table: &ProcTable,
+    procfs: &ProcFs,
+    rules: Rules,
+    stale: &mut Stale,
+) -> Option<Victim> {
+    let lo = rules.min_adj.clamp(proto::OOM_ADJ_MIN, proto::OOM_ADJ_MAX);
+    for adj in (lo..=proto::OOM_ADJ_MAX).rev() {
+        let heaviest = rules.kill_heaviest_task || adj <= HEAVIEST_AT_OR_BELOW;
+        let mut best: Option<(Proc, u64)> = None;
+        for p in table.iter_adj(adj as i16) {
+            if p.pid <= 1 || p.pid == rules.self_pid {
+                continue;
+            }
+            if sys::pidfd_exited(borrow(p.pidfd)) {
+                stale.push(p.pid);
+                continue;
+            }
+            // A zombie or kernel-freed process has no resident pages left.
+            let Some(rss_kb) = rss_kb(procfs, p.pid) else {
+                continue;
+            };
+            if rss_kb == 0 {
+                continue;
+            }
+            match best {
+                Some((_, b)) if !heaviest || b >= rss_kb => {}
+                _ => best = Some((*p, rss_kb)),
+            }
+            if !heaviest {
+                break;
+            }
+        }
+        if let Some((p, rss_kb)) = best {
+            // The pid is ours only while the pidfd says it is alive; check
+            // again after reading per-pid files so stats match the victim.
+            let v = describe(procfs, &p, rss_kb);
+            if sys::pidfd_exited(borrow(p.pidfd)) {
+                stale.push(p.pid);
+                continue;
+            }
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: table records own their pidfd until removed, and the table
+    // is not modified while a selection borrows it.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Resident set size from `/proc/<pid>/statm` (second field, pages).
+pub fn rss_kb(procfs: &ProcFs, pid: i32) -> Option<u64> {
+    let mut buf = [0u8; 128];
+    let n = procfs.read(Some(pid), "statm", &mut buf).ok()?;
+    let text = &buf[..n];
+    let sp = text.iter().position(|&b| b == b' ')?;
+    sys::parse_u64(&text[sp + 1..]).map(|pages| pages * page_kb())
+}
+
+fn page_kb() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let sz = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if sz > 0 {
+        sz as u64 / 1024
+    } else {
+        4
+    }
+}
+
+/// Gathers the kill line and stats packet figures. Missing files leave -1.
+fn describe(procfs: &ProcFs, p: &Proc, rss_kb: u64) -> Victim {
+    let mut stat = KillStat::default();
+    let mut buf = [0u8; 2048];
+    let mut swap_kb = 0;
+    if let Ok(n) = procfs.read(Some(p.pid), "status", &mut buf) {
+        let text = &buf[..n];
+        if let Some(s) = sys::status_field(text, b"VmSwap:") {
+            swap_kb = s;
+            stat.swap_bytes = (s * 1024) as i64;
+        }
+        if let Some(f) = sys::status_field(text, b"RssFile:") {
+            stat.cache_bytes = (f * 1024) as i64;
+        }
+    }
+    if let Ok(n) = procfs.read(Some(p.pid), "stat", &mut buf) {
+        parse_stat(&buf[..n], &mut stat);
+    }
+    // The command line names apps ("com.example.app"); comm is cut at 15.
+    match procfs.read(Some(p.pid), "cmdline", &mut buf[..proto::STAT_NAME_MAX]) {
+        Ok(n) if n > 0 => {
+            let end = buf[..n].iter().position(|&b| b == 0).unwrap_or(n);
+            stat.set_name(&buf[..end]);
+        }
+        _ => {
+            if let Ok(n) = procfs.read(Some(p.pid), "comm", &mut buf[..64]) {
+                let end = buf[..n].iter().position(|&b| b == b'\n').unwrap_or(n);
+                stat.set_name(&buf[..end]);
+            }
+        }
+    }
+    stat.rss_bytes = (rss_kb * 1024) as i64;
+    stat.uid = p.uid;
+    stat.oom_score_adj = p.adj as i32;
+    Victim {
+        pid: p.pid,
+        uid: p.uid,
+        adj: p.adj as i32,
+        rss_kb,
+        swap_kb,
+        stat,
+    }
+}
+
+/// Fills fault counts and start time from `/proc/<pid>/stat`. The comm
+/// field may hold spaces and parentheses, so fields are counted from the
+/// last ')'.
+pub fn parse_stat(text: &[u8], stat: &mut KillStat) {
+    let Some(close) = text.iter().rposition(|&b| b == b')') else {
+        return;
+    };
+    // Fields after ")": 3=state, 4=ppid, ... 10=minflt, 12=majflt, 22=starttime.
+    let mut field = 2;
+    for tok in text[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|t| !t.is_empty())
+    {
+        field += 1;
+        let v = || sys::parse_u64(tok).map(|v| v as i64);
+        match field {
+            10 => stat.pgfault = v().unwrap_or(-1),
+            12 => stat.pgmajfault = v().unwrap_or(-1),
+            22 => {
+                // SAFETY: sysconf has no memory-safety preconditions.
+                let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as i64;
+                stat.start_time_ns = v().map_or(-1, |t| t * (1_000_000_000 / hz));
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_odd_comm() {
+        let line =
+            b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 777 0 3 0 10 5 0 0 20 0 1 0 4200 123 45\n";
+        let mut s = KillStat::default();
+        parse_stat(line, &mut s);
+        assert_eq!(s.pgfault, 777);
+        assert_eq!(s.pgmajfault, 3);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
+        assert_eq!(s.start_time_ns, 4200 * (1_000_000_000 / hz));
+    }
+
+    #[test]
+    fn stat_garbage_leaves_unknowns() {
+        let mut s = KillStat::default();
+        parse_stat(b"no paren here", &mut s);
+        assert_eq!(s.pgfault, -1);
+        parse_stat(b"1 (x) S", &mut s);
+        assert_eq!(s.start_time_ns, -1);
+    }
+}

@@ -1,0 +1,137 @@
+//! The watchdog: if the core has been inside one handler for too long
+//! (stuck in reclaim, a slow /proc read, a bug), a separate thread kills
+//! the least important registered process by itself.
+//!
+//! The core keeps a *duplicate* pidfd of its current fallback victim in an
+//! atomic slot, so the watchdog never touches the table (which only the
+//! core may read) and can never hit a recycled pid.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use crate::sys;
+
+/// Shared between the core and the watchdog thread.
+pub struct Heartbeat {
+    /// CLOCK_MONOTONIC ms when the current handler started; 0 when idle.
+    busy_since_ms: AtomicU64,
+    /// Owned duplicate pidfd of the fallback victim, or -1.
+    candidate_fd: AtomicI32,
+    candidate_pid: AtomicI32,
+    candidate_adj: AtomicI32,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            busy_since_ms: AtomicU64::new(0),
+            candidate_fd: AtomicI32::new(-1),
+            candidate_pid: AtomicI32::new(0),
+            candidate_adj: AtomicI32::new(0),
+        }
+    }
+}
+
+impl Heartbeat {
+    pub fn enter(&self, now_ms: u64) {
+        self.busy_since_ms.store(now_ms.max(1), Ordering::Release);
+    }
+
+    pub fn leave(&self) {
+        self.busy_since_ms.store(0, Ordering::Release);
+    }
+
+    /// Publishes the process the watchdog would kill (None: nothing).
+    /// Takes ownership of `pidfd`; the previous one is closed.
+    pub fn set_candidate(&self, c: Option<(i32, i32, OwnedFd)>) {
+        let (pid, adj, fd) = match c {
+            Some((pid, adj, fd)) => (pid, adj, std::os::fd::IntoRawFd::into_raw_fd(fd)),
+            None => (0, 0, -1),
+        };
+        self.candidate_pid.store(pid, Ordering::Relaxed);
+        self.candidate_adj.store(adj, Ordering::Relaxed);
+        let old = self.candidate_fd.swap(fd, Ordering::AcqRel);
+        close(old);
+    }
+
+    pub fn candidate_pid(&self) -> i32 {
+        self.candidate_pid.load(Ordering::Relaxed)
+    }
+
+    /// How long the core has been in its current handler.
+    pub fn stuck_ms(&self, now_ms: u64) -> u64 {
+        match self.busy_since_ms.load(Ordering::Acquire) {
+            0 => 0,
+            t => now_ms.saturating_sub(t),
+        }
+    }
+
+    /// Kills the published candidate once; returns its pid and adj.
+    pub fn kill_candidate(&self) -> Option<(i32, i32)> {
+        let fd = self.candidate_fd.swap(-1, Ordering::AcqRel);
+        if fd < 0 {
+            return None;
+        }
+        let (pid, adj) = (
+            self.candidate_pid.load(Ordering::Relaxed),
+            self.candidate_adj.load(Ordering::Relaxed),
+        );
+        // SAFETY: we took sole ownership of fd out of the slot above.
+        let pidfd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let ok = sys::pidfd_send_signal(pidfd, libc::SIGKILL).is_ok();
+        if ok {
+            let _ = sys::process_mrelease(pidfd);
+        }
+        close(fd);
+        ok.then_some((pid, adj))
+    }
+}
+
+fn close(fd: i32) {
+    if fd >= 0 {
+        // SAFETY: fd was owned by the candidate slot and is no longer reachable.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Starts the watchdog thread: checks the heartbeat four times per
+/// `timeout_ms` and kills once per stuck episode.
+pub fn start(hb: Arc<Heartbeat>, timeout_ms: u64, on_start: fn(&'static str)) -> io::Result<()> {
+    thread::Builder::new()
+        .name("lmkd-watchdog".into())
+        .spawn(move || {
+            on_start("watchdog");
+            let mut fired_for = 0;
+            loop {
+                thread::sleep(std::time::Duration::from_millis((timeout_ms / 4).max(10)));
+                let now = sys::monotonic_ms();
+                let stuck = hb.stuck_ms(now);
+                let since = now - stuck;
+                if stuck >= timeout_ms && fired_for != since {
+                    fired_for = since;
+                    // Kill first; this thread may format text afterwards, the
+                    // core is the one that must not.
+                    if let Some((pid, adj)) = hb.kill_candidate() {
+                        log::warn!(
+                            target: crate::report::KILL_TARGET,
+                            "watchdog: main loop stuck for {stuck} ms; killed pid {pid} (oom_score_adj {adj})"
+                        );
+                    } else {
+                        log::error!("watchdog: main loop stuck for {stuck} ms and no process to kill");
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| io::Error::new(e.kind(), format!("spawn watchdog thread: {e}")))
+}
+
+/// Duplicates a pidfd for the candidate slot.
+pub fn dup(fd: i32) -> Option<OwnedFd> {
+    // SAFETY: borrowing a live pidfd just to duplicate it.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    b.try_clone_to_owned().ok().filter(|f| f.as_raw_fd() >= 0)
+}
