@@ -262,7 +262,8 @@ fn write_toml_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     f.write_str("\"")
 }
 
-/// Clamp an i64 already range-checked against the key's spec into the field.
+/// Convert an i64 already range-checked against the key's spec to the field
+/// type (every range fits its field, so the fallback is never taken).
 fn narrow<T: TryFrom<i64> + Default>(v: i64) -> T {
     T::try_from(v).unwrap_or_default()
 }
