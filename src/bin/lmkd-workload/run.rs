@@ -1,0 +1,833 @@
+//! The driver proper: plays ActivityManager against the daemon, launches the
+//! scenario's apps, moves their adj over time, records every kill
+//! notification and every death, then judges the run.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::Duration;
+
+use lmkd::client::{Client, Message};
+use lmkd::proto::{self, Command, Prio, Target, TargetTable};
+
+use crate::app::{self, AppParams};
+use crate::json::{self, Obj};
+use crate::sample::{field, mono_ms, protect_self};
+use crate::scenario::{AppSpec, Scenario};
+
+/// AMS's minfree table for a 64-bit phone, in pages (see PROTOCOL.md).
+const AMS_TARGETS: [(i32, i32); 6] = [
+    (18432, 0),
+    (23040, 100),
+    (27648, 200),
+    (32256, 250),
+    (55296, 900),
+    (80640, 950),
+];
+/// Longest the loop sleeps, so deaths and timeline steps are seen promptly.
+const POLL_MS: u64 = 20;
+
+pub struct RunArgs {
+    pub socket: Option<String>,
+    pub scenario: String,
+    pub out: Option<String>,
+    pub label: String,
+    pub data_file: Option<String>,
+    /// Hard limit for the whole run; defaults to duration + grace + 30 s.
+    pub deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Signal(i32),
+    Code(i32),
+}
+
+#[derive(Debug)]
+struct Proc {
+    spec: AppSpec,
+    pid: Option<i32>,
+    launched_ms: u64,
+    next_step: usize,
+    adj: i32,
+    /// (time, exit, adj at that time); `ended` marks the driver's own
+    /// clean-up kill at the end of the run, which is not a death.
+    death: Option<(u64, Exit, i32)>,
+    ended: bool,
+}
+
+#[derive(Debug, Clone)]
+struct StatNote {
+    t_ms: u64,
+    uid: i32,
+    adj: i32,
+    min_adj: i32,
+    reason: i32,
+    free_mem_kb: i32,
+    free_swap_kb: i32,
+    thrashing: i32,
+    name: String,
+}
+
+#[derive(Debug, Clone)]
+struct KillNote {
+    t_ms: u64,
+    pid: i32,
+    uid: i32,
+    rss_kb: i32,
+    /// The adj the driver had given the pid when the notice came.
+    adj: Option<i32>,
+    stat: Option<StatNote>,
+}
+
+pub fn reason_name(r: i32) -> &'static str {
+    match r {
+        0 => "PRESSURE_AFTER_KILL",
+        1 => "NOT_RESPONDING",
+        2 => "LOW_SWAP_AND_THRASHING",
+        3 => "LOW_MEM_AND_SWAP",
+        4 => "LOW_MEM_AND_THRASHING",
+        5 => "DIRECT_RECL_AND_THRASHING",
+        6 => "LOW_MEM_AND_SWAP_UTIL",
+        7 => "LOW_FILECACHE_AFTER_THRASHING",
+        8 => "LOW_MEM",
+        9 => "DIRECT_RECL_STUCK",
+        _ => "UNKNOWN",
+    }
+}
+
+fn is_thrashing_reason(r: i32) -> bool {
+    matches!(
+        r,
+        proto::reason::LOW_SWAP_AND_THRASHING
+            | proto::reason::LOW_MEM_AND_THRASHING
+            | proto::reason::DIRECT_RECL_AND_THRASHING
+            | proto::reason::LOW_FILECACHE_AFTER_THRASHING
+    )
+}
+
+fn oom_kill_count() -> i64 {
+    std::fs::read_to_string("/proc/vmstat")
+        .ok()
+        .and_then(|s| field(&s, "oom_kill"))
+        .unwrap_or(-1)
+}
+
+/// Size of a file or block device, via lseek so devices work too.
+fn file_size(path: &str) -> io::Result<u64> {
+    use std::io::Seek;
+    let mut f = std::fs::File::open(path)?;
+    f.seek(io::SeekFrom::End(0))
+}
+
+struct Daemon {
+    client: Client,
+}
+
+impl Daemon {
+    fn connect(path: &str) -> Result<Daemon, String> {
+        // The daemon may still be binding its socket: retry for a while.
+        let mut last = String::new();
+        for _ in 0..50 {
+            match Client::connect(Path::new(path)) {
+                Ok(client) => return Daemon::handshake(client),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("cannot reach lmkd: {last}"))
+    }
+
+    /// What ActivityManager sends on every (re)connect, in its order.
+    fn handshake(client: Client) -> Result<Daemon, String> {
+        let levels: Vec<Target> = AMS_TARGETS
+            .iter()
+            .map(|&(minfree, adj)| Target { minfree, adj })
+            .collect();
+        let table = TargetTable::from_slice(&levels).ok_or("target table too long")?;
+        for cmd in [
+            Command::ProcPurge,
+            Command::Target(table),
+            Command::Subscribe {
+                event: proto::event::KILL,
+            },
+            Command::Subscribe {
+                event: proto::event::STAT,
+            },
+        ] {
+            client.send(&cmd).map_err(|e| format!("handshake: {e}"))?;
+        }
+        Ok(Daemon { client })
+    }
+
+    fn prio(&self, pid: i32, uid: u32, adj: i32) -> io::Result<()> {
+        self.client.send(&Command::ProcPrio(Prio {
+            pid,
+            uid: uid as i32,
+            adj,
+            ptype: proto::ptype::APP,
+            for_lmkd_only: false,
+        }))
+    }
+}
+
+/// Socket errors that mean the daemon is gone rather than busy.
+fn daemon_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+    )
+}
+
+struct Run {
+    sc: Scenario,
+    args: RunArgs,
+    procs: Vec<Proc>,
+    daemon: Option<Daemon>,
+    daemon_lost: Option<(u64, String)>,
+    kills: Vec<KillNote>,
+    pending_stats: Vec<StatNote>,
+    other_msgs: u32,
+    t0: u64,
+    errors: Vec<String>,
+}
+
+impl Run {
+    fn now(&self) -> u64 {
+        mono_ms() - self.t0
+    }
+
+    fn set_adj(&mut self, i: usize, adj: i32) {
+        let Some(pid) = self.procs[i].pid else { return };
+        self.procs[i].adj = adj;
+        let uid = self.procs[i].spec.uid;
+        match &self.daemon {
+            Some(d) => {
+                if let Err(e) = d.prio(pid, uid, adj) {
+                    self.lose_daemon(e);
+                }
+            }
+            // No lmkd: write the adj ourselves, as lmkd would, so earlyoom
+            // and the kernel OOM killer see the same priorities.
+            None => {
+                let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string());
+            }
+        }
+    }
+
+    fn lose_daemon(&mut self, e: io::Error) {
+        if self.daemon_lost.is_none() {
+            let t = self.now();
+            eprintln!("lmkd-workload: lmkd connection lost at {t} ms: {e}");
+            self.daemon_lost = Some((t, e.to_string()));
+        }
+        self.daemon = None;
+    }
+
+    fn launch(&mut self, i: usize) {
+        let spec = &self.procs[i].spec;
+        let params = AppParams {
+            tick_ms: spec.tick_ms,
+            anon_kb_per_tick: spec.anon_kb_per_tick,
+            anon_max_mb: spec.anon_max_mb,
+            file_mb: spec.file_mb,
+            file_offset_mb: spec.file_offset_mb,
+            file_pages_per_tick: spec.file_pages_per_tick,
+            fill_percent: self.sc.fill_percent,
+            initial_adj: spec.timeline[0].1,
+            data_file: self
+                .args
+                .data_file
+                .clone()
+                .or(self.sc.data_file.clone())
+                .unwrap_or_default(),
+        };
+        let res = std::process::Command::new("/proc/self/exe")
+            .arg0(&spec.name)
+            .env(app::ENV, params.encode())
+            .spawn();
+        let t = self.now();
+        match res {
+            Ok(child) => {
+                let pid = child.id() as i32;
+                // We reap with waitpid(-1) ourselves; std's handle is not needed.
+                drop(child);
+                self.procs[i].pid = Some(pid);
+                self.procs[i].launched_ms = t;
+                self.procs[i].next_step = 1;
+                let adj = self.procs[i].spec.timeline[0].1;
+                self.set_adj(i, adj);
+            }
+            Err(e) => {
+                self.errors.push(format!("launch {}: {e}", spec.name));
+                self.procs[i].launched_ms = t;
+                self.procs[i].ended = true;
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let mut st = 0;
+            // SAFETY: waitpid with a valid out pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            let exit = if libc::WIFSIGNALED(st) {
+                Exit::Signal(libc::WTERMSIG(st))
+            } else {
+                Exit::Code(libc::WEXITSTATUS(st))
+            };
+            let t = self.now();
+            let Some(i) = self
+                .procs
+                .iter()
+                .position(|p| p.pid == Some(pid) && p.death.is_none())
+            else {
+                continue;
+            };
+            let adj = self.procs[i].adj;
+            self.procs[i].death = Some((t, exit, adj));
+            if let Some(d) = &self.daemon {
+                // AMS removes a process from lmkd once it learns it died.
+                if let Err(e) = d.client.send(&Command::ProcRemove { pid }) {
+                    self.lose_daemon(e);
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, m: Message) {
+        let t = self.now();
+        match m {
+            Message::Stat(s) => self.pending_stats.push(StatNote {
+                t_ms: t,
+                uid: s.uid,
+                adj: s.oom_score_adj,
+                min_adj: s.min_oom_score,
+                reason: s.reason,
+                free_mem_kb: s.free_mem_kb,
+                free_swap_kb: s.free_swap_kb,
+                thrashing: s.thrashing,
+                name: String::from_utf8_lossy(s.name()).into_owned(),
+            }),
+            Message::Kill(k) => {
+                // The stats packet precedes its PROCKILL; match it by uid
+                // (every app has its own).
+                let stat = self
+                    .pending_stats
+                    .iter()
+                    .position(|s| s.uid == k.uid)
+                    .map(|j| self.pending_stats.remove(j));
+                let adj = self
+                    .procs
+                    .iter()
+                    .find(|p| p.pid == Some(k.pid))
+                    .map(|p| p.adj);
+                self.kills.push(KillNote {
+                    t_ms: t,
+                    pid: k.pid,
+                    uid: k.uid,
+                    rss_kb: k.rss_kb,
+                    adj,
+                    stat,
+                });
+            }
+            Message::Reply { .. } | Message::Other { .. } => self.other_msgs += 1,
+        }
+    }
+
+    fn step(&mut self, now: u64) -> u64 {
+        let mut next = now + POLL_MS;
+        for i in 0..self.procs.len() {
+            let p = &self.procs[i];
+            if p.pid.is_none() && !p.ended {
+                if p.spec.start_ms <= now {
+                    self.launch(i);
+                } else {
+                    next = next.min(p.spec.start_ms);
+                    continue;
+                }
+            }
+            let p = &self.procs[i];
+            if p.pid.is_none() || p.death.is_some() {
+                continue;
+            }
+            if let Some(&(at, adj)) = p.spec.timeline.get(p.next_step) {
+                if p.launched_ms + at <= now {
+                    self.procs[i].next_step += 1;
+                    self.set_adj(i, adj);
+                } else {
+                    next = next.min(p.launched_ms + at);
+                }
+            }
+        }
+        next
+    }
+
+    fn main_loop(&mut self) {
+        let deaths_target = self
+            .sc
+            .end_after_deaths
+            .map(|n| n as usize)
+            .unwrap_or(self.procs.len());
+        let mut end_at: Option<u64> = None;
+        loop {
+            let now = self.now();
+            if now >= self.sc.duration_ms
+                || end_at.is_some_and(|e| now >= e)
+                || self.daemon_lost.is_some()
+            {
+                return;
+            }
+            let next = self.step(now);
+            self.reap();
+            let dead = self
+                .procs
+                .iter()
+                .filter(|p| p.death.is_some() || p.ended)
+                .count();
+            if end_at.is_none() && dead >= deaths_target {
+                end_at = Some(now + self.sc.grace_ms);
+            }
+            let wait = Duration::from_millis(next.saturating_sub(self.now()).clamp(1, POLL_MS));
+            match &self.daemon {
+                Some(d) => match d.client.recv(Some(wait)) {
+                    Ok(Some(m)) => self.on_message(m),
+                    Ok(None) => {}
+                    Err(e) if daemon_gone(&e) => self.lose_daemon(e),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => self.lose_daemon(e),
+                },
+                None => std::thread::sleep(wait),
+            }
+        }
+    }
+
+    /// Ends every app still running and collects late notifications.
+    fn finish(&mut self) {
+        // Late kill notices for deaths already seen.
+        let until = self.now() + 300;
+        while self.daemon.is_some() && self.now() < until {
+            let got = self
+                .daemon
+                .as_ref()
+                .map(|d| d.client.recv(Some(Duration::from_millis(50))));
+            match got {
+                Some(Ok(Some(m))) => self.on_message(m),
+                Some(Err(e)) => self.lose_daemon(e),
+                _ => {}
+            }
+        }
+        for p in &mut self.procs {
+            if let (Some(pid), None) = (p.pid, p.death) {
+                p.ended = true;
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let until = self.now() + 5000;
+        while self
+            .procs
+            .iter()
+            .any(|p| p.pid.is_some() && p.death.is_none())
+            && self.now() < until
+        {
+            self.reap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// One row of the death table, after matching notices to deaths.
+struct Row {
+    t_ms: u64,
+    name: String,
+    pid: i32,
+    adj: i32,
+    cause: String,
+    reason: Option<i32>,
+    kill: Option<KillNote>,
+}
+
+pub fn run(args: RunArgs) -> i32 {
+    let text = match std::fs::read_to_string(&args.scenario) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("lmkd-workload: read {}: {e}", args.scenario);
+            return 2;
+        }
+    };
+    let sc = match Scenario::parse(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lmkd-workload: {}: {e}", args.scenario);
+            return 2;
+        }
+    };
+    let specs = sc.specs();
+    let data_file = args.data_file.clone().or(sc.data_file.clone());
+    if let Some(df) = &data_file {
+        let need = specs
+            .iter()
+            .filter(|s| s.file_mb > 0)
+            .map(|s| (s.file_offset_mb + s.file_mb) << 20)
+            .max()
+            .unwrap_or(0);
+        if need > 0 {
+            match file_size(df) {
+                Ok(n) if n >= need => {}
+                Ok(n) => {
+                    eprintln!(
+                        "lmkd-workload: data file {df} has {} MiB, the scenario maps up to {} MiB",
+                        n >> 20,
+                        need >> 20
+                    );
+                    return 2;
+                }
+                Err(e) => {
+                    eprintln!("lmkd-workload: data file {df}: {e}");
+                    return 2;
+                }
+            }
+        }
+    }
+    protect_self();
+    let daemon = match &args.socket {
+        Some(path) => match Daemon::connect(path) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("lmkd-workload: {e}");
+                return 2;
+            }
+        },
+        None => None,
+    };
+    let hard = args
+        .deadline_ms
+        .unwrap_or(sc.duration_ms + sc.grace_ms + 30_000);
+    let out_for_watchdog = args.out.clone();
+    std::thread::spawn(move || {
+        // Last resort if the driver itself gets stuck (e.g. in reclaim).
+        std::thread::sleep(Duration::from_millis(hard));
+        eprintln!("lmkd-workload: run exceeded its deadline of {hard} ms; giving up");
+        if let Some(o) = out_for_watchdog {
+            let _ = std::fs::write(
+                o,
+                "{\"pass\": false, \"error\": \"driver deadline exceeded\"}\n",
+            );
+        }
+        std::process::exit(3);
+    });
+
+    let t0 = mono_ms();
+    let oom0 = oom_kill_count();
+    let procs = specs
+        .into_iter()
+        .map(|spec| Proc {
+            adj: spec.timeline[0].1,
+            spec,
+            pid: None,
+            launched_ms: 0,
+            next_step: 0,
+            death: None,
+            ended: false,
+        })
+        .collect();
+    let mut r = Run {
+        sc,
+        args,
+        procs,
+        daemon,
+        daemon_lost: None,
+        kills: Vec::new(),
+        pending_stats: Vec::new(),
+        other_msgs: 0,
+        t0,
+        errors: Vec::new(),
+    };
+    eprintln!(
+        "lmkd-workload: scenario {} ({}; {} processes), killer {}, {}",
+        r.sc.name,
+        r.sc.description,
+        r.procs.len(),
+        r.args.label,
+        if r.daemon.is_some() {
+            "connected to lmkd"
+        } else {
+            "no lmkd socket"
+        }
+    );
+    r.main_loop();
+    let end_ms = r.now();
+    r.finish();
+    let killcnt = r.daemon.as_ref().and_then(|d| {
+        d.client
+            .request(
+                &Command::GetKillCnt {
+                    min_adj: -1000,
+                    max_adj: 1000,
+                },
+                Duration::from_secs(1),
+            )
+            .ok()
+    });
+    let oom_delta = (oom_kill_count() - oom0).max(0);
+    judge_and_report(&r, end_ms, oom_delta, killcnt)
+}
+
+fn rows(r: &Run, oom_delta: i64) -> Vec<Row> {
+    let mut oom_budget = oom_delta;
+    let mut out = Vec::new();
+    let mut deaths: Vec<&Proc> = r
+        .procs
+        .iter()
+        .filter(|p| p.death.is_some() && !p.ended)
+        .collect();
+    deaths.sort_by_key(|p| p.death.map(|d| d.0));
+    for p in deaths {
+        let (t, exit, adj) = p.death.expect("filtered");
+        let pid = p.pid.unwrap_or(-1);
+        let kill = r.kills.iter().find(|k| k.pid == pid).cloned();
+        let (cause, t_ms, adj) = match (&kill, exit) {
+            (Some(k), _) => ("lmkd".to_string(), k.t_ms.min(t), k.adj.unwrap_or(adj)),
+            (None, Exit::Signal(libc::SIGKILL)) if oom_budget > 0 => {
+                oom_budget -= 1;
+                ("kernel-oom".to_string(), t, adj)
+            }
+            (None, Exit::Signal(s)) => (format!("signal-{s}"), t, adj),
+            (None, Exit::Code(c)) => (format!("exit-{c}"), t, adj),
+        };
+        let reason = kill
+            .as_ref()
+            .and_then(|k| k.stat.as_ref())
+            .map(|s| s.reason);
+        out.push(Row {
+            t_ms,
+            name: p.spec.name.clone(),
+            pid,
+            adj,
+            cause,
+            reason,
+            kill,
+        });
+    }
+    out.sort_by_key(|r| r.t_ms);
+    out
+}
+
+fn judge_and_report(r: &Run, end_ms: u64, oom_delta: i64, killcnt: Option<i32>) -> i32 {
+    let rows = rows(r, oom_delta);
+    let c = &r.sc.criteria;
+    let mut failures: Vec<String> = r.errors.clone();
+    if let Some((t, e)) = &r.daemon_lost {
+        failures.push(format!(
+            "lmkd died or closed the connection at {t} ms ({e})"
+        ));
+    }
+    for w in rows.windows(2) {
+        if c.descending_adj && w[1].adj > w[0].adj {
+            failures.push(format!(
+                "order: {} (adj {}) died after {} (adj {})",
+                w[1].name, w[1].adj, w[0].name, w[0].adj
+            ));
+        }
+    }
+    if c.no_kernel_oom && oom_delta > 0 {
+        failures.push(format!("kernel OOM killer fired {oom_delta} time(s)"));
+    }
+    let daemon_kills = rows.iter().filter(|x| x.cause == "lmkd").count();
+    if c.reason_on_every_kill {
+        for x in rows.iter().filter(|x| x.cause == "lmkd") {
+            if !x.reason.is_some_and(|r| (0..=9).contains(&r)) {
+                failures.push(format!(
+                    "kill of {} (pid {}) came without a kill reason",
+                    x.name, x.pid
+                ));
+            }
+        }
+    }
+    if c.foreground_survives {
+        for x in rows.iter().filter(|x| x.adj <= 0) {
+            failures.push(format!(
+                "foreground app {} died at {} ms ({})",
+                x.name, x.t_ms, x.cause
+            ));
+        }
+    }
+    if let Some(min) = c.min_victim_adj {
+        for x in rows.iter().filter(|x| x.adj < min) {
+            failures.push(format!(
+                "{} died at adj {} < {min} ({})",
+                x.name, x.adj, x.cause
+            ));
+        }
+    }
+    if daemon_kills < c.min_daemon_kills as usize {
+        failures.push(format!(
+            "lmkd killed {daemon_kills} app(s), the scenario needs at least {}",
+            c.min_daemon_kills
+        ));
+    }
+    if c.thrashing_reason
+        && !rows
+            .iter()
+            .any(|x| x.reason.is_some_and(is_thrashing_reason))
+    {
+        failures.push("no kill gave a thrashing reason (2, 4, 5 or 7)".into());
+    }
+    for x in rows.iter().filter(|x| x.cause.starts_with("exit-")) {
+        failures.push(format!(
+            "app {} exited by itself ({}); see its stderr",
+            x.name, x.cause
+        ));
+    }
+    let pass = failures.is_empty();
+
+    // Human summary.
+    println!(
+        "== {} under {}: {} ==",
+        r.sc.name,
+        r.args.label,
+        if pass { "PASS" } else { "FAIL" }
+    );
+    println!(
+        "{:>8}  {:<15} {:>6} {:>5}  {:<11} reason",
+        "t_ms", "app", "pid", "adj", "cause"
+    );
+    for x in &rows {
+        let reason = x
+            .reason
+            .map_or("-".to_string(), |r| format!("{r} {}", reason_name(r)));
+        println!(
+            "{:>8}  {:<15} {:>6} {:>5}  {:<11} {reason}",
+            x.t_ms, x.name, x.pid, x.adj, x.cause
+        );
+    }
+    let survivors: Vec<String> = r
+        .procs
+        .iter()
+        .filter(|p| p.ended && p.pid.is_some())
+        .map(|p| format!("{}({})", p.spec.name, p.adj))
+        .collect();
+    println!(
+        "survivors: {}",
+        if survivors.is_empty() {
+            "none".into()
+        } else {
+            survivors.join(" ")
+        }
+    );
+    println!(
+        "deaths {} (lmkd {daemon_kills}), kernel OOM kills {oom_delta}, lmkd GETKILLCNT {}, run {end_ms} ms",
+        rows.len(),
+        killcnt.map_or("n/a".into(), |k| k.to_string())
+    );
+    for f in &failures {
+        println!("FAIL: {f}");
+    }
+
+    if let Some(out) = &r.args.out {
+        let mut per_adj: Vec<(i32, u32)> = Vec::new();
+        for x in rows.iter().filter(|x| x.cause != "exit-0") {
+            match per_adj.iter_mut().find(|(a, _)| *a == x.adj) {
+                Some(e) => e.1 += 1,
+                None => per_adj.push((x.adj, 1)),
+            }
+        }
+        per_adj.sort_by(|a, b| b.0.cmp(&a.0));
+        let deaths = json::array(
+            rows.iter().map(|x| {
+                let st = x.kill.as_ref().and_then(|k| k.stat.as_ref());
+                Obj::new()
+                    .raw("t_ms", x.t_ms)
+                    .str("app", &x.name)
+                    .raw("pid", x.pid)
+                    .raw("adj", x.adj)
+                    .str("cause", &x.cause)
+                    .opt("reason", x.reason)
+                    .str("reason_name", x.reason.map_or("", reason_name))
+                    .opt("rss_kb", x.kill.as_ref().map(|k| k.rss_kb))
+                    .opt("min_adj", st.map(|s| s.min_adj))
+                    .opt("free_mem_kb", st.map(|s| s.free_mem_kb))
+                    .opt("free_swap_kb", st.map(|s| s.free_swap_kb))
+                    .opt("thrashing", st.map(|s| s.thrashing))
+                    .build()
+            }),
+            "\n    ",
+        );
+        let unmatched: Vec<&KillNote> = r
+            .kills
+            .iter()
+            .filter(|k| !rows.iter().any(|x| x.pid == k.pid))
+            .collect();
+        let notices = json::array(
+            unmatched.iter().map(|k| {
+                Obj::new()
+                    .raw("t_ms", k.t_ms)
+                    .raw("pid", k.pid)
+                    .raw("uid", k.uid)
+                    .opt("reason", k.stat.as_ref().map(|s| s.reason))
+                    .str("name", k.stat.as_ref().map_or("", |s| &s.name))
+                    .opt("stat_t_ms", k.stat.as_ref().map(|s| s.t_ms))
+                    .opt("stat_adj", k.stat.as_ref().map(|s| s.adj))
+                    .build()
+            }),
+            "",
+        );
+        let fg_killed = rows.iter().any(|x| x.adj <= 0);
+        let body = Obj::new()
+            .str("scenario", &r.sc.name)
+            .str("killer", &r.args.label)
+            .raw("pass", pass)
+            .raw(
+                "failures",
+                json::array(failures.iter().map(|f| json::string(f)), "\n    "),
+            )
+            .raw("t0_mono_ms", r.t0)
+            .raw("end_ms", end_ms)
+            .raw("apps", r.procs.len())
+            .raw("daemon_connected", r.args.socket.is_some())
+            .opt("daemon_lost_ms", r.daemon_lost.as_ref().map(|d| d.0))
+            .raw("deaths_total", rows.len())
+            .raw("daemon_kills", daemon_kills)
+            .opt("getkillcnt", killcnt)
+            .raw("kernel_oom_kills", oom_delta)
+            .raw("foreground_survived", !fg_killed)
+            .opt("first_death_ms", rows.first().map(|x| x.t_ms))
+            .raw(
+                "kills_per_adj",
+                Obj {
+                    fields: per_adj
+                        .iter()
+                        .map(|(a, n)| (a.to_string(), n.to_string()))
+                        .collect(),
+                }
+                .build(),
+            )
+            .raw(
+                "survivors",
+                json::array(survivors.iter().map(|s| json::string(s)), ""),
+            )
+            .raw("deaths", deaths)
+            .raw("unmatched_kill_notices", notices)
+            .raw("unmatched_stats", r.pending_stats.len())
+            .build();
+        if let Err(e) = std::fs::write(out, body + "\n") {
+            eprintln!("lmkd-workload: write {out}: {e}");
+            return 2;
+        }
+    }
+    if r.daemon_lost.is_some() {
+        2
+    } else if pass {
+        0
+    } else {
+        1
+    }
+}

@@ -1,0 +1,128 @@
+#!/bin/sh
+# /init of the bench VM (busybox sh, PID 1). Sets up memory like a small
+# Android device (zram swap, overcommit), starts one killer, records memory
+# and PSI while the workload driver runs a scenario, then prints every result
+# file between markers on the serial console and powers off.
+# Parameters come from /etc/vm.env, written by tests/vm/run.sh.
+
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /sys/fs/cgroup /run /tmp /out
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t tmpfs tmpfs /run
+# Keep kernel chatter (OOM reports) off the console: it would interleave
+# with the result blocks. It is still collected from dmesg at the end.
+echo 1 > /proc/sys/kernel/printk
+
+. /etc/vm.env
+
+log() {
+    echo "vm: $*"
+    echo "$(cut -d' ' -f1 /proc/uptime) $*" >> /out/guest.log
+}
+
+finish() {
+    sync
+    for f in /out/*; do
+        echo "===BEGIN $(basename "$f")==="
+        tail -c 300000 "$f"
+        echo "===END $(basename "$f")==="
+    done
+    echo "===VM DONE==="
+    poweroff -f
+}
+
+log "kernel $(uname -r), $(grep MemTotal /proc/meminfo | tr -s ' '), killer $KILLER, scenario $SCENARIO"
+
+while read -r m; do
+    insmod "/lib/modules/$m" || log "insmod $m failed"
+done < /lib/modules/order
+
+echo 1 > /proc/sys/vm/overcommit_memory
+
+if [ -e /sys/block/zram0 ]; then
+    echo lz4 > /sys/block/zram0/comp_algorithm 2>/dev/null || log "zram: lz4 refused, using $(cat /sys/block/zram0/comp_algorithm)"
+    echo "${ZRAM_MB}M" > /sys/block/zram0/disksize
+    mkswap /dev/zram0 > /dev/null && swapon /dev/zram0 || log "zram swap failed"
+else
+    log "no zram device: running without swap"
+fi
+log "swap: $(grep SwapTotal /proc/meminfo | tr -s ' ')"
+
+grep -E '^oom_kill ' /proc/vmstat > /out/vmstat.before
+cat /proc/pressure/memory > /out/psi.before
+
+KPID=""
+SOCKET_ARG=""
+case "$KILLER" in
+lmkd-rs)
+    CONFIG_ARG=""
+    [ -f /etc/lmkd.toml ] && CONFIG_ARG="--config /etc/lmkd.toml"
+    # shellcheck disable=SC2086
+    /usr/bin/lmkd --socket /run/lmkd.sock $CONFIG_ARG 2> /out/daemon.log &
+    KPID=$!
+    SOCKET_ARG="--socket /run/lmkd.sock"
+    i=0
+    while [ ! -S /run/lmkd.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -S /run/lmkd.sock ] || log "lmkd did not create its socket"
+    ;;
+earlyoom)
+    # Debian's defaults (act below 10% free RAM and 10% free swap), with
+    # a report every second so the log shows what it saw.
+    /usr/bin/earlyoom -r 1 > /out/daemon.log 2>&1 &
+    KPID=$!
+    ;;
+none) ;;
+esac
+[ -n "$KPID" ] && log "killer pid $KPID"
+
+WATCH_ARG=""
+[ -n "$KPID" ] && WATCH_ARG="--watch-pid $KPID"
+# shellcheck disable=SC2086
+/usr/bin/lmkd-workload sample --out /out/samples.csv --interval-ms "$SAMPLE_MS" $WATCH_ARG &
+SPID=$!
+
+STPID=""
+if [ -n "$KPID" ] && [ -x /usr/bin/strace ]; then
+    # Attach after start-up: the goal is no memory-map calls while working.
+    sleep 1
+    strace -f -p "$KPID" -e trace=mmap,munmap,brk,mremap -o /out/strace.raw 2> /out/strace.err &
+    STPID=$!
+    sleep 0.5
+fi
+
+log "driver start"
+# shellcheck disable=SC2086
+/usr/bin/lmkd-workload $SOCKET_ARG --scenario /etc/scenario.toml --out /out/result.json \
+    --label "$KILLER" --data-file /dev/vda > /out/driver.txt 2>&1
+echo "$?" > /out/driver.rc
+log "driver exit $(cat /out/driver.rc)"
+
+if [ -n "$STPID" ]; then
+    kill -INT "$STPID" 2>/dev/null
+    wait "$STPID" 2>/dev/null
+    # Count syscall lines only (not signals, exits or attach notes).
+    grep -cE '^[0-9]+ +(mmap|munmap|brk|mremap)\(' /out/strace.raw > /out/strace.count || true
+    head -c 20000 /out/strace.raw > /out/strace.head
+    rm -f /out/strace.raw
+fi
+kill -TERM "$SPID" 2>/dev/null
+wait "$SPID" 2>/dev/null
+
+if [ -n "$KPID" ]; then
+    if kill -0 "$KPID" 2>/dev/null; then
+        echo alive > /out/daemon.state
+        grep -E '^(VmRSS|VmLck|VmHWM)' "/proc/$KPID/status" > /out/daemon.status
+        kill -TERM "$KPID"
+    else
+        echo dead > /out/daemon.state
+    fi
+fi
+grep -E '^oom_kill ' /proc/vmstat > /out/vmstat.after
+cat /proc/pressure/memory > /out/psi.after
+dmesg > /out/dmesg.txt
+finish

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Runs one scenario in a small qemu VM under one killer.
+#
+#   tests/vm/run.sh SCENARIO KILLER        KILLER = lmkd-rs | earlyoom | none
+#
+# SCENARIO is a name from tests/vm/scenarios/ (ladder, app-switch, thrash)
+# or a path to a scenario file. Results go to tests/vm/out/<scenario>-<killer>/.
+# Environment: RAM (MiB, default 512), ZRAM_MB (256), DISK_MB (1536),
+# VM_TIMEOUT (s, 300), SAMPLE_MS (200), KERNEL (/boot/vmlinuz-*), LMKD_CONFIG
+# (a TOML for lmkd; default tests/vm/scenarios/<scenario>.lmkd.toml if present),
+# SKIP_BUILD=1 (reuse binaries from the last build), CARGO_TARGET_DIR.
+# Exit status: the driver's (0 pass, 1 criteria failed, 2 error/daemon died,
+# 3 driver deadline), 4 when the VM produced no result, 64 on bad usage.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+
+usage() {
+    echo "usage: $0 SCENARIO lmkd-rs|earlyoom|none" >&2
+    exit 64
+}
+[ $# -eq 2 ] || usage
+SCEN_ARG=$1
+KILLER=$2
+case "$KILLER" in lmkd-rs | earlyoom | none) ;; *) usage ;; esac
+
+if [ -f "$SCEN_ARG" ]; then
+    SCEN_FILE=$(cd "$(dirname "$SCEN_ARG")" && pwd)/$(basename "$SCEN_ARG")
+else
+    SCEN_FILE=$HERE/scenarios/$SCEN_ARG.toml
+fi
+[ -f "$SCEN_FILE" ] || { echo "run.sh: no scenario $SCEN_ARG ($SCEN_FILE)" >&2; exit 64; }
+SCEN=$(basename "$SCEN_FILE" .toml)
+
+RAM=${RAM:-512}
+ZRAM_MB=${ZRAM_MB:-256}
+DISK_MB=${DISK_MB:-1536}
+VM_TIMEOUT=${VM_TIMEOUT:-300}
+SAMPLE_MS=${SAMPLE_MS:-200}
+TARGET=x86_64-unknown-linux-musl
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-vm}
+BIN=$CARGO_TARGET_DIR/$TARGET/release
+
+need() {
+    command -v "$1" > /dev/null || { echo "run.sh: $1 not found (apt-get install -y $2)" >&2; exit 4; }
+}
+need qemu-system-x86_64 qemu-system-x86
+need cpio cpio
+[ -x /bin/busybox ] || { echo "run.sh: /bin/busybox not found (apt-get install -y busybox-static)" >&2; exit 4; }
+
+KERNEL=${KERNEL:-$(ls /boot/vmlinuz-* 2> /dev/null | sort -V | tail -n 1 || true)}
+[ -n "$KERNEL" ] && [ -r "$KERNEL" ] || { echo "run.sh: no readable kernel in /boot (apt-get install -y linux-image-amd64)" >&2; exit 4; }
+KVER=${KERNEL##*/vmlinuz-}
+MODDIR=/lib/modules/$KVER
+
+OUT=$ROOT/tests/vm/out/$SCEN-$KILLER
+WORK=$(mktemp -d /tmp/lmkd-vm.XXXXXX)
+QEMU_PID=""
+cleanup() {
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2> /dev/null; then
+        kill "$QEMU_PID" 2> /dev/null || true
+        wait "$QEMU_PID" 2> /dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- binaries -------------------------------------------------------------
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    bins=(--bin lmkd-workload)
+    [ "$KILLER" = lmkd-rs ] && bins+=(--bin lmkd)
+    echo "run.sh: building static $TARGET binaries (${bins[*]})" >&2
+    (cd "$ROOT" &&
+        CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+        CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static" \
+            cargo build --quiet --release --target "$TARGET" "${bins[@]}")
+fi
+[ -x "$BIN/lmkd-workload" ] || { echo "run.sh: $BIN/lmkd-workload missing" >&2; exit 4; }
+[ "$KILLER" != lmkd-rs ] || [ -x "$BIN/lmkd" ] || { echo "run.sh: $BIN/lmkd missing" >&2; exit 4; }
+
+# --- initramfs ------------------------------------------------------------
+R=$WORK/root
+mkdir -p "$R"/{bin,sbin,usr/bin,etc,lib/modules,proc,sys,dev,run,tmp,out}
+cp /bin/busybox "$R/bin/busybox"
+ln -s busybox "$R/bin/sh"
+install -m 755 "$HERE/init.sh" "$R/init"
+cp "$BIN/lmkd-workload" "$R/usr/bin/"
+[ "$KILLER" = lmkd-rs ] && cp "$BIN/lmkd" "$R/usr/bin/"
+cp "$SCEN_FILE" "$R/etc/scenario.toml"
+LMKD_CONFIG=${LMKD_CONFIG:-$HERE/scenarios/$SCEN.lmkd.toml}
+if [ "$KILLER" = lmkd-rs ] && [ -f "$LMKD_CONFIG" ]; then
+    cp "$LMKD_CONFIG" "$R/etc/lmkd.toml"
+fi
+
+# Copies a dynamically linked program with the libraries ldd names.
+copy_with_libs() {
+    local prog=$1 lib
+    cp "$prog" "$R/usr/bin/"
+    for lib in $(ldd "$prog" | grep -oE '/[^ ]+' || true); do
+        mkdir -p "$R$(dirname "$lib")"
+        cp -L "$lib" "$R$lib"
+    done
+}
+if [ "$KILLER" = earlyoom ]; then
+    command -v earlyoom > /dev/null || { echo "run.sh: earlyoom not found (apt-get install -y earlyoom)" >&2; exit 4; }
+    copy_with_libs "$(command -v earlyoom)"
+fi
+if [ "$KILLER" != none ] && command -v strace > /dev/null; then
+    copy_with_libs "$(command -v strace)"
+fi
+
+# Kernel modules with their dependencies, deps first; compressed ones are
+# unpacked here because busybox insmod may not read every format.
+declare -A SEEN=()
+: > "$R/lib/modules/order"
+add_module() {
+    local name=$1 line rel deps d base
+    line=$(grep -E "(^|/)${name}\.ko(\.xz|\.zst|\.gz)?:" "$MODDIR/modules.dep" | head -n 1 || true)
+    if [ -z "$line" ]; then
+        # Built into the kernel or absent: nothing to load.
+        return 0
+    fi
+    rel=${line%%:*}
+    [ -n "${SEEN[$rel]:-}" ] && return 0
+    SEEN[$rel]=1
+    deps=${line#*:}
+    for d in $deps; do
+        base=$(basename "$d")
+        add_module "${base%%.ko*}"
+    done
+    base=$(basename "$rel")
+    base=${base%%.ko*}.ko
+    case "$rel" in
+    *.ko.xz) xz -dc "$MODDIR/$rel" > "$R/lib/modules/$base" ;;
+    *.ko.zst) zstd -qdc "$MODDIR/$rel" > "$R/lib/modules/$base" ;;
+    *.ko.gz) gzip -dc "$MODDIR/$rel" > "$R/lib/modules/$base" ;;
+    *) cp "$MODDIR/$rel" "$R/lib/modules/$base" ;;
+    esac
+    echo "$base" >> "$R/lib/modules/order"
+}
+for m in zsmalloc lz4_compress lz4 zram virtio_ring virtio virtio_pci virtio_blk; do
+    add_module "$m"
+done
+
+cat > "$R/etc/vm.env" << ENV
+KILLER=$KILLER
+SCENARIO=$SCEN
+ZRAM_MB=$ZRAM_MB
+SAMPLE_MS=$SAMPLE_MS
+ENV
+
+(cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) > "$WORK/initrd.gz"
+# A sparse data disk: file-backed working sets map it (reads of holes cost
+# no host disk space, but fill the guest's page cache like real data).
+truncate -s "${DISK_MB}M" "$WORK/data.img"
+
+# --- boot -----------------------------------------------------------------
+rm -rf "$OUT"
+mkdir -p "$OUT"
+echo "run.sh: booting $KVER, ${RAM} MiB RAM, zram ${ZRAM_MB} MiB: $SCEN under $KILLER (timeout ${VM_TIMEOUT}s)" >&2
+start=$(date +%s)
+timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m "$RAM" -smp 2 \
+    -kernel "$KERNEL" -initrd "$WORK/initrd.gz" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
+    -drive "file=$WORK/data.img,format=raw,if=virtio,readonly=on" \
+    -display none -monitor none -serial "file:$OUT/console.log" -nic none -no-reboot &
+QEMU_PID=$!
+qrc=0
+wait "$QEMU_PID" || qrc=$?
+QEMU_PID=""
+echo "run.sh: VM finished in $(($(date +%s) - start)) s (qemu status $qrc)" >&2
+
+# --- results --------------------------------------------------------------
+tr -d '\r' < "$OUT/console.log" | awk -v dir="$OUT" '
+    /^===BEGIN .*===$/ { name = $2; sub(/===$/, "", name); f = dir "/" name; printf "" > f; next }
+    /^===END .*===$/ { close(f); f = ""; next }
+    f != "" { print >> f }
+'
+if [ ! -f "$OUT/result.json" ]; then
+    echo "run.sh: no result from the VM (see $OUT/console.log)" >&2
+    tail -n 20 "$OUT/console.log" >&2 || true
+    exit 4
+fi
+cat "$OUT/driver.txt" || true
+python3 "$HERE/report.py" summarize "$OUT" || echo "run.sh: report.py failed" >&2
+exit "$(cat "$OUT/driver.rc" 2> /dev/null || echo 4)"
