@@ -163,7 +163,7 @@ echo "run.sh: booting $KVER, ${RAM} MiB RAM, zram ${ZRAM_MB} MiB: $SCEN under $K
 start=$(date +%s)
 timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m "$RAM" -smp 2 \
     -kernel "$KERNEL" -initrd "$WORK/initrd.gz" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 zswap.enabled=0 rdinit=/init" \
     -drive "file=$WORK/data.img,format=raw,if=virtio,readonly=on" \
     -display none -monitor none -serial "file:$OUT/console.log" -nic none -no-reboot &
 QEMU_PID=$!
