@@ -1,0 +1,1004 @@
+//! Table-driven tests of the kill policy: one or more rows per kill reason,
+//! per legacy minfree level, both sides of every threshold, multi-call
+//! sequences for carried state, and rows built from the recorded fixtures.
+
+use lmkd::config::Config;
+use lmkd::policy::{
+    decide, Decision, Kill, KillReason, PollInterval, Pressure, Reclaim, State, Tunables,
+    WmarkLevel,
+};
+use lmkd::proto::{reason, Target, TargetTable};
+use lmkd::snapshot::{
+    parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, Snapshot, Watermarks,
+};
+use std::path::Path;
+
+// Watermarks of the synthetic machine, kB.
+const MIN: u64 = 10_000;
+const LOW: u64 = 20_000;
+const HIGH: u64 = 30_000;
+const REFAULT0: u64 = 1_000_000;
+const KSWAPD0: u64 = 50_000;
+const DIRECT0: u64 = 7_000;
+const REFILL0: u64 = 80_000;
+/// File LRU pages; +1 makes the thrashing divisor 20 000, so 200 refaults
+/// are exactly 1 %.
+const FILE_LRU: u64 = 19_999;
+
+/// Snapshot builder: a healthy 2 GB machine with 1 GB swap half used.
+#[derive(Clone, Copy)]
+struct B(Snapshot);
+
+impl B {
+    fn new() -> B {
+        let mut s = Snapshot {
+            wm: Watermarks {
+                min_kb: MIN,
+                low_kb: LOW,
+                high_kb: HIGH,
+            },
+            ..Snapshot::default()
+        };
+        s.mem.mem_total_kb = 2_000_000;
+        s.mem.free_kb = 100_000;
+        // Large enough that the swap compression cap never bites by accident.
+        s.mem.inactive_file_kb = 2_000_000;
+        s.mem.swap_total_kb = 1_000_000;
+        s.mem.swap_free_kb = 500_000;
+        s.mem.active_anon_kb = 300_000;
+        s.mem.inactive_anon_kb = 200_000;
+        s.mem.shmem_kb = 10_000;
+        s.vm.nr_inactive_file = 10_000;
+        s.vm.nr_active_file = FILE_LRU - 10_000;
+        s.vm.workingset_refault_file = REFAULT0;
+        s.vm.pgscan_kswapd = KSWAPD0;
+        s.vm.pgscan_direct = DIRECT0;
+        s.vm.pgrefill = REFILL0;
+        B(s)
+    }
+    fn at(mut self, ms: u64) -> B {
+        self.0.time_ms = ms;
+        self
+    }
+    fn free(mut self, kb: u64) -> B {
+        self.0.mem.free_kb = kb;
+        self
+    }
+    fn cma(mut self, kb: u64) -> B {
+        self.0.mem.cma_free_kb = kb;
+        self
+    }
+    fn swap(mut self, total: u64, free: u64) -> B {
+        self.0.mem.swap_total_kb = total;
+        self.0.mem.swap_free_kb = free;
+        self
+    }
+    fn anon(mut self, kb: u64) -> B {
+        self.0.mem.active_anon_kb = kb;
+        self.0.mem.inactive_anon_kb = 0;
+        self
+    }
+    fn easy(mut self, inactive_file_kb: u64) -> B {
+        self.0.mem.inactive_file_kb = inactive_file_kb;
+        self
+    }
+    /// Refaults since the baseline worth `pct` % of the file LRU.
+    fn thrash(mut self, pct: u64) -> B {
+        self.0.vm.workingset_refault_file = REFAULT0 + pct * 200;
+        self
+    }
+    fn refault(mut self, n: u64) -> B {
+        self.0.vm.workingset_refault_file = n;
+        self
+    }
+    fn kswapd(mut self) -> B {
+        self.0.vm.pgscan_kswapd += 1;
+        self
+    }
+    fn direct(mut self, n: u64) -> B {
+        self.0.vm.pgscan_direct = DIRECT0 + n;
+        self
+    }
+    fn file_lru(mut self, pages: u64) -> B {
+        self.0.vm.nr_inactive_file = pages;
+        self.0.vm.nr_active_file = 0;
+        self
+    }
+    fn full10(mut self, hundredths: u32) -> B {
+        self.0.psi.full_avg10 = hundredths;
+        self
+    }
+    fn file(mut self, cached: u64, buffers: u64, shmem: u64, unevictable: u64) -> B {
+        self.0.mem.cached_kb = cached;
+        self.0.mem.buffers_kb = buffers;
+        self.0.mem.shmem_kb = shmem;
+        self.0.mem.unevictable_kb = unevictable;
+        self
+    }
+}
+
+fn tun() -> Tunables {
+    let mut t = Tunables::from_config(&Config::default());
+    t.page_kb = 4;
+    t
+}
+
+fn no_targets() -> TargetTable {
+    TargetTable::default()
+}
+
+/// A state that has seen the baseline snapshot at t = 0.
+fn primed(t: &Tunables) -> State {
+    let mut st = State::new();
+    let d = decide(&B::new().0, Pressure::Partial, t, &no_targets(), &mut st);
+    assert_eq!(d.kill, None, "baseline must not kill");
+    st
+}
+
+fn kill(reason: KillReason, min_adj: i32) -> Option<Kill> {
+    Some(Kill { reason, min_adj })
+}
+
+struct Row {
+    name: &'static str,
+    t: Tunables,
+    /// A kill carried out (State::on_kill) between priming and this call.
+    after_kill: Option<KillReason>,
+    snap: B,
+    event: Pressure,
+    want: Option<Kill>,
+}
+
+fn row(name: &'static str, snap: B, want: Option<Kill>) -> Row {
+    Row {
+        name,
+        t: tun(),
+        after_kill: None,
+        snap,
+        event: Pressure::Partial,
+        want,
+    }
+}
+
+impl Row {
+    fn t(mut self, f: impl FnOnce(&mut Tunables)) -> Row {
+        f(&mut self.t);
+        self
+    }
+    fn after(mut self, r: KillReason) -> Row {
+        self.after_kill = Some(r);
+        self
+    }
+    fn event(mut self, e: Pressure) -> Row {
+        self.event = e;
+        self
+    }
+    fn run(&self) -> Decision {
+        let mut st = primed(&self.t);
+        if let Some(r) = self.after_kill {
+            st.on_kill(
+                &B::new().at(400).0,
+                &Kill {
+                    reason: r,
+                    min_adj: 0,
+                },
+            );
+        }
+        decide(&self.snap.0, self.event, &self.t, &no_targets(), &mut st)
+    }
+}
+
+#[test]
+fn reason_table() {
+    use KillReason::*;
+    let now = || B::new().at(500);
+    let rows = [
+        // --- nothing wrong ------------------------------------------------
+        row("quiet counters: no pressure to act on", now(), None),
+        row(
+            "quiet counters even below low: lmkd bails out too",
+            now().free(LOW - 1),
+            None,
+        ),
+        row("kswapd busy, free above low", now().kswapd(), None),
+        row("direct reclaim alone, no threshold", now().direct(5), None),
+        row("refaults below the limit", now().thrash(50), None),
+        // --- PRESSURE_AFTER_KILL ------------------------------------------
+        row(
+            "after kill, free < min",
+            now().kswapd().free(MIN - 1),
+            kill(PressureAfterKill, 100),
+        )
+        .t(|t| t.pressure_after_kill_min_score = 100)
+        .after(LowMem),
+        row(
+            "after kill, free == min: plain LOW_MEM",
+            now().kswapd().free(MIN),
+            kill(LowMem, 701),
+        )
+        .after(LowMem),
+        row(
+            "free < min without a kill: LOW_MEM",
+            now().kswapd().free(MIN - 1),
+            kill(LowMem, 701),
+        ),
+        // --- NOT_RESPONDING -----------------------------------------------
+        row("full stall event", now().kswapd(), kill(NotResponding, 0)).event(Pressure::Complete),
+        row("poll is not a full stall event", now().kswapd(), None).event(Pressure::Poll),
+        // --- LOW_SWAP_AND_THRASHING -----------------------------------------
+        row(
+            "swap low, thrashing 101",
+            now().swap(1_000_000, 99_999).thrash(101),
+            kill(LowSwapAndThrashing, 201),
+        ),
+        row(
+            "swap low, thrashing == limit",
+            now().swap(1_000_000, 99_999).thrash(100),
+            None,
+        ),
+        row(
+            "swap exactly at low pct, thrashing",
+            now().swap(1_000_000, 100_000).thrash(101),
+            None,
+        ),
+        row(
+            "swap low, thrashing, below min: P = 0",
+            now().swap(1_000_000, 0).thrash(101).free(MIN - 1),
+            kill(LowSwapAndThrashing, 0),
+        ),
+        row(
+            "swap low, thrashing 299 < critical",
+            now().swap(1_000_000, 0).thrash(299),
+            kill(LowSwapAndThrashing, 201),
+        ),
+        row(
+            "swap low, thrashing == critical: P = 0",
+            now().swap(1_000_000, 0).thrash(300),
+            kill(LowSwapAndThrashing, 0),
+        ),
+        row(
+            "swap pct 0 disables swap low",
+            now().swap(1_000_000, 0).thrash(101),
+            None,
+        )
+        .t(|t| t.swap_free_low_percentage = 0),
+        row(
+            "zram cap: easy_available x ratio makes swap low",
+            now().easy(0).free(99_999).thrash(101),
+            kill(LowSwapAndThrashing, 201),
+        ),
+        row(
+            "ratio 0: SwapFree alone",
+            now().easy(0).free(99_999).thrash(101),
+            None,
+        )
+        .t(|t| t.swap_compression_ratio = 0),
+        // --- LOW_MEM_AND_SWAP -----------------------------------------------
+        row(
+            "swap low, free < low",
+            now().kswapd().swap(1_000_000, 0).free(LOW - 1),
+            kill(LowMemAndSwap, 201),
+        ),
+        row(
+            "swap low, free == low",
+            now().kswapd().swap(1_000_000, 0).free(LOW),
+            None,
+        ),
+        row(
+            "swap low, free < min: P = 0",
+            now().kswapd().swap(1_000_000, 0).free(MIN - 1),
+            kill(LowMemAndSwap, 0),
+        ),
+        row(
+            "no swap at all is never low",
+            now().kswapd().swap(0, 0).free(LOW - 1),
+            kill(LowMem, 701),
+        ),
+        // --- LOW_MEM_AND_SWAP_UTIL ----------------------------------------
+        // used 600 000 of (anon + shmem 10 000 + used): 590 000 anon -> 50 %.
+        row(
+            "swap util 54 > 50",
+            now()
+                .kswapd()
+                .swap(1_000_000, 400_000)
+                .anon(500_000)
+                .free(LOW - 1),
+            kill(LowMemAndSwapUtil, 0),
+        )
+        .t(|t| t.swap_util_max = 50),
+        row(
+            "swap util == max",
+            now()
+                .kswapd()
+                .swap(1_000_000, 400_000)
+                .anon(590_000)
+                .free(LOW - 1),
+            kill(LowMem, 701),
+        )
+        .t(|t| t.swap_util_max = 50),
+        row(
+            "swap util high but free == low",
+            now()
+                .kswapd()
+                .swap(1_000_000, 400_000)
+                .anon(500_000)
+                .free(LOW),
+            None,
+        )
+        .t(|t| t.swap_util_max = 50),
+        row(
+            "swap_util_max 100 is off",
+            now()
+                .kswapd()
+                .swap(1_000_000, 110_000)
+                .anon(0)
+                .free(LOW - 1),
+            kill(LowMem, 701),
+        ),
+        // --- LOW_MEM_AND_THRASHING ----------------------------------------
+        row(
+            "free < low, thrashing 101",
+            now().thrash(101).free(LOW - 1),
+            kill(LowMemAndThrashing, 201),
+        ),
+        row(
+            "free < low, thrashing == limit",
+            now().thrash(100).free(LOW - 1),
+            kill(LowMem, 701),
+        ),
+        row(
+            "free == low, thrashing 101",
+            now().thrash(101).free(LOW),
+            None,
+        ),
+        row(
+            "free < low, thrashing critical: T = 0",
+            now().thrash(300).free(LOW - 1),
+            kill(LowMemAndThrashing, 0),
+        ),
+        row(
+            "free < min but thrashing < critical: T = 201",
+            now().thrash(101).free(MIN - 1),
+            kill(LowMemAndThrashing, 201),
+        ),
+        row(
+            "CmaFree does not count as free",
+            now().thrash(101).free(LOW + 5_000).cma(5_001),
+            kill(LowMemAndThrashing, 201),
+        ),
+        // --- DIRECT_RECL_AND_THRASHING ------------------------------------
+        row(
+            "direct reclaim, thrashing 101",
+            now().direct(1).thrash(101),
+            kill(DirectReclAndThrashing, 201),
+        ),
+        row(
+            "direct reclaim, thrashing == limit",
+            now().direct(1).thrash(100),
+            None,
+        ),
+        row(
+            "kswapd only, thrashing 101",
+            now().kswapd().thrash(101),
+            None,
+        ),
+        row(
+            "direct reclaim, critical thrashing",
+            now().direct(1).thrash(300),
+            kill(DirectReclAndThrashing, 0),
+        ),
+        // --- LOW_FILECACHE_AFTER_THRASHING --------------------------------
+        row(
+            "after thrashing kill, file LRU < filecache_min",
+            now().thrash(1).file_lru(24_999),
+            kill(LowFilecacheAfterThrashing, 201),
+        )
+        .t(|t| t.filecache_min_kb = 100_000)
+        .after(LowMemAndThrashing),
+        row(
+            "after thrashing kill, file LRU == filecache_min",
+            now().thrash(1).file_lru(25_000),
+            None,
+        )
+        .t(|t| t.filecache_min_kb = 100_000)
+        .after(LowMemAndThrashing),
+        row(
+            "after a LOW_MEM kill the file cache is not checked",
+            now().thrash(1).file_lru(1),
+            None,
+        )
+        .t(|t| t.filecache_min_kb = 100_000)
+        .after(LowMem),
+        // --- LOW_MEM ------------------------------------------------------
+        row(
+            "free < low",
+            now().kswapd().free(LOW - 1),
+            kill(LowMem, 701),
+        ),
+        row("free == low", now().kswapd().free(LOW), None),
+        row(
+            "free between low and high",
+            now().kswapd().free(HIGH - 1),
+            None,
+        ),
+        row(
+            "lowmem_min_oom_score is floored at 201",
+            now().kswapd().free(LOW - 1),
+            kill(LowMem, 201),
+        )
+        .t(|t| {
+            *t = Tunables::from_config(&Config {
+                lowmem_min_oom_score: 0,
+                ..Config::default()
+            })
+        }),
+        // --- stall_limit_critical -----------------------------------------
+        row(
+            "full avg10 == limit",
+            now().kswapd().free(LOW - 1).full10(2000),
+            kill(LowMem, 701),
+        )
+        .t(|t| t.stall_limit_critical = 20),
+        row(
+            "full avg10 > limit: min adj 0",
+            now().kswapd().free(LOW - 1).full10(2001),
+            kill(LowMem, 0),
+        )
+        .t(|t| t.stall_limit_critical = 20),
+        row(
+            "limit 100 is off",
+            now().kswapd().free(LOW - 1).full10(10_000),
+            kill(LowMem, 701),
+        ),
+        row(
+            "critical stall alone does not kill",
+            now().kswapd().full10(9_000),
+            None,
+        )
+        .t(|t| t.stall_limit_critical = 20),
+    ];
+    let mut failures = Vec::new();
+    for r in &rows {
+        let d = r.run();
+        if d.kill != r.want {
+            failures.push(format!(
+                "{}: want {:?}, got {:?} ({:?})",
+                r.name, r.want, d.kill, d.figures
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn direct_reclaim_stuck_at_threshold() {
+    let mut t = tun();
+    t.direct_reclaim_threshold_ms = 500;
+    let mut st = primed(&t);
+    let go = |st: &mut State, ms: u64, n: u64| {
+        decide(
+            &B::new().at(ms).direct(n).0,
+            Pressure::Poll,
+            &t,
+            &no_targets(),
+            st,
+        )
+    };
+    assert_eq!(go(&mut st, 100, 1).kill, None);
+    let d = go(&mut st, 600, 2);
+    assert_eq!((d.kill, d.figures.direct_reclaim_ms), (None, 500));
+    let d = go(&mut st, 601, 3);
+    assert_eq!(d.kill, kill(KillReason::DirectReclStuck, 0));
+    assert_eq!(d.figures.direct_reclaim_ms, 501);
+    // A sample without direct reclaim ends the episode.
+    assert_eq!(go(&mut st, 700, 3).kill, None);
+    assert_eq!(go(&mut st, 1300, 4).kill, None);
+
+    // Threshold 0 is off however long it lasts.
+    let t0 = tun();
+    let mut st = primed(&t0);
+    for (i, ms) in [100, 5_000, 60_000].into_iter().enumerate() {
+        let d = decide(
+            &B::new().at(ms).direct(i as u64 + 1).0,
+            Pressure::Poll,
+            &t0,
+            &no_targets(),
+            &mut st,
+        );
+        assert_eq!(d.kill, None);
+    }
+}
+
+#[test]
+fn thrashing_carry_over_halves_per_window() {
+    let t = tun();
+    let mut st = primed(&t);
+    let mut go = |ms: u64, refault: u64| {
+        decide(
+            &B::new().at(ms).refault(refault).0,
+            Pressure::Poll,
+            &t,
+            &no_targets(),
+            &mut st,
+        )
+        .figures
+    };
+    // Inside the first window: plain growth.
+    assert_eq!(go(500, REFAULT0 + 50 * 200).thrashing_pct, 50);
+    // Crossing the window (1001 ms > 1000): 60 % in that window, halved to
+    // 30 and carried; the new window starts from zero.
+    let f = go(1001, REFAULT0 + 60 * 200);
+    assert_eq!(f.thrashing_pct, 30);
+    assert_eq!(f.max_thrashing_pct, 50);
+    // Exactly 1000 ms later is still inside the window: 10 % new + 30 carried.
+    assert_eq!(go(2001, REFAULT0 + 70 * 200).thrashing_pct, 40);
+    // 2 windows elapsed: the 10 % of the last one is quartered (>> 2 = 2).
+    assert_eq!(go(4002, REFAULT0 + 70 * 200 + 10 * 200).thrashing_pct, 2);
+    // A long quiet gap decays the carry-over to nothing.
+    assert_eq!(go(100_000, REFAULT0 + 81 * 200).thrashing_pct, 0);
+}
+
+#[test]
+fn over_limit_window_is_carried_whole() {
+    // Over-limit thrashing that could not be acted upon in the window just
+    // closed is kept, so a process that becomes eligible is still killed.
+    let t = tun();
+    let mut st = primed(&t);
+    let d = decide(
+        &B::new().at(1001).thrash(150).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.figures.thrashing_pct, 150);
+    assert_eq!(st.carried_thrashing(), 150);
+    let d = decide(
+        &B::new().at(1100).thrash(151).free(LOW - 1).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.figures.thrashing_pct, 151);
+    assert_eq!(d.kill, kill(KillReason::LowMemAndThrashing, 201));
+}
+
+#[test]
+fn thrashing_limit_decays_after_thrashing_kills_and_resets() {
+    let t = tun();
+    let mut st = primed(&t);
+    assert_eq!(st.thrashing_limit(), 100);
+    // Kill 1 at 101 %: limit 100 -> 90; the base resets on the next call.
+    let s = B::new().at(100).thrash(101).free(LOW - 1).0;
+    let d = decide(&s, Pressure::Partial, &t, &no_targets(), &mut st);
+    let k = d.kill.unwrap();
+    assert_eq!(k.reason, KillReason::LowMemAndThrashing);
+    assert_eq!(d.poll, PollInterval::Fast);
+    st.on_kill(&s, &k);
+    assert_eq!(st.thrashing_limit(), 90);
+    assert_eq!(st.max_thrashing(), 0);
+    // Next call: window restarts at the kill, so thrashing counts from 0.
+    let d = decide(
+        &B::new().at(110).thrash(101).free(LOW - 1).kswapd().0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.figures.thrashing_pct, 0);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+    assert_eq!(d.poll, PollInterval::Fast, "right after a kill");
+    // 91 % more: above the decayed 90, so a second thrashing kill; 90 -> 81.
+    let s = B::new().at(200).thrash(101 + 91).free(LOW - 1).0;
+    let d = decide(&s, Pressure::Poll, &t, &no_targets(), &mut st);
+    assert_eq!(d.figures.thrashing_limit_pct, 90);
+    let k = d.kill.unwrap();
+    assert_eq!(k.reason, KillReason::LowMemAndThrashing);
+    st.on_kill(&s, &k);
+    assert_eq!(st.thrashing_limit(), 81);
+    assert!(st.checking_filecache());
+    // A DIRECT_RECL_AND_THRASHING kill decays too; LOW_SWAP_AND_THRASHING not.
+    st.on_kill(
+        &s,
+        &Kill {
+            reason: KillReason::DirectReclAndThrashing,
+            min_adj: 201,
+        },
+    );
+    assert_eq!(st.thrashing_limit(), 72);
+    st.on_kill(
+        &s,
+        &Kill {
+            reason: KillReason::LowSwapAndThrashing,
+            min_adj: 201,
+        },
+    );
+    assert_eq!(st.thrashing_limit(), 72);
+    // The limit returns to the configured value at the next window crossing.
+    let _ = decide(
+        &B::new().at(300).thrash(200).kswapd().0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    let d = decide(
+        &B::new().at(1400).thrash(201).kswapd().kswapd().0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.figures.thrashing_limit_pct, 100);
+    assert_eq!(st.thrashing_limit(), 100);
+}
+
+#[test]
+fn filecache_check_clears_once_cache_recovers() {
+    let mut t = tun();
+    t.filecache_min_kb = 100_000;
+    let mut st = primed(&t);
+    st.on_kill(
+        &B::new().at(50).0,
+        &Kill {
+            reason: KillReason::DirectReclAndThrashing,
+            min_adj: 201,
+        },
+    );
+    let d = decide(
+        &B::new().at(100).thrash(1).file_lru(1_000).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, kill(KillReason::LowFilecacheAfterThrashing, 201));
+    assert_eq!(d.figures.file_lru_kb, 4_000);
+    let d = decide(
+        &B::new().at(200).thrash(2).file_lru(30_000).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, None);
+    assert!(!st.checking_filecache());
+    let d = decide(
+        &B::new().at(300).thrash(3).file_lru(1_000).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, None);
+}
+
+#[test]
+fn pressure_after_kill_only_the_next_cycle() {
+    let mut t = tun();
+    t.pressure_after_kill_min_score = 300;
+    let mut st = primed(&t);
+    let s = B::new().at(100).kswapd().free(MIN - 1).0;
+    let d = decide(&s, Pressure::Partial, &t, &no_targets(), &mut st);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+    st.on_kill(&s, &d.kill.unwrap());
+    assert_eq!(st.last_kill_ms(), Some(100));
+    assert_eq!(st.last_kill_reason(), Some(KillReason::LowMem));
+    let s = B::new().at(110).kswapd().kswapd().free(MIN - 1).0;
+    assert_eq!(
+        decide(&s, Pressure::Poll, &t, &no_targets(), &mut st).kill,
+        kill(KillReason::PressureAfterKill, 300)
+    );
+    // No kill was carried out this time: back to LOW_MEM.
+    let s = B::new().at(120).kswapd().kswapd().kswapd().free(MIN - 1).0;
+    assert_eq!(
+        decide(&s, Pressure::Poll, &t, &no_targets(), &mut st).kill,
+        kill(KillReason::LowMem, 701)
+    );
+}
+
+#[test]
+fn poll_interval_rule() {
+    let t = tun();
+    let d = |b: B, e: Pressure| {
+        let mut st = primed(&t);
+        decide(&b.0, e, &t, &no_targets(), &mut st)
+    };
+    assert_eq!(PollInterval::Fast.ms(), 10);
+    assert_eq!(PollInterval::Slow.ms(), 100);
+    let calm = d(B::new().at(100).kswapd(), Pressure::Partial);
+    assert_eq!((calm.poll, calm.extend_poll), (PollInterval::Slow, true));
+    let calm_poll = d(B::new().at(100).kswapd(), Pressure::Poll);
+    assert_eq!(
+        (calm_poll.poll, calm_poll.extend_poll),
+        (PollInterval::Slow, false)
+    );
+    let swap_low = d(B::new().at(100).swap(1_000_000, 5), Pressure::Poll);
+    assert_eq!((swap_low.kill, swap_low.poll), (None, PollInterval::Fast));
+    assert!(swap_low.figures.swap_low);
+    let killing = d(B::new().at(100).kswapd().free(LOW - 1), Pressure::Poll);
+    assert_eq!(
+        (killing.poll, killing.extend_poll),
+        (PollInterval::Fast, true)
+    );
+    let direct = d(B::new().at(100).direct(1), Pressure::Poll);
+    assert_eq!(
+        (direct.poll, direct.extend_poll),
+        (PollInterval::Slow, true)
+    );
+    assert_eq!(direct.figures.reclaim, Reclaim::Direct);
+}
+
+#[test]
+fn figures_for_the_kill_line() {
+    let t = tun();
+    let mut st = primed(&t);
+    let s = B::new()
+        .at(500)
+        .thrash(101)
+        .free(LOW - 1)
+        .cma(1_000)
+        .swap(1_000_000, 400_000)
+        .anon(500_000);
+    let d = decide(&s.0, Pressure::Partial, &t, &no_targets(), &mut st);
+    let f = d.figures;
+    assert_eq!((f.free_kb, f.free_wmark_kb), (LOW - 1, LOW - 1_001));
+    assert_eq!(
+        (f.free_swap_kb, f.swap_low_kb, f.swap_low),
+        (400_000, 100_000, false)
+    );
+    assert_eq!(f.swap_util_pct, 54);
+    assert_eq!(
+        (f.thrashing_pct, f.max_thrashing_pct, f.thrashing_limit_pct),
+        (101, 101, 100)
+    );
+    assert_eq!(f.wmark, WmarkLevel::BelowLow);
+    assert_eq!(f.reclaim, Reclaim::None);
+    assert_eq!(f.file_lru_kb, FILE_LRU * 4);
+    assert!(!f.critical_stall);
+}
+
+#[test]
+fn reason_codes_and_texts() {
+    use KillReason::*;
+    let all = [
+        (PressureAfterKill, reason::PRESSURE_AFTER_KILL),
+        (NotResponding, reason::NOT_RESPONDING),
+        (LowSwapAndThrashing, reason::LOW_SWAP_AND_THRASHING),
+        (LowMemAndSwap, reason::LOW_MEM_AND_SWAP),
+        (LowMemAndThrashing, reason::LOW_MEM_AND_THRASHING),
+        (DirectReclAndThrashing, reason::DIRECT_RECL_AND_THRASHING),
+        (LowMemAndSwapUtil, reason::LOW_MEM_AND_SWAP_UTIL),
+        (
+            LowFilecacheAfterThrashing,
+            reason::LOW_FILECACHE_AFTER_THRASHING,
+        ),
+        (LowMem, reason::LOW_MEM),
+        (DirectReclStuck, reason::DIRECT_RECL_STUCK),
+        (Minfree, -1),
+    ];
+    for (i, (r, code)) in all.iter().enumerate() {
+        assert_eq!(r.code(), *code, "{r:?}");
+        assert!(!r.text().is_empty());
+        for (other, _) in &all[i + 1..] {
+            assert_ne!(r.text(), other.text());
+        }
+    }
+}
+
+// --- legacy minfree mode ----------------------------------------------------
+
+/// AMS's usual table for a 64-bit phone, in pages.
+fn ams_targets() -> TargetTable {
+    let l = [
+        (18432, 0),
+        (23040, 100),
+        (27648, 200),
+        (32256, 250),
+        (55296, 900),
+        (80640, 950),
+    ];
+    let v: Vec<Target> = l
+        .iter()
+        .map(|&(minfree, adj)| Target { minfree, adj })
+        .collect();
+    TargetTable::from_slice(&v).unwrap()
+}
+
+/// A snapshot with other_free = free - HIGH and other_file = cached.
+fn minfree_snap(other_free: u64, other_file: u64) -> Snapshot {
+    B::new()
+        .free(other_free + HIGH)
+        .file(other_file + 3_000, 1_000, 3_000, 1_000)
+        .0
+}
+
+#[test]
+fn minfree_levels() {
+    let mut t = tun();
+    t.use_minfree_levels = true;
+    let targets = ams_targets();
+    let run = |s: Snapshot| decide(&s, Pressure::Partial, &t, &targets, &mut State::new());
+    for l in targets.as_slice() {
+        let kb = l.minfree as u64 * 4;
+        let d = run(minfree_snap(kb - 1, kb - 1));
+        assert_eq!(d.kill, kill(KillReason::Minfree, l.adj), "level {l:?}");
+        assert_eq!(
+            (d.figures.other_free_kb, d.figures.other_file_kb),
+            (kb as i64 - 1, kb - 1)
+        );
+        // At the level exactly: the next (higher) level applies, or none.
+        let d = run(minfree_snap(kb, kb));
+        assert_ne!(d.kill, kill(KillReason::Minfree, l.adj), "at level {l:?}");
+    }
+    assert_eq!(run(minfree_snap(80640 * 4, 80640 * 4)).kill, None);
+    // Both must be below: plenty of file cache pushes the cut-off up.
+    assert_eq!(
+        run(minfree_snap(0, 60_000 * 4)).kill,
+        kill(KillReason::Minfree, 950)
+    );
+    assert_eq!(run(minfree_snap(0, 90_000 * 4)).kill, None);
+    // Free below the reserve is negative other_free, still "below".
+    let d = run(B::new().free(HIGH - 5).file(0, 0, 0, 0).0);
+    assert_eq!(d.figures.other_free_kb, -5);
+    assert_eq!(d.kill, kill(KillReason::Minfree, 0));
+    // No TARGET table yet: nothing to go by.
+    let d = decide(
+        &minfree_snap(0, 0),
+        Pressure::Complete,
+        &t,
+        &no_targets(),
+        &mut State::new(),
+    );
+    assert_eq!(d.kill, None);
+    // 16 KiB pages scale the levels.
+    let mut t16 = t;
+    t16.page_kb = 16;
+    let d = decide(
+        &minfree_snap(18432 * 16 - 1, 0),
+        Pressure::Partial,
+        &t16,
+        &targets,
+        &mut State::new(),
+    );
+    assert_eq!(d.kill, kill(KillReason::Minfree, 0));
+}
+
+// --- rows from the recorded fixtures --------------------------------------
+
+fn fixture_snap(dir: &str, time_ms: u64) -> Snapshot {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/proc")
+        .join(dir);
+    let read = |f: &str| std::fs::read(d.join(f)).unwrap();
+    let mut s = Snapshot {
+        time_ms,
+        ..Snapshot::default()
+    };
+    parse_meminfo(&read("meminfo"), &mut s.mem).unwrap();
+    parse_vmstat(&read("vmstat"), &mut s.vm).unwrap();
+    parse_zoneinfo(&read("zoneinfo"), &mut s.wm).unwrap();
+    parse_psi(&read("pressure_memory"), &mut s.psi).unwrap();
+    s
+}
+
+/// A state primed on `s` at t = 0; then `s`'s reclaim and refault counters
+/// are moved forward as if that much happened since.
+fn primed_before(s: &mut Snapshot, t: &Tunables, direct: u64, kswapd: u64, refault: u64) -> State {
+    let mut base = *s;
+    base.time_ms = 0;
+    let mut st = State::new();
+    decide(&base, Pressure::Partial, t, &no_targets(), &mut st);
+    s.vm.pgscan_direct += direct;
+    s.vm.pgscan_kswapd += kswapd;
+    s.vm.workingset_refault_file += refault;
+    st
+}
+
+#[test]
+fn fixture_rows() {
+    let t = tun();
+    let none = no_targets();
+
+    // small VM: swap nearly gone (zram cap: (12000 + 20000) x 1 < 52428),
+    // free above high; direct reclaim without thrashing is no kill yet.
+    let mut s = fixture_snap("small", 500);
+    let mut st = primed_before(&mut s, &t, 100, 100, 0);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    assert_eq!(d.kill, None);
+    assert_eq!(
+        (d.figures.free_swap_kb, d.figures.swap_low_kb),
+        (32_000, 52_428)
+    );
+    assert_eq!(
+        (d.figures.reclaim, d.poll),
+        (Reclaim::Direct, PollInterval::Fast)
+    );
+    // ... the same with a full stall event.
+    let mut st = primed_before(&mut s, &t, 100, 100, 0);
+    assert_eq!(
+        decide(&s, Pressure::Complete, &t, &none, &mut st).kill,
+        kill(KillReason::NotResponding, 0)
+    );
+    // ... and with 12 000 refaults on 11 250 file pages (106 %).
+    let mut st = primed_before(&mut s, &t, 100, 100, 12_000);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    assert_eq!(d.figures.thrashing_pct, 106);
+    assert_eq!(d.kill, kill(KillReason::LowSwapAndThrashing, 201));
+
+    // host: 23 GB free, no swap: nothing to do, even in direct reclaim.
+    let mut s = fixture_snap("host", 500);
+    let mut st = primed_before(&mut s, &t, 10, 10, 10);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    assert_eq!(
+        (d.kill, d.figures.swap_low, d.figures.wmark),
+        (None, false, WmarkLevel::AboveHigh)
+    );
+
+    // cma: MemFree 150 000 is above high (146 200) but 90 000 of it is CMA.
+    let mut s = fixture_snap("cma", 500);
+    let mut st = primed_before(&mut s, &t, 0, 10, 0);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    assert_eq!(d.figures.wmark, WmarkLevel::BelowMin);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+
+    // noswap: 200 000 kB free is above high; swap never "low".
+    let mut s = fixture_snap("noswap", 500);
+    let mut st = primed_before(&mut s, &t, 5, 5, 5);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    assert_eq!((d.kill, d.figures.swap_low), (None, false));
+
+    // oldkernel: refaults from `workingset_refault` drive thrashing.
+    let mut s = fixture_snap("oldkernel", 500);
+    let lru = s.vm.file_lru_pages() + 1;
+    let mut st = primed_before(&mut s, &t, 1, 0, 2 * lru);
+    assert_eq!(s.vm.workingset_refault_file, 4242 + 2 * lru);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    assert_eq!(d.figures.thrashing_pct, 200);
+    assert_eq!(d.kill, kill(KillReason::DirectReclAndThrashing, 201));
+}
+
+#[test]
+fn garbage_snapshots_do_not_panic() {
+    let mut t = tun();
+    let extremes = [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX];
+    let targets = ams_targets();
+    let mut st = State::new();
+    let mut n = 0u64;
+    for &a in &extremes {
+        for &b in &extremes {
+            let mut s = B::new().0;
+            s.mem.free_kb = a;
+            s.mem.swap_total_kb = b;
+            s.mem.swap_free_kb = a;
+            s.mem.inactive_file_kb = b;
+            s.mem.active_anon_kb = a;
+            s.mem.cma_free_kb = b;
+            s.vm.workingset_refault_file = a;
+            s.vm.nr_inactive_file = b;
+            s.vm.nr_active_file = a;
+            s.vm.pgscan_direct = b;
+            s.wm.high_kb = a;
+            s.psi.full_avg10 = u32::MAX;
+            s.time_ms = a;
+            for e in [Pressure::Partial, Pressure::Complete, Pressure::Poll] {
+                n += 1;
+                t.use_minfree_levels = n % 2 == 0;
+                t.swap_compression_ratio = u32::MAX;
+                t.swap_free_low_percentage = u32::MAX;
+                t.thrashing_limit_decay = u32::MAX;
+                t.page_kb = u64::MAX;
+                let d = decide(&s, e, &t, &targets, &mut st);
+                if let Some(k) = d.kill {
+                    st.on_kill(&s, &k);
+                }
+            }
+        }
+    }
+}
