@@ -67,8 +67,6 @@ impl Registry {
                 Effect::None
             }
             Command::ProcPurge => {
-                let procfs = &self.procfs;
-                let _ = procfs;
                 self.table
                     .remove_where(|p| p.owner == peer || p.owner == NO_OWNER, close_pidfd);
                 Effect::None

@@ -13,7 +13,7 @@ pub mod snapshot;
 pub mod policy;
 pub mod client;
 pub mod commands;
-// pub mod psi; (waits for policy::Pressure)
+pub mod psi;
 pub mod reaper;
 pub mod report;
 pub mod ring;
@@ -21,3 +21,5 @@ pub mod server;
 pub mod sys;
 pub mod victim;
 pub mod watchdog;
+pub mod daemon;
+pub mod protect;

@@ -66,6 +66,7 @@ impl Reaper {
         let reaping = Arc::new(AtomicBool::new(true));
         thread::Builder::new()
             .name("lmkd-reaper".into())
+            .stack_size(64 * 1024)
             .spawn(move || {
                 on_start("reaper");
                 loop {

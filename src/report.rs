@@ -175,6 +175,7 @@ impl Reporter {
         let (tx, rx) = ring::channel::<Note>(RING)?;
         thread::Builder::new()
             .name("lmkd-report".into())
+            .stack_size(256 * 1024)
             .spawn(move || {
                 on_start("report");
                 let mut seen_drops = 0;

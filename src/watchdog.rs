@@ -102,6 +102,7 @@ fn close(fd: i32) {
 pub fn start(hb: Arc<Heartbeat>, timeout_ms: u64, on_start: fn(&'static str)) -> io::Result<()> {
     thread::Builder::new()
         .name("lmkd-watchdog".into())
+        .stack_size(128 * 1024)
         .spawn(move || {
             on_start("watchdog");
             let mut fired_for = 0;
