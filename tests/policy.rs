@@ -1002,3 +1002,84 @@ fn garbage_snapshots_do_not_panic() {
         }
     }
 }
+
+// --- zero allocation ----------------------------------------------------
+
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        // Per thread, so tests running in parallel do not count each other.
+        static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    fn bump() {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+    }
+
+    // SAFETY: every call is forwarded unchanged to the system allocator;
+    // the counter is a const-initialised thread-local that never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            bump();
+            // SAFETY: same contract as our caller's.
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            bump();
+            // SAFETY: same contract as our caller's.
+            unsafe { System.alloc_zeroed(l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+            bump();
+            // SAFETY: same contract as our caller's.
+            unsafe { System.realloc(p, l, n) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            // SAFETY: same contract as our caller's.
+            unsafe { System.dealloc(p, l) }
+        }
+    }
+
+    #[global_allocator]
+    static A: Counting = Counting;
+
+    pub fn allocs() -> u64 {
+        ALLOCS.with(|c| c.get())
+    }
+}
+
+#[test]
+fn decide_never_allocates() {
+    let mut t = tun();
+    t.direct_reclaim_threshold_ms = 50;
+    t.filecache_min_kb = 1_000_000;
+    let targets = ams_targets();
+    let snaps: Vec<Snapshot> = (0..400u64)
+        .map(|i| {
+            B::new()
+                .at(i * 37)
+                .thrash(i % 250)
+                .direct(i / 3)
+                .free(if i % 5 == 0 { MIN - 1 } else { LOW + i * 100 })
+                .swap(1_000_000, (i * 5_000) % 1_000_000)
+                .full10((i as u32 * 97) % 10_000)
+                .0
+        })
+        .collect();
+    let mut st = State::new();
+    let before = counting::allocs();
+    for (i, s) in snaps.iter().enumerate() {
+        t.use_minfree_levels = i % 7 == 0;
+        let e = [Pressure::Partial, Pressure::Complete, Pressure::Poll][i % 3];
+        let d = decide(s, e, &t, &targets, &mut st);
+        if let Some(k) = d.kill {
+            st.on_kill(s, &k);
+        }
+        std::hint::black_box(d.kill.map(|k| (k.reason.code(), k.reason.text())));
+    }
+    assert_eq!(counting::allocs() - before, 0, "decide/on_kill allocated");
+}
