@@ -6,7 +6,7 @@
 # SCENARIO is a name from tests/vm/scenarios/ (ladder, app-switch, thrash)
 # or a path to a scenario file. Results go to tests/vm/out/<scenario>-<killer>/.
 # Environment: RAM (MiB, default 512), ZRAM_MB (256), DISK_MB (1536),
-# VM_TIMEOUT (s, 300), SAMPLE_MS (200), KERNEL (/boot/vmlinuz-*), LMKD_CONFIG
+# VM_TIMEOUT (s, 300), SAMPLE_MS (200), STRACE (1: count the daemon's mmap calls), KERNEL (/boot/vmlinuz-*), LMKD_CONFIG
 # (a TOML for lmkd; default tests/vm/scenarios/<scenario>.lmkd.toml if present),
 # SKIP_BUILD=1 (reuse binaries from the last build), CARGO_TARGET_DIR.
 # Exit status: the driver's (0 pass, 1 criteria failed, 2 error/daemon died,
@@ -69,13 +69,7 @@ trap 'exit 130' INT TERM
 
 # --- binaries -------------------------------------------------------------
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    bins=(--bin lmkd-workload)
-    [ "$KILLER" = lmkd-rs ] && bins+=(--bin lmkd)
-    echo "run.sh: building static $TARGET binaries (${bins[*]})" >&2
-    (cd "$ROOT" &&
-        CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
-        CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static" \
-            cargo build --quiet --release --target "$TARGET" "${bins[@]}")
+    if [ "$KILLER" = lmkd-rs ]; then "$HERE/build.sh" lmkd-workload lmkd; else "$HERE/build.sh" lmkd-workload; fi
 fi
 [ -x "$BIN/lmkd-workload" ] || { echo "run.sh: $BIN/lmkd-workload missing" >&2; exit 4; }
 [ "$KILLER" != lmkd-rs ] || [ -x "$BIN/lmkd" ] || { echo "run.sh: $BIN/lmkd missing" >&2; exit 4; }
@@ -107,7 +101,9 @@ if [ "$KILLER" = earlyoom ]; then
     command -v earlyoom > /dev/null || { echo "run.sh: earlyoom not found (apt-get install -y earlyoom)" >&2; exit 4; }
     copy_with_libs "$(command -v earlyoom)"
 fi
-if [ "$KILLER" != none ] && command -v strace > /dev/null; then
+# strace stops the daemon at every syscall it makes (ptrace), which slows
+# its reactions a little: STRACE=0 leaves it out for timing-only runs.
+if [ "${STRACE:-1}" = 1 ] && [ "$KILLER" != none ] && command -v strace > /dev/null; then
     copy_with_libs "$(command -v strace)"
 fi
 
