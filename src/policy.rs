@@ -6,6 +6,19 @@
 //! matching row of the reason table wins, then a critical PSI full stall
 //! lowers the minimum adj to 0. With `use_minfree_levels` the legacy
 //! minfree table from LMK_TARGET decides instead.
+//!
+//! Judgement calls where POLICY.md leaves room:
+//! - The first call only records baselines (reclaim counters, refaults,
+//!   file LRU) instead of comparing with zeros; it may still kill on the
+//!   watermarks or a full stall.
+//! - Direct reclaim duration runs from the first sample that saw
+//!   `pgscan_direct` move and ends at the first sample where it did not.
+//! - The file cache check is armed by a thrashing kill actually carried out
+//!   (`State::on_kill`), not by a thrashing decision that found no victim.
+//! - Polling is fast while swap is low, when a kill is decided, and on the
+//!   cycle right after a kill.
+//! - The decayed thrashing limit returns to `thrashing_limit` whenever a 1 s
+//!   thrashing window closes (as lmkd does); kills restart the window.
 
 use crate::config::Config;
 use crate::proto::{reason, TargetTable};

@@ -462,7 +462,7 @@ impl Zone {
         sums.high = sums
             .high
             .saturating_add(high.saturating_add(self.max_protection));
-        sums.populated += 1;
+        sums.populated = sums.populated.saturating_add(1);
         Ok(())
     }
 }
