@@ -158,7 +158,7 @@ def svg(res, samples):
                   for v in (mem(k) if samples else []) if v is not None] + [1])
     panel(T + 10, "memory (MiB)", [("MemFree", "#2471a3", mem("mem_free_kb")),
                                    ("MemAvailable", "#76d7c4", mem("mem_avail_kb")),
-                                   ("Cached", "#b7950b", mem("cached_kb")),
+                                   ("page cache", "#b7950b", mem("cached_kb")),
                                    ("SwapFree", "#8e44ad", mem("swap_free_kb"))], memmax, "")
 
     def stall(key):
