@@ -38,9 +38,8 @@ ZRAM_MB=${ZRAM_MB:-256}
 DISK_MB=${DISK_MB:-1536}
 VM_TIMEOUT=${VM_TIMEOUT:-300}
 SAMPLE_MS=${SAMPLE_MS:-200}
-TARGET=x86_64-unknown-linux-musl
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-vm}
-BIN=$CARGO_TARGET_DIR/$TARGET/release
+BIN=$CARGO_TARGET_DIR/vm-bin
 
 need() {
     command -v "$1" > /dev/null || { echo "run.sh: $1 not found (apt-get install -y $2)" >&2; exit 4; }
