@@ -120,7 +120,9 @@ impl Registry {
             if sys::pidfd_exited(borrow(old.pidfd)) {
                 // The registered process died without PROCREMOVE and its pid
                 // came back: forget the old one, register the new one below.
-                self.table.remove(p.pid).map(close_pidfd);
+                if let Some(old) = self.table.remove(p.pid) {
+                    close_pidfd(old);
+                }
                 report.note(Note::Stale { pid: p.pid });
             } else if old.owner != peer && old.owner != NO_OWNER {
                 return Self::refuse(report, cmd, p.pid, peer, Refusal::NotOwner(old.owner));
@@ -186,7 +188,9 @@ impl Registry {
                 Self::refuse(report, cmd, pid, peer, Refusal::NotOwner(p.owner))
             }
             Some(_) => {
-                self.table.remove(pid).map(close_pidfd);
+                if let Some(p) = self.table.remove(pid) {
+                    close_pidfd(p);
+                }
             }
         }
     }
@@ -221,7 +225,9 @@ impl Registry {
 
     /// Drops a record whose process is gone (after a kill or found stale).
     pub fn forget(&mut self, pid: i32) {
-        self.table.remove(pid).map(close_pidfd);
+        if let Some(p) = self.table.remove(pid) {
+            close_pidfd(p);
+        }
     }
 }
 

@@ -305,6 +305,16 @@ impl Daemon {
     fn dispatch(&mut self, token: u64, flags: EpollFlags, wake_ns: u64) {
         match token {
             T_LISTEN => {
+                // A client that sent and hung up still holds its slot until
+                // we read it; do that first so a newcomer is not refused
+                // for nothing and the hung-up client's commands still apply.
+                if self.server.connections() == server::MAX_CONNECTIONS {
+                    for slot in 0..server::MAX_CONNECTIONS {
+                        if self.server.hung_up(slot) {
+                            self.on_client(slot, EpollFlags::EPOLLHUP);
+                        }
+                    }
+                }
                 while let Some(slot) = self.server.accept(&self.report) {
                     if let Some(fd) = self.server.conn_fd(slot) {
                         let ev = EpollEvent::new(EpollFlags::EPOLLIN, T_CONN + slot as u64);
@@ -391,7 +401,11 @@ impl Daemon {
             }
             let uid = self.server.conn(slot).map_or(0, |c| c.uid);
             if let Some(peer) = self.server.close(slot) {
-                self.reg.disown(peer);
+                // Ownership is per client process: another connection of
+                // the same process keeps its records.
+                if !self.server.has_peer(peer) {
+                    self.reg.disown(peer);
+                }
                 if let Some(Some(what)) = gone {
                     self.report.note(Note::Connection { peer, uid, what });
                 }

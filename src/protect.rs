@@ -60,7 +60,9 @@ fn prefault_stack() {
 
 /// SCHED_FIFO priority 1 if permitted (needs CAP_SYS_NICE), else nice -20.
 fn raise_priority() -> bool {
-    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sched_param is plain data (musl's has extra fields).
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = 1;
     // SAFETY: valid param for the calling process.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param) }
         == 0

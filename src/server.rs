@@ -130,15 +130,9 @@ impl Server {
         }
         // SAFETY: a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // init's socket has SO_PASSCRED; set it again in case a test or a
-        // host service manager passed one without it.
-        let _ = sys::setsockopt_int(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            1,
-            "SO_PASSCRED",
-        );
+        // Credentials come from SO_PASSCRED inherited from the listener;
+        // we deliberately do not force it here, so a misconfigured init
+        // socket shows up as refused packets rather than silently working.
         let cred = peer_cred(fd.as_raw_fd()).unwrap_or(libc::ucred {
             pid: -1,
             uid: u32::MAX,
@@ -225,6 +219,26 @@ impl Server {
         }
     }
 
+    /// Whether the client of `slot` has closed its end (data may remain).
+    pub fn hung_up(&self, slot: usize) -> bool {
+        let Some(c) = self.conn(slot) else {
+            return false;
+        };
+        let mut pfd = libc::pollfd {
+            fd: c.fd.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+        r > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+    }
+
+    /// Whether a connection from this peer pid is still open.
+    pub fn has_peer(&self, peer: i32) -> bool {
+        self.conns.iter().flatten().any(|c| c.peer == peer)
+    }
+
     pub fn connections(&self) -> usize {
         self.conns.iter().flatten().count()
     }
@@ -260,7 +274,29 @@ fn android_socket() -> io::Result<Option<OwnedFd>> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: setting close-on-exec on our own descriptor.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    if !passcred(fd.as_raw_fd()) {
+        log::warn!(
+            "the lmkd socket from init lacks SO_PASSCRED (rc line without +passcred?): \
+             packets from clients that do not set it themselves will be refused"
+        );
+    }
     Ok(Some(fd))
+}
+
+fn passcred(fd: RawFd) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v/len describe a writable c_int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            &mut v as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    r == 0 && v != 0
 }
 
 fn bind(path: &Path) -> io::Result<OwnedFd> {

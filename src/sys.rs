@@ -292,7 +292,7 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 
 /// Formats an integer into a small buffer without allocating.
 pub fn fmt_i64(v: i64, buf: &mut [u8; 12]) -> &[u8] {
-    if v < -99_999_999_999 || v > 999_999_999_999 {
+    if !(-99_999_999_999..=999_999_999_999).contains(&v) {
         return b"0";
     }
     let mut i = buf.len();
@@ -324,8 +324,8 @@ pub struct Creds {
 /// Outcome of [`recv_with_creds`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recv {
-    /// A datagram of `len` bytes (`truncated` when it was longer than the
-    /// buffer) and its credentials if the sender attached any.
+    /// A datagram of `len` bytes (its real length: `truncated` when that is
+    /// more than the buffer held) and its credentials if any were attached.
     Packet {
         len: usize,
         truncated: bool,
@@ -355,7 +355,13 @@ pub fn recv_with_creds(fd: RawFd, buf: &mut [u8]) -> SysResult<Recv> {
     msg.msg_control = control.0.as_mut_ptr() as *mut libc::c_void;
     msg.msg_controllen = control.0.len() as _;
     // SAFETY: msg points at live buffers for the duration of the call.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+    let n = unsafe {
+        libc::recvmsg(
+            fd,
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC | libc::MSG_TRUNC,
+        )
+    };
     if n < 0 {
         let e = SysError::last("recvmsg");
         return match e.errno {

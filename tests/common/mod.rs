@@ -1,0 +1,391 @@
+//! Shared helpers for integration tests that run the real `lmkd` binary.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lmkd::client::Client;
+use lmkd::proto::{self, Command as Cmd, Prio};
+
+/// Integration tests need root (oom_score_adj of others, cgroups, pidfds).
+pub fn need_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP {test}: needs root (run the tests as root to exercise the daemon)");
+        return false;
+    }
+    true
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "lmkd-test-{tag}-{}-{}",
+            std::process::id(),
+            nanos()
+        ));
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A running daemon with its stderr captured to a file.
+pub struct Daemon {
+    pub child: Child,
+    pub dir: TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `lmkd --config <dir>/lmkd.toml` with `extra` TOML lines.
+    pub fn start(tag: &str, extra: &str) -> Daemon {
+        Self::start_with(tag, extra, &[], |_| {})
+    }
+
+    pub fn start_with(
+        tag: &str,
+        extra: &str,
+        args: &[&str],
+        setup: impl FnOnce(&mut Command),
+    ) -> Daemon {
+        let dir = TempDir::new(tag);
+        let socket = dir.path("lmkd.sock");
+        let config = dir.path("lmkd.toml");
+        let log = dir.path("lmkd.log");
+        fs::write(&config, format!("socket_path = {:?}\n{extra}\n", socket)).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lmkd"));
+        cmd.arg("--config").arg(&config).args(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        cmd.env_remove("ANDROID_SOCKET_lmkd")
+            .env_remove("LMKD_PROPS_FILE");
+        setup(&mut cmd);
+        let child = cmd.spawn().expect("spawn lmkd");
+        let d = Daemon {
+            child,
+            dir,
+            socket,
+            config,
+            log,
+        };
+        d.wait_log("running", Duration::from_secs(10));
+        d
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.socket).expect("connect to lmkd")
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits until the log contains `needle`; panics with the log if not.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_log_count(needle, 1, timeout)
+    }
+
+    pub fn wait_log_count(&self, needle: &str, count: usize, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let text = self.log_text();
+            if text.matches(needle).count() >= count {
+                return text;
+            }
+            if Instant::now() > end {
+                panic!("daemon log never showed {count} x {needle:?}; log:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A round trip that proves the daemon has handled everything a
+    /// connection sent before it.
+    pub fn sync(c: &Client) {
+        let r = c.request(
+            &Cmd::GetKillCnt {
+                min_adj: -1000,
+                max_adj: 1000,
+            },
+            Duration::from_secs(5),
+        );
+        assert!(r.is_ok(), "daemon did not answer GETKILLCNT: {r:?}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process that just sleeps; killed and reaped on drop.
+pub struct Sleeper(pub Child);
+
+impl Sleeper {
+    pub fn new() -> Sleeper {
+        Sleeper(
+            Command::new("sleep")
+                .arg("1000")
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn sleep"),
+        )
+    }
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+    pub fn oom_adj(&self) -> i32 {
+        oom_adj(self.pid())
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn oom_adj(pid: i32) -> i32 {
+    fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+pub fn prio(pid: i32, adj: i32) -> Prio {
+    Prio {
+        pid,
+        uid: 10_000,
+        adj,
+        ptype: proto::ptype::APP,
+        for_lmkd_only: false,
+    }
+}
+
+/// Raw 3-arg PROCPRIO (the oldest form).
+pub fn procprio3(pid: i32, uid: i32, adj: i32) -> Vec<u8> {
+    words(&[proto::id::PROCPRIO, pid, uid, adj])
+}
+
+pub fn words(w: &[i32]) -> Vec<u8> {
+    w.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+/// Polls `f` until true or timeout.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+/// A client living in its own process, so the daemon sees a distinct peer
+/// pid (ownership is per client process, as with AMS and init). The child
+/// forwards datagrams from a pipe to the daemon and replies back, using
+/// only syscalls and stack buffers (safe after fork in a threaded test).
+pub struct Remote {
+    pub pid: i32,
+    to_child: i32,
+    from_child: i32,
+}
+
+const WAIT_REPLY: u32 = 1;
+
+impl Remote {
+    pub fn connect(path: &Path) -> Remote {
+        let mut down = [0i32; 2];
+        let mut up = [0i32; 2];
+        // SAFETY: pipe2 into arrays of two ints.
+        unsafe {
+            assert_eq!(libc::pipe2(down.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            assert_eq!(libc::pipe2(up.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        }
+        // Connect before forking would share the socket; connect in the child.
+        // SAFETY: the child only calls async-signal-safe syscalls and _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: child side; see above.
+            unsafe { remote_child(path, down[0], up[1]) }
+        }
+        // SAFETY: closing our copies of the child's pipe ends.
+        unsafe {
+            libc::close(down[0]);
+            libc::close(up[1]);
+        }
+        let r = Remote {
+            pid,
+            to_child: down[1],
+            from_child: up[0],
+        };
+        // Wait for the child's "connected" byte.
+        let mut st = [0u8; 8];
+        // SAFETY: reading into a live buffer.
+        let n = unsafe { libc::read(r.from_child, st.as_mut_ptr() as *mut _, 8) };
+        assert_eq!(n, 8, "remote client did not start");
+        assert_eq!(
+            i32::from_ne_bytes(st[..4].try_into().unwrap()),
+            0,
+            "remote client could not connect"
+        );
+        r
+    }
+
+    fn forward(&self, pkt: &[u8], flags: u32) -> Option<i32> {
+        let mut msg = [0u8; 8 + 96];
+        msg[..4].copy_from_slice(&(pkt.len() as u32).to_ne_bytes());
+        msg[4..8].copy_from_slice(&flags.to_ne_bytes());
+        msg[8..8 + pkt.len()].copy_from_slice(pkt);
+        // SAFETY: writing a live buffer to our pipe.
+        assert_eq!(
+            unsafe { libc::write(self.to_child, msg.as_ptr() as *const _, msg.len()) },
+            msg.len() as isize
+        );
+        let mut st = [0u8; 8];
+        // SAFETY: reading into a live buffer.
+        let n = unsafe { libc::read(self.from_child, st.as_mut_ptr() as *mut _, 8) };
+        if n != 8 {
+            return None;
+        }
+        let status = i32::from_ne_bytes(st[..4].try_into().unwrap());
+        (status == 0).then(|| i32::from_ne_bytes(st[4..].try_into().unwrap()))
+    }
+
+    pub fn send(&self, cmd: &Cmd) {
+        let mut buf = [0u8; proto::MAX_PACKET];
+        let n = proto::encode(cmd, &mut buf);
+        self.forward(&buf[..n], 0)
+            .expect("remote client failed to send");
+    }
+
+    pub fn request(&self, cmd: &Cmd) -> Option<i32> {
+        let mut buf = [0u8; proto::MAX_PACKET];
+        let n = proto::encode(cmd, &mut buf);
+        self.forward(&buf[..n], WAIT_REPLY)
+    }
+
+    /// A round trip proving everything sent before was handled.
+    pub fn sync(&self) {
+        assert!(
+            self.request(&Cmd::GetKillCnt {
+                min_adj: -1000,
+                max_adj: 1000
+            })
+            .is_some(),
+            "remote sync failed"
+        );
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // SAFETY: closing our pipe ends makes the child exit; then reap it.
+        unsafe {
+            libc::close(self.to_child);
+            libc::close(self.from_child);
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// The forked child's loop. Never returns.
+unsafe fn remote_child(path: &Path, rx: i32, tx: i32) -> ! {
+    let reply = |status: i32, value: i32| {
+        let mut st = [0u8; 8];
+        st[..4].copy_from_slice(&status.to_ne_bytes());
+        st[4..].copy_from_slice(&value.to_ne_bytes());
+        libc::write(tx, st.as_ptr() as *const _, 8);
+    };
+    let Ok(c) = Client::connect(path) else {
+        reply(-1, 0);
+        libc::_exit(1)
+    };
+    reply(0, 0);
+    let mut msg = [0u8; 8 + 96];
+    loop {
+        if libc::read(rx, msg.as_mut_ptr() as *mut _, msg.len()) != msg.len() as isize {
+            libc::_exit(0);
+        }
+        let len = u32::from_ne_bytes(msg[..4].try_into().unwrap()) as usize;
+        let flags = u32::from_ne_bytes(msg[4..8].try_into().unwrap());
+        if c.send_raw(&msg[8..8 + len.min(96)]).is_err() {
+            reply(-1, 0);
+            continue;
+        }
+        if flags & WAIT_REPLY == 0 {
+            reply(0, 0);
+            continue;
+        }
+        let id = i32::from_be_bytes(msg[8..12].try_into().unwrap());
+        let mut answered = false;
+        for _ in 0..100 {
+            match c.recv(Some(Duration::from_millis(50))) {
+                Ok(Some(lmkd::client::Message::Reply { cmd, value })) if cmd == id => {
+                    reply(0, value);
+                    answered = true;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        if !answered {
+            reply(-1, 0);
+        }
+    }
+}

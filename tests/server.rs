@@ -1,0 +1,545 @@
+//! The real `lmkd` binary on a real socket, driven with real processes:
+//! every command's semantics, and every kind of bad input leaving the
+//! daemon running with its table intact.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::*;
+use lmkd::client::{Client, Message};
+use lmkd::proto::{self, Command as Cmd, PrioBatch, Target, TargetTable};
+
+const T: Duration = Duration::from_secs(5);
+
+#[test]
+fn procprio_forms_set_oom_score_adj() {
+    if !need_root("procprio_forms_set_oom_score_adj") {
+        return;
+    }
+    let d = Daemon::start("forms", "");
+    let c = d.connect();
+    let s: Vec<Sleeper> = (0..8).map(|_| Sleeper::new()).collect();
+    // 3-, 4- and 5-arg PROCPRIO.
+    c.send_raw(&procprio3(s[0].pid(), 10_001, 901)).unwrap();
+    c.send_raw(&words(&[proto::id::PROCPRIO, s[1].pid(), 10_002, 902, 0]))
+        .unwrap();
+    c.send(&Cmd::ProcPrio(prio(s[2].pid(), 903))).unwrap();
+    // PROCS_PRIO in both record forms: 4-field x3 and 5-field x3 (64 bytes).
+    let mut four = vec![proto::id::PROCS_PRIO];
+    for (i, p) in s[3..6].iter().enumerate() {
+        four.extend([p.pid(), 10_000, 910 + i as i32, 0]);
+    }
+    c.send_raw(&words(&four)).unwrap();
+    let batch = PrioBatch::from_slice(&[prio(s[6].pid(), 920), prio(s[7].pid(), 921)]).unwrap();
+    c.send(&Cmd::ProcsPrio(batch)).unwrap();
+    Daemon::sync(&c);
+    let got: Vec<i32> = s.iter().map(Sleeper::oom_adj).collect();
+    assert_eq!(got, [901, 902, 903, 910, 911, 912, 920, 921]);
+    // An update moves the process; removal then frees it for another client.
+    c.send(&Cmd::ProcPrio(prio(s[0].pid(), 500))).unwrap();
+    Daemon::sync(&c);
+    assert_eq!(s[0].oom_adj(), 500);
+}
+
+#[test]
+fn for_lmkd_only_leaves_oom_score_adj_alone() {
+    if !need_root("for_lmkd_only_leaves_oom_score_adj_alone") {
+        return;
+    }
+    let d = Daemon::start("lmkdonly", "");
+    let c = d.connect();
+    let s = Sleeper::new();
+    let before = s.oom_adj();
+    let mut p = prio(s.pid(), 777);
+    p.for_lmkd_only = true;
+    c.send(&Cmd::ProcPrio(p)).unwrap();
+    Daemon::sync(&c);
+    assert_eq!(s.oom_adj(), before);
+    // It is tracked all the same: another client may not take it over.
+    let other = Remote::connect(&d.socket);
+    other.send(&Cmd::ProcPrio(prio(s.pid(), 600)));
+    other.sync();
+    d.wait_log(
+        &format!("for pid {} refused: record belongs to client pid", s.pid()),
+        T,
+    );
+    assert_eq!(s.oom_adj(), before);
+}
+
+#[test]
+fn ownership_removal_and_purge() {
+    if !need_root("ownership_removal_and_purge") {
+        return;
+    }
+    let d = Daemon::start("owner", "");
+    let a = Remote::connect(&d.socket);
+    let b = Remote::connect(&d.socket);
+    let s1 = Sleeper::new();
+    a.send(&Cmd::ProcPrio(prio(s1.pid(), 900)));
+    a.sync();
+    // B may neither change nor remove A's record.
+    b.send(&Cmd::ProcPrio(prio(s1.pid(), 100)));
+    b.send(&Cmd::ProcRemove { pid: s1.pid() });
+    b.sync();
+    assert_eq!(s1.oom_adj(), 900);
+    d.wait_log_count(
+        &format!(
+            "for pid {} refused: record belongs to client pid {}",
+            s1.pid(),
+            a.pid
+        ),
+        2,
+        T,
+    );
+    // A removes it; now B can register the same process.
+    a.send(&Cmd::ProcRemove { pid: s1.pid() });
+    a.sync();
+    b.send(&Cmd::ProcPrio(prio(s1.pid(), 100)));
+    b.sync();
+    assert_eq!(s1.oom_adj(), 100);
+
+    // Purge: records of a gone client become unowned; PROCPURGE from B
+    // deletes B's and the unowned ones, and leaves C's.
+    let (p_a, p_b, p_c) = (Sleeper::new(), Sleeper::new(), Sleeper::new());
+    a.send(&Cmd::ProcPrio(prio(p_a.pid(), 910)));
+    a.sync();
+    let a_pid = a.pid;
+    drop(a);
+    d.wait_log(&format!("client pid {a_pid} disconnected"), T);
+    let c = Remote::connect(&d.socket);
+    b.send(&Cmd::ProcPrio(prio(p_b.pid(), 920)));
+    c.send(&Cmd::ProcPrio(prio(p_c.pid(), 930)));
+    b.sync();
+    c.sync();
+    b.send(&Cmd::ProcPurge);
+    b.sync();
+    for gone in [p_a.pid(), p_b.pid(), s1.pid()] {
+        c.send(&Cmd::ProcRemove { pid: gone });
+        c.sync();
+        d.wait_log(&format!("for pid {gone} refused: pid is not registered"), T);
+    }
+    // C's record survived: B still may not touch it.
+    b.send(&Cmd::ProcPrio(prio(p_c.pid(), 100)));
+    b.sync();
+    d.wait_log(
+        &format!(
+            "for pid {} refused: record belongs to client pid {}",
+            p_c.pid(),
+            c.pid
+        ),
+        T,
+    );
+    assert_eq!(p_c.oom_adj(), 930);
+}
+
+#[test]
+fn unowned_records_are_claimed_by_the_next_client() {
+    if !need_root("unowned_records_are_claimed_by_the_next_client") {
+        return;
+    }
+    let d = Daemon::start("claim", "");
+    let s = Sleeper::new();
+    {
+        let a = Remote::connect(&d.socket);
+        a.send(&Cmd::ProcPrio(prio(s.pid(), 900)));
+        a.sync();
+    }
+    d.wait_log("disconnected", T);
+    let b = Remote::connect(&d.socket);
+    b.send(&Cmd::ProcPrio(prio(s.pid(), 800)));
+    b.sync();
+    assert_eq!(s.oom_adj(), 800);
+}
+
+#[test]
+fn getkillcnt_subscribe_target_and_boot() {
+    if !need_root("getkillcnt_subscribe_target_and_boot") {
+        return;
+    }
+    let d = Daemon::start("misc", "");
+    let c = d.connect();
+    // GETKILLCNT: exactly [4, count] (8 bytes), zero before any kill.
+    c.send(&Cmd::GetKillCnt {
+        min_adj: 0,
+        max_adj: 1000,
+    })
+    .unwrap();
+    match c.recv(Some(T)).unwrap() {
+        Some(Message::Reply { cmd: 4, value: 0 }) => {}
+        other => panic!("unexpected GETKILLCNT answer {other:?}"),
+    }
+    assert_eq!(
+        c.request(
+            &Cmd::GetKillCnt {
+                min_adj: 1000,
+                max_adj: 0
+            },
+            T
+        )
+        .unwrap(),
+        0
+    );
+    c.send(&Cmd::Subscribe {
+        event: proto::event::KILL,
+    })
+    .unwrap();
+    c.send(&Cmd::Subscribe {
+        event: proto::event::STAT,
+    })
+    .unwrap();
+    c.send(&Cmd::Subscribe { event: 7 }).unwrap();
+    let levels = [
+        (18432, 0),
+        (23040, 100),
+        (27648, 200),
+        (32256, 250),
+        (55296, 900),
+        (80640, 950),
+    ]
+    .map(|(minfree, adj)| Target { minfree, adj });
+    c.send(&Cmd::Target(TargetTable::from_slice(&levels).unwrap()))
+        .unwrap();
+    // A second TARGET within 1 s is ignored (and says so).
+    c.send(&Cmd::Target(TargetTable::from_slice(&levels[..1]).unwrap()))
+        .unwrap();
+    c.send(&Cmd::StartMonitoring).unwrap();
+    Daemon::sync(&c);
+    d.wait_log("unknown subscription event 7", T);
+    d.wait_log("TARGET less than 1000 ms after the previous one", T);
+    assert_eq!(c.request(&Cmd::BootCompleted, T).unwrap(), 0);
+    assert_eq!(c.request(&Cmd::BootCompleted, T).unwrap(), 1);
+}
+
+#[test]
+fn update_props_is_atomic() {
+    if !need_root("update_props_is_atomic") {
+        return;
+    }
+    let mut d = Daemon::start("props", "allowed_uids = [0, 1000]");
+    let c = d.connect();
+    let base = fs::read_to_string(&d.config).unwrap();
+    // A good file: 0, and the new value is in force.
+    fs::write(&d.config, format!("{base}kill_timeout_ms = 200\n")).unwrap();
+    assert_eq!(c.request(&Cmd::UpdateProps, T).unwrap(), 0);
+    // A broken file (and one with a wrong type): -1, nothing applied.
+    let broken =
+        base.replace("allowed_uids = [0, 1000]", "allowed_uids = [1000]") + "no_such_key = 1\n";
+    fs::write(&d.config, broken).unwrap();
+    assert_eq!(c.request(&Cmd::UpdateProps, T).unwrap(), -1);
+    d.wait_log("no_such_key", T);
+    fs::write(
+        &d.config,
+        base.replace("allowed_uids = [0, 1000]", "allowed_uids = [1000]")
+            + "kill_timeout_ms = \"x\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.request(&Cmd::UpdateProps, T).unwrap(), -1);
+    // Root is still allowed, so the half-valid allowed_uids was not applied.
+    let c2 = d.connect();
+    Daemon::sync(&c2);
+    drop(c2);
+    // A good file that drops root: new root connections are now refused.
+    fs::write(
+        &d.config,
+        base.replace("allowed_uids = [0, 1000]", "allowed_uids = [1000]"),
+    )
+    .unwrap();
+    assert_eq!(c.request(&Cmd::UpdateProps, T).unwrap(), 0);
+    let c3 = d.connect();
+    let r = c3.request(
+        &Cmd::GetKillCnt {
+            min_adj: 0,
+            max_adj: 0,
+        },
+        T,
+    );
+    assert!(
+        r.is_err(),
+        "a root client was served after root was removed from allowed_uids"
+    );
+    d.wait_log("uid 0 is not allowed", T);
+    assert!(d.alive());
+    // The first connection keeps working.
+    Daemon::sync(&c);
+}
+
+#[test]
+fn fourth_connection_is_refused_and_three_keep_working() {
+    if !need_root("fourth_connection_is_refused_and_three_keep_working") {
+        return;
+    }
+    let d = Daemon::start("conns", "");
+    let conns: Vec<Client> = (0..3).map(|_| d.connect()).collect();
+    for c in &conns {
+        Daemon::sync(c);
+    }
+    let fourth = d.connect();
+    let r = fourth.request(
+        &Cmd::GetKillCnt {
+            min_adj: 0,
+            max_adj: 0,
+        },
+        Duration::from_secs(2),
+    );
+    assert!(r.is_err(), "a 4th connection was served");
+    d.wait_log("already 3 clients connected", T);
+    for c in &conns {
+        Daemon::sync(c);
+    }
+    // Once one of the three leaves, a new client gets in.
+    drop(conns.into_iter().next());
+    d.wait_log("disconnected", T);
+    let again = d.connect();
+    Daemon::sync(&again);
+}
+
+#[test]
+fn bad_input_leaves_daemon_and_table_intact() {
+    if !need_root("bad_input_leaves_daemon_and_table_intact") {
+        return;
+    }
+    let mut d = Daemon::start("badinput", "");
+    let c = d.connect();
+    let s = Sleeper::new();
+    c.send(&Cmd::ProcPrio(prio(s.pid(), 900))).unwrap();
+    Daemon::sync(&c);
+
+    // Out-of-range adj and type, pid <= 0: refused, nothing changes.
+    c.send(&Cmd::ProcPrio(prio(s.pid(), 1001))).unwrap();
+    c.send(&Cmd::ProcPrio(prio(s.pid(), -1001))).unwrap();
+    let mut bad_type = prio(s.pid(), 100);
+    bad_type.ptype = 2;
+    c.send(&Cmd::ProcPrio(bad_type)).unwrap();
+    c.send(&Cmd::ProcPrio(prio(0, 100))).unwrap();
+    c.send(&Cmd::ProcPrio(prio(-5, 100))).unwrap();
+    // A thread id, not a process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let th = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tx.send(unsafe { libc::gettid() }).unwrap();
+        let _ = stop_rx.recv();
+    });
+    let tid = rx.recv().unwrap();
+    let own_adj = oom_adj(std::process::id() as i32);
+    c.send(&Cmd::ProcPrio(prio(tid, 950))).unwrap();
+    // A dead pid.
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id() as i32;
+    dead.wait().unwrap();
+    c.send(&Cmd::ProcPrio(prio(dead_pid, 900))).unwrap();
+    Daemon::sync(&c);
+    d.wait_log("oom_score_adj 1001 outside [-1000, 1000]", T);
+    d.wait_log("oom_score_adj -1001 outside [-1000, 1000]", T);
+    d.wait_log("process type 2 is not 0 (app) or 1 (service)", T);
+    d.wait_log_count("pid must be positive", 2, T);
+    d.wait_log(
+        &format!("for pid {tid} refused: it is a thread of process"),
+        T,
+    );
+    d.wait_log(&format!("for pid {dead_pid} refused: process is gone"), T);
+    assert_eq!(oom_adj(std::process::id() as i32), own_adj);
+    stop_tx.send(()).unwrap();
+    th.join().unwrap();
+
+    // Every malformed class: short, over 64 bytes, unaligned, bad argument
+    // count, unknown id. Commands with a reply get [id, -1].
+    let malformed: Vec<Vec<u8>> = vec![
+        vec![0, 0],
+        words(&[proto::id::PROCPRIO; 17]),
+        vec![0, 0, 0, 1, 0, 0],
+        words(&[proto::id::PROCPRIO, 1, 2]),
+        words(&[proto::id::PROCS_PRIO, 1, 2, 3, 4, 5, 6]),
+        words(&[proto::id::TARGET]),
+        words(&[99, 1, 2]),
+        words(&[proto::id::PROCKILL, 1, 2, 3]),
+    ];
+    for m in &malformed {
+        c.send_raw(m).unwrap();
+    }
+    // A zero-length datagram reads as a hang-up on SEQPACKET: it may close
+    // only its own connection.
+    let z = d.connect();
+    z.send_raw(&[]).unwrap();
+    drop(z);
+    for id in [
+        proto::id::GETKILLCNT,
+        proto::id::UPDATE_PROPS,
+        proto::id::BOOT_COMPLETED,
+    ] {
+        c.send_raw(&words(&[id, 1, 2, 3, 4])).unwrap();
+        match c.recv(Some(T)).unwrap() {
+            Some(Message::Reply { cmd, value: -1 }) if cmd == id => {}
+            other => panic!("malformed command {id} answered {other:?}"),
+        }
+    }
+    // An over-long GETKILLCNT is refused with the reply shape too.
+    c.send_raw(&words(&[proto::id::GETKILLCNT; 20])).unwrap();
+    assert!(matches!(
+        c.recv(Some(T)).unwrap(),
+        Some(Message::Reply { cmd: 4, value: -1 })
+    ));
+    d.wait_log("longer than 64", T);
+    d.wait_log("unknown command id 99", T);
+    d.wait_log("not a whole number of words", T);
+
+    // Still running, record intact: its adj never moved, and the owner can
+    // still update it.
+    assert!(d.alive());
+    assert_eq!(s.oom_adj(), 900);
+    // Another client is still refused (the record is there and owned), and
+    // the owner can still move it.
+    let other = Remote::connect(&d.socket);
+    other.send(&Cmd::ProcPrio(prio(s.pid(), 100)));
+    other.sync();
+    d.wait_log(
+        &format!("for pid {} refused: record belongs to client pid", s.pid()),
+        T,
+    );
+    assert_eq!(s.oom_adj(), 900);
+    c.send(&Cmd::ProcPrio(prio(s.pid(), 150))).unwrap();
+    Daemon::sync(&c);
+    assert_eq!(s.oom_adj(), 150);
+}
+
+#[test]
+fn send_then_close_is_not_lost() {
+    if !need_root("send_then_close_is_not_lost") {
+        return;
+    }
+    let d = Daemon::start("sendclose", "");
+    let s: Vec<Sleeper> = (0..20).map(|_| Sleeper::new()).collect();
+    for (i, p) in s.iter().enumerate() {
+        let c = d.connect();
+        c.send(&Cmd::ProcPrio(prio(p.pid(), 300 + i as i32)))
+            .unwrap();
+        drop(c);
+    }
+    for (i, p) in s.iter().enumerate() {
+        assert!(
+            eventually(T, || p.oom_adj() == 300 + i as i32),
+            "command of client {i} was lost"
+        );
+    }
+}
+
+#[test]
+fn packet_without_credentials_closes_only_that_connection() {
+    if !need_root("packet_without_credentials_closes_only_that_connection") {
+        return;
+    }
+    // As init would, but with a socket lacking SO_PASSCRED (an rc line
+    // without +passcred): a client that does not set SO_PASSCRED itself then
+    // sends packets without credentials.
+    let dir = TempDir::new("nocreds-sock");
+    let path = dir.path("init.sock");
+    let (fd, addr) = raw_seqpacket_listener(&path);
+    let d = Daemon::start_with("nocreds", "", &[], |cmd| {
+        cmd.env("ANDROID_SOCKET_lmkd", fd.to_string());
+    });
+    // SAFETY: our copy of the descriptor is no longer needed.
+    unsafe { libc::close(fd) };
+    d.wait_log("lacks SO_PASSCRED", T);
+    // An idle client that stays connected.
+    let idle = Client::connect(&path).unwrap();
+    d.wait_log_count("client connected", 1, T);
+    // SAFETY: a plain SEQPACKET socket without SO_PASSCRED.
+    let bare = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0) };
+    // SAFETY: addr is initialised.
+    let r = unsafe {
+        libc::connect(
+            bare,
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_un>() as u32,
+        )
+    };
+    assert_eq!(r, 0);
+    // Packets queued before accept get credentials from the kernel; wait
+    // until the daemon has accepted us.
+    d.wait_log_count("client connected", 2, T);
+    let pkt = words(&[proto::id::GETKILLCNT, 0, 1000]);
+    // SAFETY: sending from a live buffer.
+    assert_eq!(
+        unsafe { libc::send(bare, pkt.as_ptr() as *const _, pkt.len(), 0) },
+        pkt.len() as isize
+    );
+    d.wait_log("packet without credentials", T);
+    // The bare connection was closed without an answer...
+    let mut buf = [0u8; 16];
+    let mut pfd = libc::pollfd {
+        fd: bare,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 5000) };
+    // SAFETY: reading into a live buffer.
+    let n = unsafe {
+        libc::recv(
+            bare,
+            buf.as_mut_ptr() as *mut _,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    assert_eq!(
+        n, 0,
+        "the connection without credentials got an answer instead of being closed"
+    );
+    // SAFETY: our socket.
+    unsafe { libc::close(bare) };
+    // ...while the idle one stays open, the daemon runs and still accepts.
+    assert!(
+        matches!(idle.recv(Some(Duration::from_millis(300))), Ok(None)),
+        "the idle connection was closed too"
+    );
+    let _third = Client::connect(&path).unwrap();
+    d.wait_log_count("client connected", 3, T);
+    let mut d = d;
+    assert!(d.alive());
+}
+
+/// A bound SEQPACKET socket without SO_PASSCRED, inheritable by a child.
+fn raw_seqpacket_listener(path: &std::path::Path) -> (i32, libc::sockaddr_un) {
+    // SAFETY: plain socket(2) without CLOEXEC so the daemon inherits it.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0) };
+    assert!(fd >= 0);
+    // SAFETY: sockaddr_un is plain data.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr
+        .sun_path
+        .iter_mut()
+        .zip(path.as_os_str().as_encoded_bytes())
+    {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: addr is initialised.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_un>() as u32,
+        )
+    };
+    assert_eq!(r, 0);
+    (fd, addr)
+}
+
+#[test]
+fn socket_is_0660_and_removed_on_sigterm() {
+    if !need_root("socket_is_0660_and_removed_on_sigterm") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = Daemon::start("sock", "");
+    let mode = fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "lmkd exited with {status} on SIGTERM");
+    assert!(!d.socket.exists(), "socket file left behind");
+}
