@@ -4,22 +4,22 @@
 //! `snapshot` reads memory state, `policy` decides, `victim` picks from the
 //! `table`, `reaper` kills, `report` tells subscribers and the log.
 
-pub mod config;
-pub mod proto;
-pub mod props;
-pub mod logging;
-pub mod table;
-pub mod snapshot;
-pub mod policy;
 pub mod client;
 pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod policy;
+pub mod props;
+pub mod protect;
+pub mod proto;
 pub mod psi;
 pub mod reaper;
 pub mod report;
 pub mod ring;
 pub mod server;
+pub mod snapshot;
 pub mod sys;
+pub mod table;
 pub mod victim;
 pub mod watchdog;
-pub mod daemon;
-pub mod protect;
