@@ -90,3 +90,102 @@ fn ladder_in_vm_under_lmkd_rs() {
         assert!(l.contains("; reason: "), "kill line without a reason: {l}");
     }
 }
+
+/// A stand-in daemon that accepts the driver, reads its handshake, then
+/// goes away: the driver must notice, say so and exit 2 well before the
+/// scenario's duration instead of hanging. Runs everywhere (no VM needed).
+#[test]
+fn driver_reports_a_daemon_that_dies_mid_run() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dir = std::env::temp_dir().join(format!("lmkd-vm-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("lmkd.sock");
+    let scenario = dir.join("idle.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"idle\"\nduration_ms = 20000\n[[app]]\nname = \"idle\"\nanon_kb_per_tick = 4\n\
+         tick_ms = 100\nanon_max_mb = 1\nadj = [{ at_ms = 0, adj = 900 }]\n",
+    )
+    .unwrap();
+
+    // SAFETY: plain socket calls on a fresh descriptor, checked below.
+    let listener = unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr
+            .sun_path
+            .iter_mut()
+            .zip(sock.as_os_str().as_encoded_bytes())
+        {
+            *d = *s as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        assert_eq!(
+            libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        assert_eq!(libc::listen(fd, 3), 0);
+        OwnedFd::from_raw_fd(fd)
+    };
+    let server = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: accept on our listening socket; the connection is closed
+        // when `conn` drops, which is the "daemon died" event.
+        let conn = unsafe {
+            OwnedFd::from_raw_fd(libc::accept(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            ))
+        };
+        let mut buf = [0u8; 64];
+        let mut packets = 0;
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(800);
+        while std::time::Instant::now() < until {
+            // SAFETY: non-blocking read into a local buffer.
+            let n = unsafe {
+                libc::recv(
+                    conn.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                packets += 1;
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        drop(conn);
+        packets
+    });
+
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_lmkd-workload"))
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--scenario")
+        .arg(&scenario)
+        .output()
+        .expect("run lmkd-workload");
+    let packets = server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        packets >= 5,
+        "handshake (4 packets) and a PROCPRIO expected, got {packets}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("lmkd died or closed the connection"),
+        "{stdout}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "driver took {:?}",
+        start.elapsed()
+    );
+}

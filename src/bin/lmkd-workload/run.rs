@@ -740,7 +740,7 @@ fn judge_and_report(r: &Run, end_ms: u64, oom_delta: i64, killcnt: Option<i32>) 
                 None => per_adj.push((x.adj, 1)),
             }
         }
-        per_adj.sort_by(|a, b| b.0.cmp(&a.0));
+        per_adj.sort_by_key(|e| std::cmp::Reverse(e.0));
         let deaths = json::array(
             rows.iter().map(|x| {
                 let st = x.kill.as_ref().and_then(|k| k.stat.as_ref());
