@@ -25,7 +25,7 @@ use crate::proto::{self, Command};
 use crate::psi::Source;
 use crate::reaper::{self, Reaper, Release};
 use crate::report::{History, KillRecord, Note, Reporter};
-use crate::server::{self, Incoming, Server};
+use crate::server::{self, Accepted, Incoming, Server};
 use crate::snapshot::{self, Snapshot};
 use crate::sys::{self, ProcFs};
 use crate::table::{ProcTable, NO_OWNER};
@@ -304,7 +304,7 @@ impl Daemon {
 
     fn dispatch(&mut self, token: u64, flags: EpollFlags, wake_ns: u64) {
         match token {
-            T_LISTEN => {
+            T_LISTEN => loop {
                 // A client that sent and hung up still holds its slot until
                 // we read it; do that first so a newcomer is not refused
                 // for nothing and the hung-up client's commands still apply.
@@ -315,15 +315,19 @@ impl Daemon {
                         }
                     }
                 }
-                while let Some(slot) = self.server.accept(&self.report) {
-                    if let Some(fd) = self.server.conn_fd(slot) {
-                        let ev = EpollEvent::new(EpollFlags::EPOLLIN, T_CONN + slot as u64);
-                        if self.epoll.add(fd, ev).is_err() {
-                            self.server.close(slot);
+                match self.server.accept(&self.report) {
+                    Accepted::Slot(slot) => {
+                        if let Some(fd) = self.server.conn_fd(slot) {
+                            let ev = EpollEvent::new(EpollFlags::EPOLLIN, T_CONN + slot as u64);
+                            if self.epoll.add(fd, ev).is_err() {
+                                self.server.close(slot);
+                            }
                         }
                     }
+                    Accepted::Refused => {}
+                    Accepted::None => break,
                 }
-            }
+            },
             T_SIGNAL => self.on_signal(),
             T_PARTIAL | T_COMPLETE => {
                 let p = if token == T_PARTIAL {

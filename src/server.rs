@@ -33,6 +33,15 @@ pub struct Server {
     allowed_uids: Vec<u32>,
 }
 
+/// What one `accept` produced.
+pub enum Accepted {
+    Slot(usize),
+    /// Accepted and closed at once: too many clients, or uid not allowed.
+    Refused,
+    /// Nothing was waiting.
+    None,
+}
+
 /// What one read from a connection produced.
 pub enum Incoming {
     /// A datagram (`buf[..len]`) with its sender's credentials.
@@ -113,9 +122,8 @@ impl Server {
         self.conn(slot).map(|c| c.fd.as_fd())
     }
 
-    /// Accepts one pending connection. Returns its slot, or None when it
-    /// was refused (too many clients, uid not allowed) or nothing waited.
-    pub fn accept(&mut self, report: &Reporter) -> Option<usize> {
+    /// Accepts one pending connection.
+    pub fn accept(&mut self, report: &Reporter) -> Accepted {
         // SAFETY: accept4 on our listener; null address is allowed.
         let fd = unsafe {
             libc::accept4(
@@ -126,7 +134,7 @@ impl Server {
             )
         };
         if fd < 0 {
-            return None;
+            return Accepted::None;
         }
         // SAFETY: a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -145,7 +153,7 @@ impl Server {
                 uid,
                 what: ConnEvent::UidNotAllowed,
             });
-            return None;
+            return Accepted::Refused;
         }
         // Beyond lmkd: refuse the newcomer rather than dropping everyone,
         // so a stray tool cannot disconnect ActivityManager.
@@ -155,7 +163,7 @@ impl Server {
                 uid,
                 what: ConnEvent::TooMany,
             });
-            return None;
+            return Accepted::Refused;
         };
         self.conns[slot] = Some(Conn {
             fd,
@@ -169,7 +177,7 @@ impl Server {
             uid,
             what: ConnEvent::Accepted,
         });
-        Some(slot)
+        Accepted::Slot(slot)
     }
 
     /// Reads the next datagram of a connection into `buf`.
