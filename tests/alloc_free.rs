@@ -1,0 +1,263 @@
+//! The core and the reaper allocate nothing after start-up: a counting
+//! global allocator watches exactly those two threads (the daemon marks
+//! them through `Options::on_thread_start`) while the daemon
+//!   1. handles thousands of PROCPRIO / PROCS_PRIO / PROCREMOVE / GETKILLCNT
+//!      commands from a real client, and
+//!   2. goes from an injected pressure event, through recorded /proc
+//!      snapshots and the policy, to the real kill of a real child and the
+//!      notifications that follow.
+//! The logging thread formats text and may allocate; it is not watched.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use lmkd::client::{Client, Message};
+use lmkd::config::Config;
+use lmkd::daemon::{Daemon, Options};
+use lmkd::proto::{Command as Cmd, PrioBatch};
+
+struct Counting;
+
+static WATCHED_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static WATCHED: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator; the counter is a side effect.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if WATCHED.with(Cell::get) {
+            WATCHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if WATCHED.with(Cell::get) {
+            WATCHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn watch(role: &'static str) {
+    if role == "core" || role == "reaper" {
+        WATCHED.with(|w| w.set(true));
+    }
+}
+
+fn allocs() -> u64 {
+    WATCHED_ALLOCS.load(Ordering::Relaxed)
+}
+
+/// Starts a daemon in-process on its own thread; returns once it runs.
+fn start(cfg: Config, source: Option<lmkd::psi::Source>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut opts = Options::new(None, Box::new(lmkd::props::NoProperties));
+        opts.signals = false;
+        opts.source = source;
+        opts.on_thread_start = watch;
+        let mut d = Daemon::new(cfg, opts).expect("daemon start-up");
+        tx.send(()).unwrap();
+        let _ = d.run();
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("daemon did not start");
+}
+
+fn base_config(dir: &TempDir) -> Config {
+    let mut cfg = Config::default();
+    cfg.socket_path = dir.path("lmkd.sock");
+    cfg.max_procs = 2048;
+    cfg
+}
+
+fn wait_socket(p: &Path) -> Client {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(c) = Client::connect(p) {
+            return c;
+        }
+        assert!(Instant::now() < end, "daemon socket never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn core_allocates_nothing_after_start_up() {
+    if !need_root("core_allocates_nothing_after_start_up") {
+        return;
+    }
+    counter_sees_watched_threads();
+    commands_allocate_nothing();
+    pressure_to_kill_allocates_nothing();
+}
+
+/// Positive control: an allocation on a watched thread is counted.
+fn counter_sees_watched_threads() {
+    let before = allocs();
+    std::thread::spawn(|| {
+        watch("core");
+        std::hint::black_box(vec![1u8; 64]);
+    })
+    .join()
+    .unwrap();
+    assert!(
+        allocs() > before,
+        "the counting allocator does not see watched threads"
+    );
+}
+
+fn commands_allocate_nothing() {
+    let dir = TempDir::new("alloc-cmds");
+    start(base_config(&dir), None);
+    let c = wait_socket(&dir.path("lmkd.sock"));
+    let kids: Vec<Sleeper> = (0..30).map(|_| Sleeper::new()).collect();
+    // Warm-up round (first-use paths), then measure.
+    let before = allocs();
+    let mut sent = 0;
+    for round in 0..100 {
+        for (i, k) in kids.iter().enumerate() {
+            c.send(&Cmd::ProcPrio(prio(
+                k.pid(),
+                100 + ((i + round) % 900) as i32,
+            )))
+            .unwrap();
+            sent += 1;
+        }
+        let recs: Vec<_> = kids[..3]
+            .iter()
+            .map(|k| prio(k.pid(), 900 + (round % 100) as i32))
+            .collect();
+        c.send(&Cmd::ProcsPrio(PrioBatch::from_slice(&recs).unwrap()))
+            .unwrap();
+        c.send(&Cmd::ProcRemove {
+            pid: kids[round % kids.len()].pid(),
+        })
+        .unwrap();
+        let n = c
+            .request(
+                &Cmd::GetKillCnt {
+                    min_adj: 0,
+                    max_adj: 1000,
+                },
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        assert_eq!(n, 0);
+        sent += 3;
+    }
+    let after = allocs();
+    eprintln!(
+        "commands: {sent} handled, {} heap allocations on the core/reaper threads",
+        after - before
+    );
+    assert!(sent >= 3000);
+    assert_eq!(
+        after - before,
+        0,
+        "the core allocated while handling commands"
+    );
+}
+
+fn pressure_to_kill_allocates_nothing() {
+    let dir = TempDir::new("alloc-kill");
+    // Recorded snapshots: a small VM close to its min watermark.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc/small");
+    let proc_dir = dir.path("proc");
+    fs::create_dir_all(&proc_dir).unwrap();
+    for f in ["meminfo", "vmstat", "zoneinfo"] {
+        fs::copy(fixture.join(f), proc_dir.join(f)).unwrap();
+    }
+    fs::copy(fixture.join("pressure_memory"), dir.path("pressure")).unwrap();
+    let victim = Sleeper::new();
+    let bystander = Sleeper::new();
+    // Per-process files come from the real /proc.
+    for pid in [victim.pid(), bystander.pid()] {
+        std::os::unix::fs::symlink(format!("/proc/{pid}"), proc_dir.join(pid.to_string())).unwrap();
+    }
+    let mut cfg = base_config(&dir);
+    cfg.proc_root = proc_dir.clone();
+    cfg.psi_path = dir.path("pressure");
+    let (source, _partial, complete) = lmkd::psi::injected().unwrap();
+    start(cfg, Some(source));
+    let c = wait_socket(&dir.path("lmkd.sock"));
+    c.send(&Cmd::Subscribe { event: 0 }).unwrap();
+    c.send(&Cmd::Subscribe { event: 1 }).unwrap();
+    c.send(&Cmd::ProcPrio(prio(victim.pid(), 950))).unwrap();
+    c.send(&Cmd::ProcPrio(prio(bystander.pid(), 0))).unwrap();
+    common::Daemon::sync(&c);
+
+    let before = allocs();
+    raise(&complete);
+    let mut got_stat = false;
+    let mut got_kill = false;
+    let end = Instant::now() + Duration::from_secs(10);
+    while !(got_stat && got_kill) && Instant::now() < end {
+        match c.recv(Some(Duration::from_millis(200))).unwrap() {
+            Some(Message::Stat(s)) => {
+                assert!(!got_kill, "stats packet must come before PROCKILL");
+                assert_eq!(s.oom_score_adj, 950);
+                got_stat = true;
+            }
+            Some(Message::Kill(k)) => {
+                assert_eq!(k.pid, victim.pid());
+                got_kill = true;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        got_stat && got_kill,
+        "no kill notifications after a critical pressure event"
+    );
+    // Wait until the victim's exit has been handled (the core saw its pidfd).
+    let mut v = victim;
+    assert!(eventually(Duration::from_secs(5), || v
+        .0
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_some()));
+    std::thread::sleep(Duration::from_millis(300));
+    let after = allocs();
+    eprintln!(
+        "pressure event to completed kill: {} heap allocations on the core/reaper threads",
+        after - before
+    );
+    assert_eq!(after - before, 0, "the kill path allocated");
+    assert_eq!(
+        c.request(
+            &Cmd::GetKillCnt {
+                min_adj: 900,
+                max_adj: 1000
+            },
+            Duration::from_secs(5)
+        )
+        .unwrap(),
+        1
+    );
+    assert!(bystander.0.id() > 0 && fs::metadata(format!("/proc/{}", bystander.pid())).is_ok());
+}
+
+fn raise(fd: &OwnedFd) {
+    let one = 1u64;
+    // SAFETY: an 8-byte write to an eventfd we own.
+    let n = unsafe { libc::write(fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+    assert_eq!(n, 8);
+}
