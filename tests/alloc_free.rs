@@ -6,6 +6,7 @@
 //!   2. goes from an injected pressure event, through recorded /proc
 //!      snapshots and the policy, to the real kill of a real child and the
 //!      notifications that follow.
+//!
 //! The logging thread formats text and may allocate; it is not watched.
 
 mod common;
@@ -81,10 +82,11 @@ fn start(cfg: Config, source: Option<lmkd::psi::Source>) {
 }
 
 fn base_config(dir: &TempDir) -> Config {
-    let mut cfg = Config::default();
-    cfg.socket_path = dir.path("lmkd.sock");
-    cfg.max_procs = 2048;
-    cfg
+    Config {
+        socket_path: dir.path("lmkd.sock"),
+        max_procs: 2048,
+        ..Config::default()
+    }
 }
 
 fn wait_socket(p: &Path) -> Client {
