@@ -122,6 +122,7 @@ pub struct Daemon {
     exit: bool,
     /// A NoVictim note was sent for the current pressure window.
     told_no_victim: bool,
+    watermarks_fresh: bool,
 }
 
 fn ctx<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> io::Error {
@@ -223,6 +224,7 @@ impl Daemon {
             self_pid: std::process::id() as i32,
             exit: false,
             told_no_victim: false,
+            watermarks_fresh: false,
             config,
         };
         if let Some(src) = source {
@@ -547,6 +549,8 @@ impl Daemon {
             }
         }
         log::info!("configuration reloaded");
+        // Only visible when the new level really is in force.
+        log::debug!("debug logging is on");
         true
     }
 
@@ -619,6 +623,12 @@ impl Daemon {
                 });
             }
         }
+        if !self.watermarks_fresh {
+            // Zone watermarks are re-read once a minute; the first pressure
+            // event (and so the first kill) gets current ones.
+            self.watermarks_fresh = true;
+            self.reader.refresh_watermarks();
+        }
         let snap = match self.reader.read(now_ms) {
             Ok(s) => *s,
             Err(e) => {
@@ -634,6 +644,9 @@ impl Daemon {
             &mut self.policy,
         );
         self.polling.interval_ms = d.poll.ms();
+        if d.extend_poll {
+            self.polling.until_ms = self.polling.until_ms.max(now_ms + POLL_WINDOW_MS);
+        }
         let Some(kill) = d.kill else { return };
         if self.inflight.as_ref().is_some_and(|k| !k.reaped) {
             // The reaper still holds the previous victim's pidfd.

@@ -187,16 +187,46 @@ pub fn system() -> Box<dyn PropertySource> {
     }
     #[cfg(not(target_os = "android"))]
     {
-        let Some(path) = std::env::var_os(PROPS_FILE_ENV) else {
-            return Box::new(NoProperties);
-        };
-        match MapProperties::from_file(Path::new(&path)) {
-            Ok(p) => Box::new(p),
+        match std::env::var_os(PROPS_FILE_ENV) {
+            Some(path) => Box::new(FileProperties::new(Path::new(&path))),
+            None => Box::new(NoProperties),
+        }
+    }
+}
+
+/// A `name=value` file re-read on every lookup, so editing it and sending
+/// UPDATE_PROPS behaves like `setprop` + `lmkd --reinit` on a device.
+/// Values the daemon sets live in memory on top of the file.
+#[derive(Debug)]
+pub struct FileProperties {
+    path: std::path::PathBuf,
+    written: MapProperties,
+}
+
+impl FileProperties {
+    pub fn new(path: &Path) -> Self {
+        FileProperties {
+            path: path.to_path_buf(),
+            written: MapProperties::new(),
+        }
+    }
+}
+
+impl PropertySource for FileProperties {
+    fn get(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.written.get(name) {
+            return Some(v);
+        }
+        match MapProperties::from_file(&self.path) {
+            Ok(m) => m.get(name),
             Err(e) => {
-                log::warn!("{PROPS_FILE_ENV}: {e}; using no properties");
-                Box::new(NoProperties)
+                log::warn!("{PROPS_FILE_ENV}: {e}; treating {name} as unset");
+                None
             }
         }
+    }
+    fn set(&self, name: &str, value: &str) -> io::Result<()> {
+        self.written.set(name, value)
     }
 }
 
