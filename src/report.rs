@@ -249,6 +249,11 @@ pub fn log_note(n: &Note) {
         Note::Stale { pid } => log::info!(
             "process {pid} exited without PROCREMOVE; its record was dropped (pid may be reused)"
         ),
+        // AMS removes processes we already killed; that is routine.
+        Note::Refused { cmd, pid, peer, why: Refusal::UnknownPid } => log::debug!(
+            "command {cmd} from peer {peer} for pid {pid} refused: {}",
+            refusal_text(Refusal::UnknownPid)
+        ),
         Note::Refused { cmd, pid, peer, why } => {
             log::warn!("command {cmd} from peer {peer} for pid {pid} refused: {}", refusal_text(why))
         }

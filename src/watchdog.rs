@@ -136,3 +136,40 @@ pub fn dup(fd: i32) -> Option<OwnedFd> {
     let b = unsafe { BorrowedFd::borrow_raw(fd) };
     b.try_clone_to_owned().ok().filter(|f| f.as_raw_fd() >= 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn kills_the_candidate_when_the_core_is_stuck() {
+        let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = child.id() as i32;
+        let hb = Arc::new(Heartbeat::default());
+        let fd = sys::pidfd_open(pid).unwrap();
+        hb.set_candidate(Some((pid, 900, fd)));
+        // Idle core: no kill.
+        start(hb.clone(), 500, |_| {}).unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "killed while the core was idle"
+        );
+        // A handler that started long ago and never returned.
+        hb.enter(sys::monotonic_ms().saturating_sub(10_000));
+        let end = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < end, "watchdog did not kill the candidate");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        // The candidate is used up: nothing left to kill twice.
+        assert!(hb.kill_candidate().is_none());
+    }
+}

@@ -14,15 +14,12 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::inproc::InProc;
 use common::*;
-use lmkd::client::{Client, Message};
-use lmkd::config::Config;
-use lmkd::daemon::{Daemon, Options};
+use lmkd::client::Message;
 use lmkd::proto::{Command as Cmd, PrioBatch};
 
 struct Counting;
@@ -65,41 +62,6 @@ fn allocs() -> u64 {
     WATCHED_ALLOCS.load(Ordering::Relaxed)
 }
 
-/// Starts a daemon in-process on its own thread; returns once it runs.
-fn start(cfg: Config, source: Option<lmkd::psi::Source>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut opts = Options::new(None, Box::new(lmkd::props::NoProperties));
-        opts.signals = false;
-        opts.source = source;
-        opts.on_thread_start = watch;
-        let mut d = Daemon::new(cfg, opts).expect("daemon start-up");
-        tx.send(()).unwrap();
-        let _ = d.run();
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("daemon did not start");
-}
-
-fn base_config(dir: &TempDir) -> Config {
-    Config {
-        socket_path: dir.path("lmkd.sock"),
-        max_procs: 2048,
-        ..Config::default()
-    }
-}
-
-fn wait_socket(p: &Path) -> Client {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(c) = Client::connect(p) {
-            return c;
-        }
-        assert!(Instant::now() < end, "daemon socket never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn core_allocates_nothing_after_start_up() {
     if !need_root("core_allocates_nothing_after_start_up") {
@@ -126,10 +88,12 @@ fn counter_sees_watched_threads() {
 }
 
 fn commands_allocate_nothing() {
-    let dir = TempDir::new("alloc-cmds");
-    start(base_config(&dir), None);
-    let c = wait_socket(&dir.path("lmkd.sock"));
     let kids: Vec<Sleeper> = (0..30).map(|_| Sleeper::new()).collect();
+    let pids: Vec<i32> = kids.iter().map(Sleeper::pid).collect();
+    let d = InProc::start("alloc-cmds", "small", &pids, |_, o| {
+        o.on_thread_start = watch
+    });
+    let c = d.connect();
     // Warm-up round (first-use paths), then measure.
     let before = allocs();
     let mut sent = 0;
@@ -178,27 +142,17 @@ fn commands_allocate_nothing() {
 }
 
 fn pressure_to_kill_allocates_nothing() {
-    let dir = TempDir::new("alloc-kill");
-    // Recorded snapshots: a small VM close to its min watermark.
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc/small");
-    let proc_dir = dir.path("proc");
-    fs::create_dir_all(&proc_dir).unwrap();
-    for f in ["meminfo", "vmstat", "zoneinfo"] {
-        fs::copy(fixture.join(f), proc_dir.join(f)).unwrap();
-    }
-    fs::copy(fixture.join("pressure_memory"), dir.path("pressure")).unwrap();
     let victim = Sleeper::new();
     let bystander = Sleeper::new();
-    // Per-process files come from the real /proc.
-    for pid in [victim.pid(), bystander.pid()] {
-        std::os::unix::fs::symlink(format!("/proc/{pid}"), proc_dir.join(pid.to_string())).unwrap();
-    }
-    let mut cfg = base_config(&dir);
-    cfg.proc_root = proc_dir.clone();
-    cfg.psi_path = dir.path("pressure");
-    let (source, _partial, complete) = lmkd::psi::injected().unwrap();
-    start(cfg, Some(source));
-    let c = wait_socket(&dir.path("lmkd.sock"));
+    let d = InProc::start(
+        "alloc-kill",
+        "small",
+        &[victim.pid(), bystander.pid()],
+        |_, o| {
+            o.on_thread_start = watch;
+        },
+    );
+    let c = d.connect();
     c.send(&Cmd::Subscribe { event: 0 }).unwrap();
     c.send(&Cmd::Subscribe { event: 1 }).unwrap();
     c.send(&Cmd::ProcPrio(prio(victim.pid(), 950))).unwrap();
@@ -206,7 +160,7 @@ fn pressure_to_kill_allocates_nothing() {
     common::Daemon::sync(&c);
 
     let before = allocs();
-    raise(&complete);
+    d.raise_complete();
     let mut got_stat = false;
     let mut got_kill = false;
     let end = Instant::now() + Duration::from_secs(10);
@@ -255,11 +209,4 @@ fn pressure_to_kill_allocates_nothing() {
         1
     );
     assert!(bystander.0.id() > 0 && fs::metadata(format!("/proc/{}", bystander.pid())).is_ok());
-}
-
-fn raise(fd: &OwnedFd) {
-    let one = 1u64;
-    // SAFETY: an 8-byte write to an eventfd we own.
-    let n = unsafe { libc::write(fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
-    assert_eq!(n, 8);
 }

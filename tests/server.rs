@@ -73,7 +73,7 @@ fn ownership_removal_and_purge() {
     if !need_root("ownership_removal_and_purge") {
         return;
     }
-    let d = Daemon::start("owner", "");
+    let d = Daemon::start("owner", "debug = true");
     let a = Remote::connect(&d.socket);
     let b = Remote::connect(&d.socket);
     let s1 = Sleeper::new();

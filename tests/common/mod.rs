@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests that run the real `lmkd` binary.
 #![allow(dead_code)]
 
+pub mod inproc;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,124 @@
+//! An in-process daemon fed by injected pressure events and recorded /proc
+//! snapshots, with per-process files taken from the real /proc.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lmkd::client::Client;
+use lmkd::config::Config;
+use lmkd::daemon::{Daemon, Options};
+
+use super::TempDir;
+
+pub struct InProc {
+    pub dir: TempDir,
+    pub partial: OwnedFd,
+    pub complete: OwnedFd,
+}
+
+/// A proc root of recorded system files (fixture `name`) plus symlinks to
+/// the real `/proc/<pid>` of `pids`.
+pub fn proc_root(dir: &TempDir, fixture: &str, pids: &[i32]) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/proc")
+        .join(fixture);
+    let root = dir.path("proc");
+    fs::create_dir_all(&root).unwrap();
+    for f in ["meminfo", "vmstat", "zoneinfo"] {
+        fs::copy(src.join(f), root.join(f)).unwrap();
+    }
+    fs::copy(src.join("pressure_memory"), dir.path("pressure")).unwrap();
+    for pid in pids {
+        std::os::unix::fs::symlink(format!("/proc/{pid}"), root.join(pid.to_string())).unwrap();
+    }
+    root
+}
+
+impl InProc {
+    /// Starts a daemon on its own thread over fixture `fixture`; `tweak`
+    /// adjusts the config and options. Returns once it is running.
+    pub fn start(
+        tag: &str,
+        fixture: &str,
+        pids: &[i32],
+        tweak: impl FnOnce(&mut Config, &mut Options) + Send + 'static,
+    ) -> InProc {
+        let dir = TempDir::new(tag);
+        let root = proc_root(&dir, fixture, pids);
+        let mut cfg = Config {
+            socket_path: dir.path("lmkd.sock"),
+            proc_root: root,
+            psi_path: dir.path("pressure"),
+            max_procs: 2048,
+            ..Config::default()
+        };
+        let (source, partial, complete) = lmkd::psi::injected().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut opts = Options::new(None, Box::new(lmkd::props::NoProperties));
+            opts.signals = false;
+            opts.source = Some(source);
+            tweak(&mut cfg, &mut opts);
+            let mut d = Daemon::new(cfg, opts).expect("daemon start-up");
+            tx.send(()).unwrap();
+            let _ = d.run();
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("daemon did not start");
+        InProc {
+            dir,
+            partial,
+            complete,
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(c) = Client::connect(&self.dir.path("lmkd.sock")) {
+                return c;
+            }
+            assert!(Instant::now() < end, "daemon socket never appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Raises a complete (PSI `full`) pressure event.
+    pub fn raise_complete(&self) {
+        raise(&self.complete);
+    }
+
+    pub fn raise_partial(&self) {
+        raise(&self.partial);
+    }
+}
+
+fn raise(fd: &OwnedFd) {
+    let one = 1u64;
+    // SAFETY: an 8-byte write to an eventfd we own.
+    let n = unsafe { libc::write(fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+    assert_eq!(n, 8);
+}
+
+impl InProc {
+    /// Makes the recorded vmstat show fresh direct reclaim (pgscan_direct
+    /// grows), as a machine under pressure would between two events. The
+    /// file is rewritten in place: the daemon keeps it open.
+    pub fn bump_reclaim(&self) {
+        let path = self.dir.path("proc").join("vmstat");
+        let text = fs::read_to_string(&path).unwrap();
+        let out: String = text
+            .lines()
+            .map(|l| match l.split_once(' ') {
+                Some(("pgscan_direct", v)) => format!(
+                    "pgscan_direct {}\n",
+                    v.trim().parse::<u64>().unwrap() + 1000
+                ),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        fs::write(&path, out).unwrap();
+    }
+}
