@@ -3,7 +3,7 @@
 //! modes (`--reinit`, `--boot_completed`), the workload driver and tests.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,26 +30,7 @@ impl Client {
     /// Connects to the daemon's socket. Credentials are attached to every
     /// packet by the kernel once `SO_PASSCRED` is set on our side.
     pub fn connect(path: &Path) -> io::Result<Client> {
-        // SAFETY: plain socket(2); the result is checked before use.
-        let raw =
-            unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(ctx(io::Error::last_os_error(), "socket for", path));
-        }
-        // SAFETY: `raw` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        let bytes = path.as_os_str().as_encoded_bytes();
-        if bytes.len() >= addr.sun_path.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("socket path {} is too long", path.display()),
-            ));
-        }
-        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-            *d = *s as libc::c_char;
-        }
+        let (fd, addr) = crate::sys::seqpacket_socket(path)?;
         let on: libc::c_int = 1;
         // SAFETY: valid fd, option value points to a c_int of the given size.
         unsafe {

@@ -441,3 +441,32 @@ pub fn setsockopt_int(
     }
     Ok(())
 }
+
+/// A `SOCK_SEQPACKET` unix socket and the address of `path`, shared by the
+/// server (bind) and the client (connect).
+pub fn seqpacket_socket(path: &std::path::Path) -> io::Result<(OwnedFd, libc::sockaddr_un)> {
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid empty value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socket path {} is too long", path.display()),
+        ));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2); checked below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("socket for {}: {e}", path.display()),
+        ));
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, addr))
+}
