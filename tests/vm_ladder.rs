@@ -134,10 +134,13 @@ fn driver_reports_a_daemon_that_dies_mid_run() {
         // SAFETY: accept on our listening socket; the connection is closed
         // when `conn` drops, which is the "daemon died" event.
         let conn = unsafe {
-            OwnedFd::from_raw_fd(libc::accept(
+            // CLOEXEC: a process spawned meanwhile by another test must
+            // not inherit the connection and keep it open.
+            OwnedFd::from_raw_fd(libc::accept4(
                 listener.as_raw_fd(),
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
             ))
         };
         let mut buf = [0u8; 64];
