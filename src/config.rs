@@ -73,6 +73,9 @@ pub struct Config {
     pub psi_path: PathBuf,
     /// Root of procfs (tests point it at fixtures).
     pub proc_root: PathBuf,
+    /// Memory cgroup (v1) whose vmpressure events stand in for PSI on
+    /// kernels without it.
+    pub vmpressure_memcg: PathBuf,
     /// A stuck core handler older than this makes the watchdog kill.
     pub watchdog_timeout_ms: u32,
 }
@@ -107,6 +110,7 @@ impl Default for Config {
             allowed_uids: vec![0, 1000],
             psi_path: PathBuf::from("/proc/pressure/memory"),
             proc_root: PathBuf::from("/proc"),
+            vmpressure_memcg: PathBuf::from("/sys/fs/cgroup/memory"),
             watchdog_timeout_ms: 2000,
         }
     }
@@ -203,6 +207,7 @@ const KEYS: &[KeySpec] = &[
     ours("allowed_uids", Kind::Uids),
     ours("psi_path", Kind::Path),
     ours("proc_root", Kind::Path),
+    ours("vmpressure_memcg", Kind::Path),
     ours(
         "watchdog_timeout_ms",
         Kind::Int {
@@ -213,7 +218,13 @@ const KEYS: &[KeySpec] = &[
 ];
 
 /// Keys that shape start-up (allocation, bound socket, opened files).
-const RESTART_ONLY: &[&str] = &["max_procs", "socket_path", "psi_path", "proc_root"];
+const RESTART_ONLY: &[&str] = &[
+    "max_procs",
+    "socket_path",
+    "psi_path",
+    "proc_root",
+    "vmpressure_memcg",
+];
 
 fn spec(name: &str) -> Option<&'static KeySpec> {
     KEYS.iter().find(|k| k.name == name)
@@ -299,6 +310,7 @@ impl Config {
             "allowed_uids" => Uids(self.allowed_uids.clone()),
             "psi_path" => Path(self.psi_path.clone()),
             "proc_root" => Path(self.proc_root.clone()),
+            "vmpressure_memcg" => Path(self.vmpressure_memcg.clone()),
             "watchdog_timeout_ms" => Int(self.watchdog_timeout_ms.into()),
             _ => return None,
         })
@@ -339,6 +351,7 @@ impl Config {
             ("allowed_uids", Val::Uids(u)) => self.allowed_uids = u,
             ("psi_path", Val::Path(p)) => self.psi_path = p,
             ("proc_root", Val::Path(p)) => self.proc_root = p,
+            ("vmpressure_memcg", Val::Path(p)) => self.vmpressure_memcg = p,
             ("watchdog_timeout_ms", Val::Int(i)) => self.watchdog_timeout_ms = narrow(i),
             // Unreachable by construction (callers go through KEYS); ignoring
             // is safer than panicking in a daemon.

@@ -253,7 +253,7 @@ impl Daemon {
                 &self.config.psi_path,
                 self.config.psi_partial_stall_ms,
                 self.config.psi_complete_stall_ms,
-                std::path::Path::new("/sys/fs/cgroup/memory"),
+                &self.config.vmpressure_memcg,
             )?,
         };
         for (i, (fd, _, pri)) in src.fds().into_iter().enumerate() {
@@ -536,6 +536,7 @@ impl Daemon {
         new.socket_path = self.config.socket_path.clone();
         new.psi_path = self.config.psi_path.clone();
         new.proc_root = self.config.proc_root.clone();
+        new.vmpressure_memcg = self.config.vmpressure_memcg.clone();
         let triggers_changed = new.psi_partial_stall_ms != self.config.psi_partial_stall_ms
             || new.psi_complete_stall_ms != self.config.psi_complete_stall_ms;
         self.server.set_allowed_uids(&new.allowed_uids);

@@ -732,7 +732,9 @@ pub struct Reader {
     meminfo: Source,
     vmstat: Source,
     zoneinfo: Source,
-    psi: Source,
+    /// None on kernels without PSI (vmpressure drives the daemon there and
+    /// the averages read as zero).
+    psi: Option<Source>,
     page_size: u64,
     snap: Snapshot,
     /// `time_ms` of the last zoneinfo parse; `None` forces a refresh.
@@ -751,14 +753,18 @@ pub fn page_size() -> u64 {
 }
 
 impl Reader {
-    /// Open `<proc_root>/{meminfo,vmstat,zoneinfo}` and `psi_path`. Errors
-    /// name the path. Does not parse: the first [`Reader::read`] does.
+    /// Open `<proc_root>/{meminfo,vmstat,zoneinfo}` and `psi_path` (if it
+    /// exists). Errors name the path. Does not parse: the first [`Reader::read`] does.
     pub fn open(proc_root: &Path, psi_path: &Path) -> io::Result<Reader> {
         Ok(Reader {
             meminfo: Source::open(&proc_root.join("meminfo"), FileKind::MemInfo)?,
             vmstat: Source::open(&proc_root.join("vmstat"), FileKind::VmStat)?,
             zoneinfo: Source::open(&proc_root.join("zoneinfo"), FileKind::ZoneInfo)?,
-            psi: Source::open(psi_path, FileKind::Psi)?,
+            psi: if psi_path.exists() {
+                Some(Source::open(psi_path, FileKind::Psi)?)
+            } else {
+                None
+            },
             page_size: page_size(),
             snap: Snapshot::default(),
             wm_read_ms: None,
@@ -781,7 +787,9 @@ impl Reader {
         };
         parse_meminfo(self.meminfo.read()?, &mut s.mem).map_err(|e| err(FileKind::MemInfo, e))?;
         parse_vmstat(self.vmstat.read()?, &mut s.vm).map_err(|e| err(FileKind::VmStat, e))?;
-        parse_psi(self.psi.read()?, &mut s.psi).map_err(|e| err(FileKind::Psi, e))?;
+        if let Some(psi) = &mut self.psi {
+            parse_psi(psi.read()?, &mut s.psi).map_err(|e| err(FileKind::Psi, e))?;
+        }
         let stale = match self.wm_read_ms {
             None => true,
             Some(t) => now_ms.saturating_sub(t) > WATERMARK_REFRESH_MS || now_ms < t,

@@ -543,3 +543,44 @@ fn socket_is_0660_and_removed_on_sigterm() {
     assert!(status.success(), "lmkd exited with {status} on SIGTERM");
     assert!(!d.socket.exists(), "socket file left behind");
 }
+
+#[test]
+fn without_psi_falls_back_to_vmpressure_or_exits_clearly() {
+    if !need_root("without_psi_falls_back_to_vmpressure_or_exits_clearly") {
+        return;
+    }
+    let memcg = std::path::Path::new("/sys/fs/cgroup/memory");
+    if memcg.join("memory.pressure_level").exists() {
+        let d = Daemon::start("vmpressure", "psi_path = \"/nonexistent/pressure\"");
+        d.wait_log(
+            "no PSI at /nonexistent/pressure: falling back to memcg v1 vmpressure",
+            T,
+        );
+        d.wait_log("pressure monitor: memcg v1 vmpressure", T);
+    } else {
+        eprintln!("note: no memcg v1 here; only the no-source exit is checked");
+    }
+    // Neither PSI nor vmpressure: a clear message and a non-zero exit.
+    let dir = TempDir::new("nosource");
+    let cfg = dir.path("lmkd.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "socket_path = {:?}\npsi_path = \"/nonexistent/pressure\"\nvmpressure_memcg = \"/nonexistent/memcg\"\n",
+            dir.path("s.sock")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lmkd"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no pressure source"), "{err}");
+    assert!(
+        !dir.path("s.sock").exists(),
+        "socket left behind after a failed start"
+    );
+}
