@@ -7,7 +7,7 @@
 //! the table and the epoll event array all exist already.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,14 +21,14 @@ use crate::commands::{Effect, Registry};
 use crate::config::Config;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
-use crate::proto::{self, Command};
+use crate::proto;
 use crate::psi::Source;
 use crate::reaper::{self, Reaper, Release};
 use crate::report::{History, KillRecord, Note, Reporter};
 use crate::server::{self, Accepted, Incoming, Server};
 use crate::snapshot::{self, Snapshot};
 use crate::sys::{self, ProcFs};
-use crate::table::{ProcTable, NO_OWNER};
+use crate::table::ProcTable;
 use crate::victim::{self, Rules, Stale, Victim};
 use crate::watchdog::{self, Heartbeat};
 
@@ -377,13 +377,10 @@ impl Daemon {
         let mut buf = [0u8; server::RECV_BUF];
         let gone = loop {
             match self.server.recv(slot, &mut buf) {
-                Incoming::Packet {
-                    len,
-                    truncated,
-                    creds,
-                } => {
-                    let len = if truncated { buf.len() + 1 } else { len };
-                    self.on_packet(slot, &buf[..len.min(buf.len())], len, creds);
+                Incoming::Packet { len, creds, .. } => {
+                    if !self.on_packet(slot, &buf[..len.min(buf.len())], len, creds) {
+                        break Some(None);
+                    }
                 }
                 Incoming::NoCredentials => {
                     let peer = self.server.conn(slot).map_or(-1, |c| c.peer);
@@ -419,14 +416,22 @@ impl Daemon {
         }
     }
 
-    fn on_packet(&mut self, slot: usize, buf: &[u8], len: usize, creds: sys::Creds) {
+    /// Returns false when the connection must be closed.
+    fn on_packet(&mut self, slot: usize, buf: &[u8], len: usize, creds: sys::Creds) -> bool {
         let Some(conn) = self.server.conn(slot) else {
-            return;
+            return false;
         };
         let peer = conn.peer;
-        // The owner id is the connection's peer pid; the per-packet
-        // credentials must agree, or another process is writing on it.
-        let _ = creds;
+        // The connection may have been handed to another process (fds can
+        // be passed): the sender of this very packet must be allowed too.
+        if !self.server.uid_allowed(creds.uid) {
+            self.report.note(Note::Connection {
+                peer: creds.pid,
+                uid: creds.uid,
+                what: crate::report::ConnEvent::UidNotAllowed,
+            });
+            return false;
+        }
         let decoded = if len > proto::MAX_PACKET {
             Err(proto::DecodeError::TooLong { len })
         } else {
@@ -441,7 +446,7 @@ impl Daemon {
                 if let Some(id) = proto::peek_id(buf).filter(|&id| proto::has_reply(id)) {
                     self.reply(slot, id, -1);
                 }
-                return;
+                return true;
             }
         };
         self.candidate_dirty = true;
@@ -473,7 +478,7 @@ impl Daemon {
             }
             Effect::TargetsChanged => self.publish_targets(),
         }
-        let _ = Command::ProcPurge;
+        true
     }
 
     fn reply(&self, slot: usize, id: i32, value: i32) {
@@ -633,7 +638,7 @@ impl Daemon {
         let snap = match self.reader.read(now_ms) {
             Ok(s) => *s,
             Err(e) => {
-                log_read_error(&self.report, e);
+                self.report.note(Note::SnapshotFailed(e));
                 return;
             }
         };
@@ -875,14 +880,7 @@ impl Daemon {
                 .set_candidate(watchdog::dup(p.pidfd).map(|fd| (p.pid, p.adj as i32, fd))),
             None => self.heartbeat.set_candidate(None),
         }
-        let _ = NO_OWNER;
     }
-}
-
-fn log_read_error(report: &Reporter, _e: snapshot::ReadError) {
-    report.note(Note::Info(
-        "reading a memory snapshot failed; skipping this event",
-    ));
 }
 
 /// Blocks the signals we handle and returns a signalfd for them.
@@ -894,10 +892,4 @@ fn signal_fd() -> io::Result<SignalFd> {
     mask.thread_block().map_err(ctx("block signals"))?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(ctx("signalfd"))
-}
-
-impl AsRawFd for Daemon {
-    fn as_raw_fd(&self) -> i32 {
-        self.epoll.0.as_raw_fd()
-    }
 }

@@ -158,6 +158,8 @@ pub enum Note {
     SubscriberDropped {
         peer: i32,
     },
+    /// A memory snapshot could not be read; the event was skipped.
+    SnapshotFailed(crate::snapshot::ReadError),
     Info(&'static str),
 }
 
@@ -280,6 +282,7 @@ pub fn log_note(n: &Note) {
         Note::SubscriberDropped { peer } => {
             log::warn!("subscriber pid {peer} is not reading; a kill notification was dropped")
         }
+        Note::SnapshotFailed(e) => log::warn!("memory snapshot failed, event skipped: {e}"),
         Note::Info(s) => log::info!("{s}"),
     }
 }

@@ -147,7 +147,7 @@ impl Server {
             gid: 0,
         });
         let (peer, uid) = (cred.pid, cred.uid);
-        if !self.allowed_uids.contains(&uid) {
+        if !self.uid_allowed(uid) {
             report.note(Note::Connection {
                 peer,
                 uid,
@@ -225,6 +225,10 @@ impl Server {
                 report.note(Note::SubscriberDropped { peer: c.peer });
             }
         }
+    }
+
+    pub fn uid_allowed(&self, uid: u32) -> bool {
+        self.allowed_uids.contains(&uid)
     }
 
     /// Whether the client of `slot` has closed its end (data may remain).

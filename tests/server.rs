@@ -261,8 +261,10 @@ fn update_props_is_atomic() {
     );
     d.wait_log("uid 0 is not allowed", T);
     assert!(d.alive());
-    // The first connection keeps working.
-    Daemon::sync(&c);
+    // Credentials are checked on every packet: the established root
+    // connection is now refused too.
+    let r = c.request(&Cmd::GetKillCnt { min_adj: 0, max_adj: 0 }, T);
+    assert!(r.is_err(), "a root packet was served after root was removed from allowed_uids");
 }
 
 #[test]
