@@ -147,18 +147,12 @@ fn describe(procfs: &ProcFs, p: &Proc, rss_kb: u64) -> Victim {
     if let Ok(n) = procfs.read(Some(p.pid), "stat", &mut buf) {
         parse_stat(&buf[..n], &mut stat);
     }
-    // The command line names apps ("com.example.app"); comm is cut at 15.
-    match procfs.read(Some(p.pid), "cmdline", &mut buf[..proto::STAT_NAME_MAX]) {
-        Ok(n) if n > 0 => {
-            let end = buf[..n].iter().position(|&b| b == 0).unwrap_or(n);
-            stat.set_name(&buf[..end]);
-        }
-        _ => {
-            if let Ok(n) = procfs.read(Some(p.pid), "comm", &mut buf[..64]) {
-                let end = buf[..n].iter().position(|&b| b == b'\n').unwrap_or(n);
-                stat.set_name(&buf[..end]);
-            }
-        }
+    // `comm`, not `cmdline`: reading another process's command line takes
+    // its mmap lock, which a victim stuck in reclaim may hold for seconds.
+    // comm is at most 15 bytes; Android sets it to the app's name's tail.
+    if let Ok(n) = procfs.read(Some(p.pid), "comm", &mut buf[..64]) {
+        let end = buf[..n].iter().position(|&b| b == b'\n').unwrap_or(n);
+        stat.set_name(&buf[..end]);
     }
     stat.rss_bytes = (rss_kb * 1024) as i64;
     stat.uid = p.uid;
