@@ -597,3 +597,21 @@ fn without_psi_falls_back_to_vmpressure_or_exits_clearly() {
         "socket left behind after a failed start"
     );
 }
+
+#[test]
+fn memory_is_locked_and_sighup_reloads() {
+    if !need_root("memory_is_locked_and_sighup_reloads") {
+        return;
+    }
+    let d = Daemon::start("locked", "");
+    let status = fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let kb = |key: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let (rss, lck) = (kb("VmRSS:"), kb("VmLck:"));
+    assert!(lck >= rss, "VmLck {lck} kB does not cover VmRSS {rss} kB");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) };
+    d.wait_log("configuration reloaded", T);
+}
