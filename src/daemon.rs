@@ -623,10 +623,13 @@ impl Daemon {
             }
             if !k.exited && !k.timed_out {
                 k.timed_out = true;
-                self.report.note(Note::ExitTimeout {
-                    pid: k.victim.pid,
-                    waited_ms: waited,
-                });
+                // (A dry-run victim was never signalled: nothing to say.)
+                if k.pidfd.is_some() {
+                    self.report.note(Note::ExitTimeout {
+                        pid: k.victim.pid,
+                        waited_ms: waited,
+                    });
+                }
             }
         }
         if !self.watermarks_fresh {
@@ -763,7 +766,9 @@ impl Daemon {
                 }),
                 _ => {}
             }
-            if done.signal_errno != 0 || self.opts.dry_run {
+            // A dry-run "victim" never exits: it holds the next kill back
+            // for kill_timeout_ms, as a real one that is slow to die would.
+            if done.signal_errno != 0 {
                 k.exited = true;
             }
             let (v, reason, min_adj, figures, snap, event_ns) =
