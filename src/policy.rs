@@ -138,6 +138,8 @@ pub struct Tunables {
     pub lowmem_min_oom_score: i32,
     /// 0 = off.
     pub direct_reclaim_threshold_ms: u32,
+    /// psi_complete_stall_ms in us: the full stall a critical event stands for.
+    pub complete_stall_us: u64,
     /// kB per page for LMK_TARGET's minfree values (the system page size).
     pub page_kb: u64,
 }
@@ -158,6 +160,7 @@ impl Tunables {
             // lmkd never lets LOW_MEM reach perceptible apps.
             lowmem_min_oom_score: c.lowmem_min_oom_score.max(ABOVE_PERCEPTIBLE_ADJ),
             direct_reclaim_threshold_ms: c.direct_reclaim_threshold_ms,
+            complete_stall_us: u64::from(c.psi_complete_stall_ms) * 1000,
             page_kb: (crate::snapshot::page_size() / 1024).max(1),
         }
     }
@@ -266,6 +269,8 @@ pub struct State {
     /// A kill was carried out since the last call.
     killed: bool,
     last_kill_ms: Option<u64>,
+    /// PSI `full total` when the last kill was decided.
+    full_total_at_kill: Option<u64>,
     last_kill_reason: Option<KillReason>,
     check_filecache: bool,
     direct_reclaim_start_ms: Option<u64>,
@@ -285,6 +290,7 @@ impl State {
     pub fn on_kill(&mut self, snap: &Snapshot, kill: &Kill) {
         self.killed = true;
         self.last_kill_ms = Some(snap.time_ms);
+        self.full_total_at_kill = Some(snap.psi.full_total_us);
         self.last_kill_reason = Some(kill.reason);
         self.max_thrashing = 0;
         if kill.reason.cuts_thrashing_limit() {
@@ -430,7 +436,7 @@ pub fn decide(
     let quiet = fig.reclaim == Reclaim::None && refault == st.prev_refault;
     st.prev_refault = refault;
     fig.thrashing_limit_pct = st.thrashing_limit;
-    if quiet && !first {
+    if quiet && !first && event != Pressure::Complete {
         // Nothing reclaims and nothing refaults: no memory pressure to act
         // on until these counters move (lmkd bails out the same way).
         fig.max_thrashing_pct = st.max_thrashing;
@@ -491,7 +497,14 @@ pub fn decide(
             KillReason::PressureAfterKill,
             t.pressure_after_kill_min_score,
         ))
-    } else if event == Pressure::Complete {
+    } else if event == Pressure::Complete
+        && st.full_total_at_kill.map_or(true, |at| {
+            // The kernel delivers a trigger breach that happened during its
+            // rate-limit window one window later; stall from before the
+            // last kill is not a reason to kill again.
+            snap.psi.full_total_us.saturating_sub(at) >= t.complete_stall_us
+        })
+    {
         Some((KillReason::NotResponding, 0))
     } else if fig.swap_low && thrashing > u64::from(t.thrashing_limit) {
         // The configured limit, not the decayed one: swap low is handled

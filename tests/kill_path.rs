@@ -98,7 +98,7 @@ fn kills_from_the_top_one_at_a_time_and_only_registered_processes() {
         if seen.len() >= 3 {
             break;
         }
-        d.bump_reclaim();
+        d.bump_pressure();
         d.raise_complete();
         seen.extend(kills(&c, Duration::from_millis(300)));
     }
@@ -227,7 +227,7 @@ fn no_second_kill_until_the_victim_exits_or_kill_timeout() {
     assert_eq!(seen, vec![stuck.pid()]);
     // Pressure keeps coming while the victim has not exited: no new kill.
     while t0.elapsed() < Duration::from_millis(1000) {
-        d.bump_reclaim();
+        d.bump_pressure();
         d.raise_complete();
         seen.extend(kills(&c, Duration::from_millis(100)));
     }
@@ -238,7 +238,7 @@ fn no_second_kill_until_the_victim_exits_or_kill_timeout() {
     );
     // After kill_timeout_ms the next process may go.
     while t0.elapsed() < Duration::from_millis(4000) && seen.len() < 2 {
-        d.bump_reclaim();
+        d.bump_pressure();
         d.raise_complete();
         seen.extend(kills(&c, Duration::from_millis(100)));
     }

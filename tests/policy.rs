@@ -1083,3 +1083,47 @@ fn decide_never_allocates() {
     }
     assert_eq!(counting::allocs() - before, 0, "decide/on_kill allocated");
 }
+
+/// A critical event is a kill even when the system-wide reclaim counters
+/// are still (memcg reclaim does not move them), but a breach the kernel
+/// held back from before the last kill is not: a new one needs a new
+/// complete stall of psi_complete_stall_ms in PSI `full total`.
+#[test]
+fn complete_events_need_stall_since_the_last_kill() {
+    let t = tun();
+    let mut st = primed(&t);
+    let with_full = |ms: u64, full_us: u64| {
+        let mut b = B::new().at(ms);
+        b.0.psi.full_total_us = full_us;
+        b.0
+    };
+    // Quiet counters: still a kill for a complete event...
+    let s = with_full(100, 5_000_000);
+    let d = decide(&s, Pressure::Complete, &t, &no_targets(), &mut st);
+    assert_eq!(d.kill, kill(KillReason::NotResponding, 0));
+    // ...but not for a partial one.
+    assert_eq!(
+        decide(
+            &with_full(150, 5_000_000),
+            Pressure::Partial,
+            &t,
+            &no_targets(),
+            &mut st
+        )
+        .kill,
+        None
+    );
+    st.on_kill(&s, &d.kill.unwrap());
+    // A late event carrying stall from before the kill: no second kill.
+    let stale = with_full(2_100, 5_000_000 + t.complete_stall_us - 1);
+    assert_eq!(
+        decide(&stale, Pressure::Complete, &t, &no_targets(), &mut st).kill,
+        None
+    );
+    // A full new stall since the kill: kill again.
+    let fresh = with_full(4_100, 5_000_000 + t.complete_stall_us);
+    assert_eq!(
+        decide(&fresh, Pressure::Complete, &t, &no_targets(), &mut st).kill,
+        kill(KillReason::NotResponding, 0)
+    );
+}

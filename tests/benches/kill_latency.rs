@@ -4,8 +4,8 @@
 //! pressure source) tracks 1000 real `sleep` children registered over its
 //! socket. Its proc root is a temp dir holding the recorded snapshot files of
 //! `tests/fixtures/proc/small` plus a `<pid>` -> `/proc/<pid>` symlink per
-//! child. Each kill: bump one vmstat reclaim counter (so the policy does not
-//! see a quiet system), inject a `full` (complete) pressure event, wait for
+//! child. Each kill: bump one vmstat reclaim counter and PSI `full total`
+//! (so the policy sees new pressure since the last kill), inject a `full` (complete) pressure event, wait for
 //! the PROCKILL notification, reap the victim, let the daemon see the exit,
 //! replace the victim with a new registered child (1000 tracked at every
 //! kill), repeat.
@@ -320,6 +320,9 @@ fn main() {
     let mut unknown_victims = 0;
     while killed.len() < KILLS {
         counter.bump();
+        // A new second of complete stall, or the policy takes the event for
+        // one the kernel held back from before the last kill.
+        common::inproc::bump_full_stall(&dir.path("pressure"));
         let t0 = Instant::now();
         raise(&complete);
         let mut victim = None;

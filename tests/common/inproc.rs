@@ -103,22 +103,38 @@ fn raise(fd: &OwnedFd) {
 }
 
 impl InProc {
-    /// Makes the recorded vmstat show fresh direct reclaim (pgscan_direct
-    /// grows), as a machine under pressure would between two events. The
-    /// file is rewritten in place: the daemon keeps it open.
-    pub fn bump_reclaim(&self) {
-        let path = self.dir.path("proc").join("vmstat");
-        let text = fs::read_to_string(&path).unwrap();
-        let out: String = text
-            .lines()
-            .map(|l| match l.split_once(' ') {
-                Some(("pgscan_direct", v)) => format!(
-                    "pgscan_direct {}\n",
-                    v.trim().parse::<u64>().unwrap() + 1000
-                ),
-                _ => format!("{l}\n"),
-            })
-            .collect();
-        fs::write(&path, out).unwrap();
+    /// Makes the recorded files show fresh pressure between two events, as
+    /// a machine under pressure would: direct reclaim (pgscan_direct grows)
+    /// and a second of complete stall (PSI `full total`). Files are
+    /// rewritten in place: the daemon keeps them open.
+    pub fn bump_pressure(&self) {
+        bump(&self.dir.path("proc").join("vmstat"), |l| {
+            let v = l
+                .strip_prefix("pgscan_direct ")?
+                .trim()
+                .parse::<u64>()
+                .ok()?;
+            Some(format!("pgscan_direct {}", v + 1000))
+        });
+        bump_full_stall(&self.dir.path("pressure"));
     }
+}
+
+/// Adds a second of complete stall to a recorded PSI file's `full total`.
+pub fn bump_full_stall(path: &Path) {
+    bump(path, |l| {
+        let (head, total) = l.strip_prefix("full ")?.rsplit_once(" total=")?;
+        let v = total.trim().parse::<u64>().ok()?;
+        Some(format!("full {head} total={}", v + 1_000_000))
+    });
+}
+
+/// Rewrites the lines of `path` that `f` maps, keeping the others.
+fn bump(path: &Path, f: impl Fn(&str) -> Option<String>) {
+    let text = fs::read_to_string(path).unwrap();
+    let out: String = text
+        .lines()
+        .map(|l| f(l).unwrap_or_else(|| l.to_string()) + "\n")
+        .collect();
+    fs::write(path, out).unwrap();
 }
