@@ -11,55 +11,26 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::fs;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::counting::{watch_thread, watched_allocs, Counting};
 use common::inproc::InProc;
 use common::*;
 use lmkd::client::Message;
 use lmkd::proto::{Command as Cmd, PrioBatch};
-
-struct Counting;
-
-static WATCHED_ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator; the counter is a side effect.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if WATCHED.with(Cell::get) {
-            WATCHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if WATCHED.with(Cell::get) {
-            WATCHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(p, l, n)
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 fn watch(role: &'static str) {
     if role == "core" || role == "reaper" {
-        WATCHED.with(|w| w.set(true));
+        watch_thread();
     }
 }
 
 fn allocs() -> u64 {
-    WATCHED_ALLOCS.load(Ordering::Relaxed)
+    watched_allocs()
 }
 
 #[test]

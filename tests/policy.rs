@@ -2,6 +2,8 @@
 //! per legacy minfree level, both sides of every threshold, multi-call
 //! sequences for carried state, and rows built from the recorded fixtures.
 
+mod common;
+
 use lmkd::config::Config;
 use lmkd::policy::{
     decide, Decision, Kill, KillReason, PollInterval, Pressure, Reclaim, State, Tunables,
@@ -1005,52 +1007,8 @@ fn garbage_snapshots_do_not_panic() {
 
 // --- zero allocation ----------------------------------------------------
 
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    thread_local! {
-        // Per thread, so tests running in parallel do not count each other.
-        static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    }
-
-    pub struct Counting;
-
-    fn bump() {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-    }
-
-    // SAFETY: every call is forwarded unchanged to the system allocator;
-    // the counter is a const-initialised thread-local that never allocates.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            bump();
-            // SAFETY: same contract as our caller's.
-            unsafe { System.alloc(l) }
-        }
-        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-            bump();
-            // SAFETY: same contract as our caller's.
-            unsafe { System.alloc_zeroed(l) }
-        }
-        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-            bump();
-            // SAFETY: same contract as our caller's.
-            unsafe { System.realloc(p, l, n) }
-        }
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-            // SAFETY: same contract as our caller's.
-            unsafe { System.dealloc(p, l) }
-        }
-    }
-
-    #[global_allocator]
-    static A: Counting = Counting;
-
-    pub fn allocs() -> u64 {
-        ALLOCS.with(|c| c.get())
-    }
-}
+#[global_allocator]
+static A: common::counting::Counting = common::counting::Counting;
 
 #[test]
 fn decide_never_allocates() {
@@ -1071,17 +1029,18 @@ fn decide_never_allocates() {
         })
         .collect();
     let mut st = State::new();
-    let before = counting::allocs();
-    for (i, s) in snaps.iter().enumerate() {
-        t.use_minfree_levels = i % 7 == 0;
-        let e = [Pressure::Partial, Pressure::Complete, Pressure::Poll][i % 3];
-        let d = decide(s, e, &t, &targets, &mut st);
-        if let Some(k) = d.kill {
-            st.on_kill(s, &k);
+    let (n, ()) = common::counting::allocations(|| {
+        for (i, s) in snaps.iter().enumerate() {
+            t.use_minfree_levels = i % 7 == 0;
+            let e = [Pressure::Partial, Pressure::Complete, Pressure::Poll][i % 3];
+            let d = decide(s, e, &t, &targets, &mut st);
+            if let Some(k) = d.kill {
+                st.on_kill(s, &k);
+            }
+            std::hint::black_box(d.kill.map(|k| (k.reason.code(), k.reason.text())));
         }
-        std::hint::black_box(d.kill.map(|k| (k.reason.code(), k.reason.text())));
-    }
-    assert_eq!(counting::allocs() - before, 0, "decide/on_kill allocated");
+    });
+    assert_eq!(n, 0, "decide/on_kill allocated");
 }
 
 /// A critical event is a kill even when the system-wide reclaim counters

@@ -2,6 +2,8 @@
 //! (tests/fixtures/proc/README.md), malformed input, random bytes, and the
 //! `Reader` pointed at a fixture directory.
 
+mod common;
+
 use lmkd::snapshot::{
     parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, parse_zoneinfo_with_page_size,
     FileKind, MemInfo, ParseError, ParseErrorKind, PsiAvg, ReadErrorKind, Reader, VmStat,
@@ -441,52 +443,8 @@ fn reader_on_real_proc() {
     assert!(s.mem.mem_total_kb > 0 && s.wm.high_kb > 0);
 }
 
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    thread_local! {
-        // Per thread, so tests running in parallel do not count each other.
-        static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    }
-
-    pub struct Counting;
-
-    fn bump() {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-    }
-
-    // SAFETY: every call is forwarded unchanged to the system allocator;
-    // the counter is a const-initialised thread-local that never allocates.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            bump();
-            // SAFETY: same contract as our caller's.
-            unsafe { System.alloc(l) }
-        }
-        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-            bump();
-            // SAFETY: same contract as our caller's.
-            unsafe { System.alloc_zeroed(l) }
-        }
-        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-            bump();
-            // SAFETY: same contract as our caller's.
-            unsafe { System.realloc(p, l, n) }
-        }
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-            // SAFETY: same contract as our caller's.
-            unsafe { System.dealloc(p, l) }
-        }
-    }
-
-    #[global_allocator]
-    static A: Counting = Counting;
-
-    pub fn allocs() -> u64 {
-        ALLOCS.with(|c| c.get())
-    }
-}
+#[global_allocator]
+static A: common::counting::Counting = common::counting::Counting;
 
 #[test]
 fn parsers_and_reader_never_allocate() {
@@ -505,23 +463,20 @@ fn parsers_and_reader_never_allocate() {
     let mut r = Reader::open(&d, &d.join("pressure_memory")).unwrap();
     let bad = dir("malformed");
     let mut bad_r = Reader::open(&bad, &bad.join("pressure_memory")).unwrap();
-    let before = counting::allocs();
-    for b in &bufs {
-        let _ = parse_meminfo(&b[0], &mut MemInfo::default());
-        let _ = parse_vmstat(&b[1], &mut VmStat::default());
-        let _ = parse_zoneinfo(&b[2], &mut Watermarks::default());
-        let _ = parse_psi(&b[3], &mut PsiAvg::default());
-    }
-    for i in 0..50u64 {
-        if i % 10 == 0 {
-            r.refresh_watermarks();
+    let (n, ()) = common::counting::allocations(|| {
+        for b in &bufs {
+            let _ = parse_meminfo(&b[0], &mut MemInfo::default());
+            let _ = parse_vmstat(&b[1], &mut VmStat::default());
+            let _ = parse_zoneinfo(&b[2], &mut Watermarks::default());
+            let _ = parse_psi(&b[3], &mut PsiAvg::default());
         }
-        assert!(r.read(i * 100_000).is_ok());
-        assert!(bad_r.read(i).is_err());
-    }
-    assert_eq!(
-        counting::allocs() - before,
-        0,
-        "parsers or Reader::read allocated"
-    );
+        for i in 0..50u64 {
+            if i % 10 == 0 {
+                r.refresh_watermarks();
+            }
+            assert!(r.read(i * 100_000).is_ok());
+            assert!(bad_r.read(i).is_err());
+        }
+    });
+    assert_eq!(n, 0, "parsers or Reader::read allocated");
 }

@@ -31,9 +31,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -102,22 +101,6 @@ fn captured<T>(f: impl FnOnce(&Captured) -> T) -> T {
 }
 
 // ---- children ----------------------------------------------------------------
-
-fn spawn_sleep() -> Child {
-    let mut c = Command::new("sleep");
-    c.arg("100000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: prctl is async-signal-safe.
-    unsafe {
-        c.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    c.spawn().expect("spawn sleep")
-}
 
 /// Tracked children by pid; killed and reaped on drop.
 struct Kids(HashMap<i32, Child>);
@@ -270,7 +253,7 @@ fn main() {
     let t = Instant::now();
     let mut kids = Kids(HashMap::new());
     for _ in 0..TRACKED {
-        let c = spawn_sleep();
+        let c = common::spawn_sleep();
         let pid = c.id() as i32;
         link(pid);
         kids.0.insert(pid, c);
@@ -352,7 +335,7 @@ fn main() {
             None => unknown_victims += 1,
         }
         unlink(pid);
-        let nc = spawn_sleep();
+        let nc = common::spawn_sleep();
         let npid = nc.id() as i32;
         link(npid);
         kids.0.insert(npid, nc);

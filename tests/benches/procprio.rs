@@ -21,7 +21,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use lmkd::client::Client;
@@ -34,22 +34,6 @@ const PASSES: usize = 10;
 /// 1000 `sleep` children that die with us (PR_SET_PDEATHSIG) and are
 /// killed and reaped on drop.
 struct Kids(Vec<Child>);
-
-fn spawn_sleep() -> Child {
-    let mut c = Command::new("sleep");
-    c.arg("100000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: prctl is async-signal-safe.
-    unsafe {
-        c.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    c.spawn().expect("spawn sleep")
-}
 
 impl Kids {
     fn pids(&self) -> Vec<i32> {
@@ -190,7 +174,7 @@ fn main() {
     print_mem("after start-up:", dpid);
 
     let t = Instant::now();
-    let kids = Kids((0..PROCS).map(|_| spawn_sleep()).collect());
+    let kids = Kids((0..PROCS).map(|_| common::spawn_sleep()).collect());
     let pids = kids.pids();
     println!(
         "spawned {PROCS} sleep children in {:.0} ms",

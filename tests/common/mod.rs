@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests that run the real `lmkd` binary.
 #![allow(dead_code)]
 
+pub mod counting;
 pub mod inproc;
 
 use std::fs;
@@ -167,15 +168,28 @@ impl Drop for Daemon {
 /// A child process that just sleeps; killed and reaped on drop.
 pub struct Sleeper(pub Child);
 
+/// A `sleep` child that dies with us (PR_SET_PDEATHSIG), so a failed test
+/// or bench leaves nothing behind.
+pub fn spawn_sleep() -> Child {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("sleep");
+    c.arg("100000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    c.spawn().expect("spawn sleep")
+}
+
 impl Sleeper {
     pub fn new() -> Sleeper {
-        Sleeper(
-            Command::new("sleep")
-                .arg("1000")
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("spawn sleep"),
-        )
+        Sleeper(spawn_sleep())
     }
     pub fn pid(&self) -> i32 {
         self.0.id() as i32
