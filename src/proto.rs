@@ -96,6 +96,35 @@ pub struct Target {
     pub adj: i32,
 }
 
+/// The minfree table ActivityManager sends on a 64-bit phone, in pages
+/// (its KB levels x 1024 / 4096). The workload driver and tests use it.
+pub const AMS_PHONE_TARGETS: [Target; MAX_TARGETS] = [
+    Target {
+        minfree: 18432,
+        adj: 0,
+    },
+    Target {
+        minfree: 23040,
+        adj: 100,
+    },
+    Target {
+        minfree: 27648,
+        adj: 200,
+    },
+    Target {
+        minfree: 32256,
+        adj: 250,
+    },
+    Target {
+        minfree: 55296,
+        adj: 900,
+    },
+    Target {
+        minfree: 80640,
+        adj: 950,
+    },
+];
+
 /// The LMK_TARGET table, 1 to [`MAX_TARGETS`] levels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TargetTable {

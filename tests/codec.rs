@@ -112,15 +112,7 @@ fn target_six_pairs() {
     let Command::Target(t) = decode_exact(&bytes) else {
         panic!()
     };
-    let want = [
-        (18432, 0),
-        (23040, 100),
-        (27648, 200),
-        (32256, 250),
-        (55296, 900),
-        (80640, 950),
-    ]
-    .map(|(minfree, adj)| Target { minfree, adj });
+    let want = proto::AMS_PHONE_TARGETS;
     assert_eq!(t.as_slice(), want);
     assert_eq!(TargetTable::from_slice(&want), Some(t));
 }

@@ -9,7 +9,7 @@ use lmkd::policy::{
     decide, Decision, Kill, KillReason, PollInterval, Pressure, Reclaim, State, Tunables,
     WmarkLevel,
 };
-use lmkd::proto::{reason, Target, TargetTable};
+use lmkd::proto::{reason, TargetTable};
 use lmkd::snapshot::{
     parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, Snapshot, Watermarks,
 };
@@ -798,19 +798,7 @@ fn reason_codes_and_texts() {
 
 /// AMS's usual table for a 64-bit phone, in pages.
 fn ams_targets() -> TargetTable {
-    let l = [
-        (18432, 0),
-        (23040, 100),
-        (27648, 200),
-        (32256, 250),
-        (55296, 900),
-        (80640, 950),
-    ];
-    let v: Vec<Target> = l
-        .iter()
-        .map(|&(minfree, adj)| Target { minfree, adj })
-        .collect();
-    TargetTable::from_slice(&v).unwrap()
+    TargetTable::from_slice(&lmkd::proto::AMS_PHONE_TARGETS).unwrap()
 }
 
 /// A snapshot with other_free = free - HIGH and other_file = cached.

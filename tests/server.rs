@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use lmkd::client::{Client, Message};
-use lmkd::proto::{self, Command as Cmd, PrioBatch, Target, TargetTable};
+use lmkd::proto::{self, Command as Cmd, PrioBatch, TargetTable};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -190,15 +190,7 @@ fn getkillcnt_subscribe_target_and_boot() {
     })
     .unwrap();
     c.send(&Cmd::Subscribe { event: 7 }).unwrap();
-    let levels = [
-        (18432, 0),
-        (23040, 100),
-        (27648, 200),
-        (32256, 250),
-        (55296, 900),
-        (80640, 950),
-    ]
-    .map(|(minfree, adj)| Target { minfree, adj });
+    let levels = proto::AMS_PHONE_TARGETS;
     c.send(&Cmd::Target(TargetTable::from_slice(&levels).unwrap()))
         .unwrap();
     // A second TARGET within 1 s is ignored (and says so).

@@ -8,22 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use lmkd::client::{Client, Message};
-use lmkd::proto::{self, Command, Prio, Target, TargetTable};
+use lmkd::proto::{self, Command, Prio, TargetTable};
 
 use crate::app::{self, AppParams};
 use crate::json::{self, Obj};
 use crate::sample::{field, mono_ms, protect_self};
 use crate::scenario::{AppSpec, Scenario};
 
-/// AMS's minfree table for a 64-bit phone, in pages (see PROTOCOL.md).
-const AMS_TARGETS: [(i32, i32); 6] = [
-    (18432, 0),
-    (23040, 100),
-    (27648, 200),
-    (32256, 250),
-    (55296, 900),
-    (80640, 950),
-];
 /// Longest the loop sleeps, so deaths and timeline steps are seen promptly.
 const POLL_MS: u64 = 20;
 
@@ -140,11 +131,8 @@ impl Daemon {
 
     /// What ActivityManager sends on every (re)connect, in its order.
     fn handshake(client: Client) -> Result<Daemon, String> {
-        let levels: Vec<Target> = AMS_TARGETS
-            .iter()
-            .map(|&(minfree, adj)| Target { minfree, adj })
-            .collect();
-        let table = TargetTable::from_slice(&levels).ok_or("target table too long")?;
+        let table =
+            TargetTable::from_slice(&proto::AMS_PHONE_TARGETS).ok_or("target table too long")?;
         for cmd in [
             Command::ProcPurge,
             Command::Target(table),
