@@ -152,6 +152,7 @@ impl Registry {
             // to the head of its adj list.
             self.table.set_owner(p.pid, peer);
             self.table.set_uid(p.pid, p.uid);
+            self.table.set_ptype(p.pid, p.ptype as u8);
             self.table.set_adj(p.pid, adj);
             return;
         }
