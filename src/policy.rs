@@ -537,7 +537,13 @@ pub fn decide(
             st.check_filecache = false;
         }
     }
-    if kill.is_none() && below_low {
+    // Beyond lmkd: while the inactive file LRU alone exceeds the high
+    // watermark, kswapd can bring free memory back cheaply and a kill frees
+    // little (a reader's memory is page cache that refills at once, so
+    // killing one after another over-kills). Real cache thrashing is caught
+    // by the thrashing rows above instead.
+    let cache_refills = vm.nr_inactive_file.saturating_mul(page_kb) > snap.wm.high_kb;
+    if kill.is_none() && below_low && !cache_refills {
         kill = Some((KillReason::LowMem, t.lowmem_min_oom_score));
     }
 

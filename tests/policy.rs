@@ -50,8 +50,10 @@ impl B {
         s.mem.active_anon_kb = 300_000;
         s.mem.inactive_anon_kb = 200_000;
         s.mem.shmem_kb = 10_000;
-        s.vm.nr_inactive_file = 10_000;
-        s.vm.nr_active_file = FILE_LRU - 10_000;
+        // 20 MB inactive file: below the high watermark, so LOW_MEM is not
+        // held back by a refillable cache unless a row asks for one.
+        s.vm.nr_inactive_file = 5_000;
+        s.vm.nr_active_file = FILE_LRU - 5_000;
         s.vm.workingset_refault_file = REFAULT0;
         s.vm.pgscan_kswapd = KSWAPD0;
         s.vm.pgscan_direct = DIRECT0;
@@ -932,10 +934,18 @@ fn fixture_rows() {
     );
 
     // cma: MemFree 150 000 is above high (146 200) but 90 000 of it is CMA.
+    // Its inactive file cache alone covers the high watermark, so LOW_MEM
+    // waits for kswapd; once the cache is small it kills.
     let mut s = fixture_snap("cma", 500);
+    assert!(s.vm.nr_inactive_file * 4 > s.wm.high_kb);
     let mut st = primed_before(&mut s, &t, 0, 10, 0);
     let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
     assert_eq!(d.figures.wmark, WmarkLevel::BelowMin);
+    assert_eq!(d.kill, None);
+    let mut s = fixture_snap("cma", 500);
+    s.vm.nr_inactive_file = s.wm.high_kb / 4;
+    let mut st = primed_before(&mut s, &t, 0, 10, 0);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
     assert_eq!(d.kill, kill(KillReason::LowMem, 701));
 
     // noswap: 200 000 kB free is above high; swap never "low".
@@ -1072,5 +1082,30 @@ fn complete_events_need_stall_since_the_last_kill() {
     assert_eq!(
         decide(&fresh, Pressure::Complete, &t, &no_targets(), &mut st).kill,
         kill(KillReason::NotResponding, 0)
+    );
+}
+
+/// Beyond lmkd: LOW_MEM waits while the inactive file LRU alone exceeds
+/// the high watermark (kswapd refills free memory from it; killing a
+/// reader of page cache frees little and invites one kill after another).
+#[test]
+fn low_mem_waits_for_a_refillable_file_cache() {
+    let t = tun();
+    let with_inactive = |pages: u64| {
+        let mut b = B::new().at(100).kswapd().free(LOW - 1);
+        b.0.vm.nr_inactive_file = pages;
+        b.0.vm.nr_active_file = FILE_LRU - pages;
+        b.0
+    };
+    let d = |s: Snapshot| decide(&s, Pressure::Partial, &t, &no_targets(), &mut primed(&t)).kill;
+    // 4 kB pages: HIGH / 4 pages is exactly the high watermark.
+    assert_eq!(d(with_inactive(HIGH / 4)), kill(KillReason::LowMem, 701));
+    assert_eq!(d(with_inactive(HIGH / 4 + 1)), None);
+    // Thrashing rows still fire with a big cache.
+    let mut s = with_inactive(HIGH / 2);
+    s.vm.workingset_refault_file = REFAULT0 + 101 * 200;
+    assert_eq!(
+        decide(&s, Pressure::Partial, &t, &no_targets(), &mut primed(&t)).kill,
+        kill(KillReason::LowMemAndThrashing, 201)
     );
 }
