@@ -62,6 +62,8 @@ case "$KILLER" in
 lmkd-rs)
     CONFIG_ARG=""
     [ -f /etc/lmkd.toml ] && CONFIG_ARG="--config /etc/lmkd.toml"
+    # Simulated system properties (ro.config.low_ram), as on a device.
+    [ -f /etc/lmkd.props ] && export LMKD_PROPS_FILE=/etc/lmkd.props
     # shellcheck disable=SC2086
     /usr/bin/lmkd --socket /run/lmkd.sock $CONFIG_ARG 2> /out/daemon.log &
     KPID=$!

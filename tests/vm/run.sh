@@ -86,6 +86,13 @@ LMKD_CONFIG=${LMKD_CONFIG:-$HERE/scenarios/$SCEN.lmkd.toml}
 if [ "$KILLER" = lmkd-rs ] && [ -f "$LMKD_CONFIG" ]; then
     cp "$LMKD_CONFIG" "$R/etc/lmkd.toml"
 fi
+# Android marks devices with 1 GiB of RAM or less as low-RAM
+# (ro.config.low_ram), which selects lmkd's low-RAM defaults; the guest is
+# such a device. LOW_RAM=0 or 1 overrides.
+LOW_RAM=${LOW_RAM:-$([ "${RAM:-512}" -le 1024 ] && echo 1 || echo 0)}
+if [ "$LOW_RAM" = 1 ]; then
+    echo "ro.config.low_ram=true" > "$R/etc/lmkd.props"
+fi
 
 # Copies a dynamically linked program with the libraries ldd names.
 copy_with_libs() {
