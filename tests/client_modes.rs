@@ -118,3 +118,47 @@ fn client_modes_time_out_when_the_daemon_does_not_answer() {
     assert!(text(&o).contains("no reply"), "{}", text(&o));
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn check_config_names_the_bad_key_and_fails() {
+    let dir = TempDir::new("checkcfg");
+    let cases = [
+        (
+            "unknown.toml",
+            "kill_timeout_ms = 100\nkill_timout_ms = 5\n",
+            "kill_timout_ms",
+        ),
+        (
+            "type.toml",
+            "kill_timeout_ms = \"fast\"\n",
+            "kill_timeout_ms",
+        ),
+        (
+            "range.toml",
+            "swap_free_low_percentage = 150\n",
+            "swap_free_low_percentage",
+        ),
+    ];
+    for (name, body, key) in cases {
+        let p = dir.path(name);
+        fs::write(&p, body).unwrap();
+        let o = lmkd(&["--check-config", p.to_str().unwrap()]);
+        assert!(!o.status.success(), "{name}: accepted");
+        assert!(
+            text(&o).contains(key),
+            "{name}: error does not name {key}: {}",
+            text(&o)
+        );
+    }
+    // A good file prints the effective configuration and succeeds.
+    let p = dir.path("good.toml");
+    fs::write(&p, "kill_timeout_ms = 250\n").unwrap();
+    let o = lmkd(&["--check-config", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("kill_timeout_ms = 250"), "{}", text(&o));
+    assert!(
+        text(&o).contains("psi_partial_stall_ms = 70"),
+        "{}",
+        text(&o)
+    );
+}

@@ -97,6 +97,21 @@ if [ -n "$KPID" ] && [ -x /usr/bin/strace ]; then
     sleep 0.5
 fi
 
+# Record the /proc files the daemon reads once memory first runs low: real
+# guest fixtures for the parser tests (tests/fixtures/proc/vm).
+(
+    while :; do
+        free=$(awk '/^MemFree:/ { print $2 }' /proc/meminfo)
+        if [ "${free:-0}" -lt 20000 ]; then
+            for f in meminfo vmstat zoneinfo; do cat "/proc/$f" > "/out/proc-$f"; done
+            cat /proc/pressure/memory > /out/proc-pressure_memory
+            break
+        fi
+        sleep 0.2
+    done
+) &
+SNAPPID=$!
+
 log "driver start"
 # shellcheck disable=SC2086
 /usr/bin/lmkd-workload $SOCKET_ARG --scenario /etc/scenario.toml --out /out/result.json \
@@ -114,6 +129,7 @@ if [ -n "$STPID" ]; then
 fi
 kill -TERM "$SPID" 2>/dev/null
 wait "$SPID" 2>/dev/null
+kill "$SNAPPID" 2>/dev/null
 
 if [ -n "$KPID" ]; then
     if kill -0 "$KPID" 2>/dev/null; then
