@@ -898,6 +898,25 @@ fn fixture_rows() {
     let t = tun();
     let none = no_targets();
 
+    // vm (recorded in the guest under the ladder): free memory is above the
+    // high watermark, but zram swap counts as low: only 24 416 kB of RAM
+    // (MemFree + Inactive(file)) is left to compress into, under 10% of
+    // 262 140 kB. Without thrashing that is no kill; a full stall is.
+    let mut s = fixture_snap("vm", 500);
+    let mut st = primed_before(&mut s, &t, 1000, 10, 0);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    assert_eq!(
+        (
+            d.kill,
+            d.figures.wmark,
+            d.figures.swap_low,
+            d.figures.free_swap_kb
+        ),
+        (None, WmarkLevel::AboveHigh, true, 24_416)
+    );
+    let d = decide(&s, Pressure::Complete, &t, &none, &mut st);
+    assert_eq!(d.kill, kill(KillReason::NotResponding, 0));
+
     // small VM: swap nearly gone (zram cap: (12000 + 20000) x 1 < 52428),
     // free above high; direct reclaim without thrashing is no kill yet.
     let mut s = fixture_snap("small", 500);

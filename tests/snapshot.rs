@@ -11,8 +11,9 @@ use lmkd::snapshot::{
 };
 use std::path::{Path, PathBuf};
 
-const DIRS: [&str; 7] = [
+const DIRS: [&str; 8] = [
     "host",
+    "vm",
     "small",
     "multinode",
     "noswap",
@@ -94,6 +95,35 @@ fn host_values() {
     );
 
     assert_eq!(psi("host").unwrap(), PsiAvg::default());
+}
+
+/// Recorded in the qemu guest (Debian 6.1 kernel, 512 MiB, zram swap)
+/// during the ladder scenario, when MemFree first fell below 20 MB.
+#[test]
+fn recorded_vm_values() {
+    let m = meminfo("vm").unwrap();
+    assert_eq!((m.mem_total_kb, m.free_kb), (466136, 24412));
+    assert_eq!(
+        (m.swap_total_kb, m.swap_free_kb, m.swap_cached_kb),
+        (262140, 207868, 36)
+    );
+    assert_eq!((m.inactive_anon_kb, m.inactive_file_kb), (369444, 4));
+    let v = vmstat("vm").unwrap();
+    assert_eq!((v.pgscan_direct, v.pgscan_kswapd), (114855, 6502));
+    assert_eq!((v.nr_inactive_file, v.workingset_refault_file), (1, 0));
+    // DMA (protection 428) and DMA32 populated; Normal/Movable/Device empty.
+    let w = zoneinfo("vm").unwrap();
+    assert_eq!(
+        w,
+        Watermarks {
+            min_kb: (428 + 22 + 1674) * 4,
+            low_kb: (428 + 27 + 1836) * 4,
+            high_kb: (428 + 32 + 1998) * 4
+        }
+    );
+    let p = psi("vm").unwrap();
+    assert_eq!((p.some_avg10, p.full_avg10), (163, 163));
+    assert_eq!((p.some_total_us, p.full_total_us), (1762458, 1321933));
 }
 
 #[test]
