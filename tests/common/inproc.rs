@@ -129,12 +129,17 @@ pub fn bump_full_stall(path: &Path) {
     });
 }
 
-/// Rewrites the lines of `path` that `f` maps, keeping the others.
+/// Rewrites the lines of `path` that `f` maps, keeping the others. The
+/// counters only grow, so writing over the old text without truncating
+/// never shows the daemon's concurrent `pread` an empty or cut file.
 fn bump(path: &Path, f: impl Fn(&str) -> Option<String>) {
+    use std::os::unix::fs::FileExt;
     let text = fs::read_to_string(path).unwrap();
     let out: String = text
         .lines()
         .map(|l| f(l).unwrap_or_else(|| l.to_string()) + "\n")
         .collect();
-    fs::write(path, out).unwrap();
+    assert!(out.len() >= text.len());
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(out.as_bytes(), 0).unwrap();
 }
