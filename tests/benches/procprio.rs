@@ -205,6 +205,7 @@ fn main() {
         n += 1;
     }
 
+    // SAFETY: sysconf has no memory-safety preconditions.
     let tick_hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut cpu_us: Vec<(u64, u64)> = vec![(0, 0); 4]; // (ticks, commands)
