@@ -144,15 +144,11 @@ fn describe(procfs: &ProcFs, p: &Proc, rss_kb: u64) -> Victim {
             stat.cache_bytes = (f * 1024) as i64;
         }
     }
+    // The name comes from stat's comm field, not `cmdline`: reading another
+    // process's command line takes its mmap lock, which a victim stuck in
+    // reclaim may hold for seconds. comm is at most 15 bytes.
     if let Ok(n) = procfs.read(Some(p.pid), "stat", &mut buf) {
         parse_stat(&buf[..n], &mut stat);
-    }
-    // `comm`, not `cmdline`: reading another process's command line takes
-    // its mmap lock, which a victim stuck in reclaim may hold for seconds.
-    // comm is at most 15 bytes; Android sets it to the app's name's tail.
-    if let Ok(n) = procfs.read(Some(p.pid), "comm", &mut buf[..64]) {
-        let end = buf[..n].iter().position(|&b| b == b'\n').unwrap_or(n);
-        stat.set_name(&buf[..end]);
     }
     stat.rss_bytes = (rss_kb * 1024) as i64;
     stat.uid = p.uid;
@@ -167,13 +163,16 @@ fn describe(procfs: &ProcFs, p: &Proc, rss_kb: u64) -> Victim {
     }
 }
 
-/// Fills fault counts and start time from `/proc/<pid>/stat`. The comm
-/// field may hold spaces and parentheses, so fields are counted from the
-/// last ')'.
+/// Fills the name, fault counts and start time from `/proc/<pid>/stat`.
+/// The comm field may hold spaces and parentheses, so it runs from the
+/// first '(' to the last ')' and the other fields are counted after it.
 pub fn parse_stat(text: &[u8], stat: &mut KillStat) {
     let Some(close) = text.iter().rposition(|&b| b == b')') else {
         return;
     };
+    if let Some(open) = text[..close].iter().position(|&b| b == b'(') {
+        stat.set_name(&text[open + 1..close]);
+    }
     // Fields after ")": 3=state, 4=ppid, ... 10=minflt, 12=majflt, 22=starttime.
     let mut field = 2;
     for tok in text[close + 1..]
@@ -206,6 +205,7 @@ mod tests {
             b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 777 0 3 0 10 5 0 0 20 0 1 0 4200 123 45\n";
         let mut s = KillStat::default();
         parse_stat(line, &mut s);
+        assert_eq!(s.name(), b"a) b (c)");
         assert_eq!(s.pgfault, 777);
         assert_eq!(s.pgmajfault, 3);
         // SAFETY: sysconf has no preconditions.
