@@ -79,7 +79,20 @@ impl Daemon {
         let socket = dir.path("lmkd.sock");
         let config = dir.path("lmkd.toml");
         let log = dir.path("lmkd.log");
-        fs::write(&config, format!("socket_path = {:?}\n{extra}\n", socket)).unwrap();
+        // The daemon watches the real system PSI. On this shared machine a
+        // genuine full stall would make it kill a test's sleepers; tests
+        // that do not ask for pressure get a complete-stall threshold no
+        // real stall reaches.
+        let calm = if extra.contains("psi_complete_stall_ms") {
+            ""
+        } else {
+            "psi_complete_stall_ms = 1000\n"
+        };
+        fs::write(
+            &config,
+            format!("socket_path = {socket:?}\n{calm}{extra}\n"),
+        )
+        .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lmkd"));
         cmd.arg("--config").arg(&config).args(args);
         cmd.stdin(Stdio::null())
