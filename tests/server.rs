@@ -607,3 +607,89 @@ fn memory_is_locked_and_sighup_reloads() {
     unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) };
     d.wait_log("configuration reloaded", T);
 }
+
+/// A core genuinely stuck inside a handler: the test ptrace-stops only the
+/// daemon's core thread at the entry of the recvmsg that handles a client
+/// packet (so the heartbeat says "busy"), and leaves the watchdog thread
+/// running. The watchdog must kill the least important process by itself.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn watchdog_kills_when_the_core_is_stuck_in_a_handler() {
+    if !need_root("watchdog_kills_when_the_core_is_stuck_in_a_handler") {
+        return;
+    }
+    let d = Daemon::start("watchdog", "watchdog_timeout_ms = 1000");
+    let mut expendable = Sleeper::new();
+    let mut important = Sleeper::new();
+    let c = d.connect();
+    c.send(&Cmd::ProcPrio(prio(expendable.pid(), 950))).unwrap();
+    c.send(&Cmd::ProcPrio(prio(important.pid(), 0))).unwrap();
+    Daemon::sync(&c);
+    // The core runs on the daemon's main thread: tid == pid.
+    let tid = d.child.id() as libc::pid_t;
+    let wait = |what: &str| {
+        let mut st = 0;
+        // SAFETY: waiting for our tracee.
+        let r = unsafe { libc::waitpid(tid, &mut st, libc::__WALL) };
+        assert_eq!(r, tid, "waitpid ({what})");
+        st
+    };
+    // SAFETY: ptrace requests on the daemon's main thread, which we trace
+    // only for the length of this test and detach from at the end.
+    unsafe {
+        let opts = libc::PTRACE_O_TRACESYSGOOD as *mut libc::c_void;
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_SEIZE, tid, 0, opts),
+            0,
+            "PTRACE_SEIZE"
+        );
+        assert_eq!(libc::ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0), 0);
+    }
+    wait("interrupt");
+    // Wake the core with a packet and step it from syscall to syscall until
+    // it enters the recvmsg that reads that packet.
+    c.send(&Cmd::GetKillCnt {
+        min_adj: 0,
+        max_adj: 0,
+    })
+    .unwrap();
+    let mut stuck = false;
+    for _ in 0..200 {
+        // SAFETY: resume the stopped tracee to its next syscall stop.
+        unsafe { libc::ptrace(libc::PTRACE_SYSCALL, tid, 0, 0) };
+        let st = wait("syscall");
+        if !libc::WIFSTOPPED(st) || libc::WSTOPSIG(st) != (libc::SIGTRAP | 0x80) {
+            continue;
+        }
+        // SAFETY: user_regs_struct is plain data filled by the kernel.
+        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        // SAFETY: GETREGS into a live struct of the right type.
+        unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETREGS,
+                tid,
+                0,
+                &mut regs as *mut _ as *mut libc::c_void,
+            )
+        };
+        let entry = regs.rax as i64 == -(libc::ENOSYS as i64);
+        if entry && regs.orig_rax as i64 == libc::SYS_recvmsg {
+            stuck = true;
+            break;
+        }
+    }
+    assert!(stuck, "never caught the core entering recvmsg");
+    let killed = eventually(Duration::from_secs(5), || {
+        matches!(expendable.0.try_wait(), Ok(Some(_)))
+    });
+    // SAFETY: let the core go again.
+    unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
+    assert!(killed, "the watchdog did not kill while the core was stuck");
+    assert!(
+        important.0.try_wait().unwrap().is_none(),
+        "the watchdog killed the foreground process"
+    );
+    d.wait_log("watchdog: main loop stuck", T);
+    // The core carries on and answers.
+    Daemon::sync(&c);
+}
