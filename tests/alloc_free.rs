@@ -168,16 +168,6 @@ fn pressure_to_kill_allocates_nothing() {
         after - before
     );
     assert_eq!(after - before, 0, "the kill path allocated");
-    assert_eq!(
-        c.request(
-            &Cmd::GetKillCnt {
-                min_adj: 900,
-                max_adj: 1000
-            },
-            Duration::from_secs(5)
-        )
-        .unwrap(),
-        1
-    );
+    assert_eq!(kill_count(&c, 900, 1000), 1);
     assert!(bystander.0.id() > 0 && fs::metadata(format!("/proc/{}", bystander.pid())).is_ok());
 }

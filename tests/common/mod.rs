@@ -219,6 +219,15 @@ impl Drop for Sleeper {
     }
 }
 
+/// GETKILLCNT over [min, max].
+pub fn kill_count(c: &Client, min_adj: i32, max_adj: i32) -> i32 {
+    c.request(
+        &Cmd::GetKillCnt { min_adj, max_adj },
+        Duration::from_secs(5),
+    )
+    .expect("GETKILLCNT")
+}
+
 pub fn oom_adj(pid: i32) -> i32 {
     fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
         .unwrap()
