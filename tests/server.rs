@@ -612,7 +612,7 @@ fn memory_is_locked_and_sighup_reloads() {
 /// daemon's core thread at the entry of the recvmsg that handles a client
 /// packet (so the heartbeat says "busy"), and leaves the watchdog thread
 /// running. The watchdog must kill the least important process by itself.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[test]
 fn watchdog_kills_when_the_core_is_stuck_in_a_handler() {
     if !need_root("watchdog_kills_when_the_core_is_stuck_in_a_handler") {
