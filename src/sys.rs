@@ -241,27 +241,6 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8], what: &'static str) -> SysResult<usize
     Ok(n)
 }
 
-/// `pread` at offset 0 until `buf` is full or EOF: re-reads a kept-open file.
-pub fn pread_all(fd: RawFd, buf: &mut [u8], what: &'static str) -> SysResult<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        // SAFETY: the pointer/len pair is inside buf.
-        let r = retry(what, || unsafe {
-            libc::pread(
-                fd,
-                buf[n..].as_mut_ptr() as *mut libc::c_void,
-                buf.len() - n,
-                n as i64,
-            )
-        })?;
-        if r == 0 {
-            break;
-        }
-        n += r as usize;
-    }
-    Ok(n)
-}
-
 /// Finds `key` at the start of a line in a `/proc/<pid>/status`-like text
 /// and parses the first number after it.
 pub fn status_field(text: &[u8], key: &[u8]) -> Option<u64> {
