@@ -27,11 +27,12 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::inproc::InProc;
 use common::*;
-use lmkd::client::{Client, Message};
+use lmkd::client::Message;
 use lmkd::proto::{self, Command as Cmd};
 
 const MIB: usize = 1 << 20;
@@ -613,16 +614,7 @@ fn real_pressure_kills_the_hog_before_the_kernel_oom_killer() {
     }
     assert!(alive(s900.pid()), "the adj 900 sleeper was killed");
     assert!(alive(s0.pid()), "the adj 0 sleeper was killed");
-    let all = |lo, hi| {
-        c.request(
-            &Cmd::GetKillCnt {
-                min_adj: lo,
-                max_adj: hi,
-            },
-            Duration::from_secs(5),
-        )
-        .unwrap()
-    };
+    let all = |lo, hi| kill_count(&c, lo, hi);
     assert_eq!(all(-1000, 1000), 1, "GETKILLCNT over all adj");
     assert_eq!(all(950, 950), 1, "GETKILLCNT at adj 950");
 
@@ -787,82 +779,6 @@ fn frozen_victim_memory_is_released_by_process_mrelease() {
 
 // ---- 3. pid reuse ------------------------------------------------------------
 
-/// Log records of the in-process daemon.
-static LOGS: Mutex<String> = Mutex::new(String::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Info
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            let mut l = LOGS.lock().unwrap_or_else(|e| e.into_inner());
-            l.push_str(&format!("{} {}: {}\n", r.level(), r.target(), r.args()));
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn logs() -> String {
-    LOGS.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-fn wait_logs(needle: &str, timeout: Duration) -> String {
-    assert!(
-        eventually(timeout, || logs().contains(needle)),
-        "log never showed {needle:?}:\n{}",
-        logs()
-    );
-    logs()
-}
-
-/// Starts a daemon in this process with injected pressure; returns the
-/// eventfd that raises a critical (PSI full) event.
-fn start_in_process(dir: &TempDir) -> std::os::fd::OwnedFd {
-    static LOGGER: Once = Once::new();
-    LOGGER.call_once(|| {
-        let _ = log::set_logger(&Capture);
-        log::set_max_level(log::LevelFilter::Info);
-    });
-    let cfg = lmkd::config::Config {
-        socket_path: dir.path("lmkd.sock"),
-        max_procs: 256,
-        ..lmkd::config::Config::default()
-    };
-    let (source, _partial, complete) = lmkd::psi::injected().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut opts = lmkd::daemon::Options::new(None, Box::new(lmkd::props::NoProperties));
-        opts.signals = false;
-        opts.source = Some(source);
-        let mut d = lmkd::daemon::Daemon::new(cfg, opts).expect("daemon start-up");
-        tx.send(()).unwrap();
-        let _ = d.run();
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("daemon did not start");
-    complete
-}
-
-fn connect(p: &Path) -> Client {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(c) = Client::connect(p) {
-            return c;
-        }
-        assert!(Instant::now() < end, "daemon socket never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn sleep_cmd() -> Command {
-    let mut c = Command::new("sleep");
-    c.arg("1000").stdin(Stdio::null());
-    c
-}
-
 /// Spawns `sleep` with exactly `pid`, via ns_last_pid; None if another
 /// process kept taking it.
 fn spawn_at_pid(pid: i32) -> Option<Kid> {
@@ -870,7 +786,7 @@ fn spawn_at_pid(pid: i32) -> Option<Kid> {
         if fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).is_err() {
             return None;
         }
-        let k = Kid(sleep_cmd().spawn().unwrap());
+        let k = Kid(spawn_sleep());
         if k.pid() == pid {
             return Some(k);
         }
@@ -894,9 +810,9 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
         eprintln!("SKIP {test}: {} is not writable", ns_last_pid.display());
         return;
     }
-    let dir = TempDir::new("pidreuse");
-    let complete = start_in_process(&dir);
-    let c = connect(&dir.path("lmkd.sock"));
+    logcap::install();
+    let d = InProc::real("pidreuse", |cfg, _| cfg.max_procs = 256);
+    let c = d.connect();
     c.send(&Cmd::Subscribe {
         event: proto::event::KILL,
     })
@@ -907,8 +823,8 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
     .unwrap();
 
     // The next candidate after the stale record, and a bystander.
-    let next = Kid(sleep_cmd().spawn().unwrap());
-    let bystander = Kid(sleep_cmd().spawn().unwrap());
+    let next = Kid(spawn_sleep());
+    let bystander = Kid(spawn_sleep());
     c.send(&Cmd::ProcPrio(prio(next.pid(), 900))).unwrap();
     c.send(&Cmd::ProcPrio(prio(bystander.pid(), 0))).unwrap();
 
@@ -916,7 +832,7 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
     let mut newcomer = None;
     let mut old_pid = 0;
     for _ in 0..5 {
-        let mut old = Kid(sleep_cmd().spawn().unwrap());
+        let mut old = Kid(spawn_sleep());
         old_pid = old.pid();
         c.send(&Cmd::ProcPrio(prio(old_pid, 950))).unwrap();
         Daemon::sync(&c);
@@ -938,21 +854,12 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
     );
     let stale_line = format!("process {old_pid} exited without PROCREMOVE; its record was dropped");
     assert!(
-        !logs().contains(&stale_line),
+        !logcap::text().contains(&stale_line),
         "the record was dropped before the kill request"
     );
 
     // Request a kill: a critical event (NOT_RESPONDING, min adj 0).
-    let one = 1u64;
-    // SAFETY: an 8-byte write to an eventfd we own.
-    let n = unsafe {
-        libc::write(
-            complete.as_raw_fd(),
-            &one as *const u64 as *const libc::c_void,
-            8,
-        )
-    };
-    assert_eq!(n, 8);
+    d.raise_complete();
     let mut got_stat = None;
     let mut got_kill = None;
     let end = Instant::now() + Duration::from_secs(10);
@@ -963,7 +870,7 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
             _ => {}
         }
     }
-    let k = got_kill.unwrap_or_else(|| panic!("no kill after the event; log:\n{}", logs()));
+    let k = got_kill.unwrap_or_else(|| panic!("no kill after the event; log:\n{}", logcap::text()));
     let s = got_stat.expect("no stats packet before PROCKILL");
     assert_ne!(
         k.pid, old_pid,
@@ -975,30 +882,20 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
         "the kill did not go to the next candidate"
     );
     assert_eq!(s.oom_score_adj, 900);
-    wait_logs(&stale_line, Duration::from_secs(5));
+    logcap::wait_for(&stale_line, Duration::from_secs(5));
 
     // The newcomer lives, untouched.
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(old_pid), "the process that reused the pid died");
     assert_eq!(oom_adj(old_pid), newcomer_adj);
     assert!(alive(bystander.pid()));
-    let cnt = |lo, hi| {
-        c.request(
-            &Cmd::GetKillCnt {
-                min_adj: lo,
-                max_adj: hi,
-            },
-            Duration::from_secs(5),
-        )
-        .unwrap()
-    };
-    assert_eq!(cnt(950, 950), 0);
-    assert_eq!(cnt(900, 900), 1);
+    assert_eq!(kill_count(&c, 950, 950), 0);
+    assert_eq!(kill_count(&c, 900, 900), 1);
 
     // The record is really gone: another client can register the newcomer
     // (a live record of the first client would be refused), and no second
     // "dropped" line appears for it.
-    let other = Remote::connect(&dir.path("lmkd.sock"));
+    let other = Remote::connect(&d.dir.path("lmkd.sock"));
     other.send(&Cmd::ProcPrio(prio(old_pid, 800)));
     other.sync();
     assert_eq!(
@@ -1006,7 +903,7 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
         800,
         "registering the newcomer was refused"
     );
-    let text = logs();
+    let text = logcap::text();
     assert_eq!(text.matches(&stale_line).count(), 1, "log:\n{text}");
     assert!(
         !text.contains(&format!("for pid {old_pid} refused")),

@@ -46,14 +46,30 @@ impl InProc {
         tweak: impl FnOnce(&mut Config, &mut Options) + Send + 'static,
     ) -> InProc {
         let dir = TempDir::new(tag);
-        let root = proc_root(&dir, fixture, pids);
-        let mut cfg = Config {
-            socket_path: dir.path("lmkd.sock"),
-            proc_root: root,
+        let cfg = Config {
+            proc_root: proc_root(&dir, fixture, pids),
             psi_path: dir.path("pressure"),
-            max_procs: 2048,
             ..Config::default()
         };
+        Self::spawn(dir, cfg, tweak)
+    }
+
+    /// Like [`InProc::start`], but over the real /proc (only the pressure
+    /// events are injected).
+    pub fn real(
+        tag: &str,
+        tweak: impl FnOnce(&mut Config, &mut Options) + Send + 'static,
+    ) -> InProc {
+        Self::spawn(TempDir::new(tag), Config::default(), tweak)
+    }
+
+    fn spawn(
+        dir: TempDir,
+        mut cfg: Config,
+        tweak: impl FnOnce(&mut Config, &mut Options) + Send + 'static,
+    ) -> InProc {
+        cfg.socket_path = dir.path("lmkd.sock");
+        cfg.max_procs = 2048;
         let (source, partial, complete) = lmkd::psi::injected().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -72,6 +88,17 @@ impl InProc {
             partial,
             complete,
         }
+    }
+
+    /// Makes `<proc root>/<pid>` point at the real `/proc/<pid>` (for
+    /// processes started after the daemon).
+    pub fn link(&self, pid: i32) {
+        let p = self.dir.path("proc").join(pid.to_string());
+        std::os::unix::fs::symlink(format!("/proc/{pid}"), p).unwrap();
+    }
+
+    pub fn unlink(&self, pid: i32) {
+        let _ = fs::remove_file(self.dir.path("proc").join(pid.to_string()));
     }
 
     pub fn connect(&self) -> Client {

@@ -3,6 +3,7 @@
 
 pub mod counting;
 pub mod inproc;
+pub mod logcap;
 
 use std::fs;
 use std::io::Read;
