@@ -1,19 +1,19 @@
 //! Event-to-signal latency of kills (issue 3, "Bench").
 //!
-//! An in-process daemon (`Daemon::new` + `run` on a thread, injected
-//! pressure source) tracks 1000 real `sleep` children registered over its
-//! socket. Its proc root is a temp dir holding the recorded snapshot files of
-//! `tests/fixtures/proc/small` plus a `<pid>` -> `/proc/<pid>` symlink per
-//! child. Each kill: bump one vmstat reclaim counter and PSI `full total`
-//! (so the policy sees new pressure since the last kill), inject a `full` (complete) pressure event, wait for
-//! the PROCKILL notification, reap the victim, let the daemon see the exit,
+//! An in-process daemon (the tests' `InProc` harness: injected pressure
+//! source, recorded snapshot files of `tests/fixtures/proc/small`, a
+//! `<pid>` -> `/proc/<pid>` symlink per child) tracks 1000 real `sleep`
+//! children registered over its socket. Each kill: bump the recorded
+//! reclaim counter and PSI `full total` (so the policy sees new pressure
+//! since the last kill), inject a `full` (complete) event, wait for the
+//! PROCKILL notification, reap the victim, let the daemon see the exit,
 //! replace the victim with a new registered child (1000 tracked at every
 //! kill), repeat.
 //!
 //! The latency is the daemon's own figure, `KillRecord.event_to_signal_us`
 //! (CLOCK_MONOTONIC from the epoll wakeup that read the event to the return
 //! of pidfd_send_signal), captured from the "kill of <pid> took <N> us"
-//! lines by a `log::Log` installed here. The bench also prints its own
+//! lines through the tests' log capture. The bench also prints its own
 //! wall-clock time from the eventfd write to the client's receipt of
 //! PROCKILL, for context.
 //!
@@ -29,57 +29,41 @@ mod common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::process::Child;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lmkd::client::{Client, Message};
-use lmkd::config::Config;
-use lmkd::daemon::{Daemon, Options};
+use common::inproc::InProc;
+use common::logcap;
+use lmkd::client::Message;
 use lmkd::proto::Command as Cmd;
 
 const TRACKED: usize = 1000;
 const KILLS: usize = 250;
 
-// ---- log capture -----------------------------------------------------------
-
+/// What the daemon's log said about the kills.
 #[derive(Default)]
 struct Captured {
-    /// (pid, event_to_signal_us) in log order.
-    took: Vec<(i32, u64)>,
+    /// pid -> event_to_signal_us.
+    took: HashMap<i32, u64>,
     /// pid -> reason text of its kill line.
     reasons: HashMap<i32, String>,
     warnings: Vec<String>,
 }
 
-static CAPTURED: Mutex<Option<Captured>> = Mutex::new(None);
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Info
-    }
-    fn log(&self, r: &log::Record) {
-        if !self.enabled(r.metadata()) {
-            return;
-        }
-        let msg = r.args().to_string();
-        let mut g = CAPTURED.lock().unwrap();
-        let c = g.get_or_insert_with(Captured::default);
+/// Reads the captured log: `kill of <pid> took <N> us ...` lines, kill lines
+/// (`Kill '<name>' (<pid>), ...; reason: <text>`) and warnings.
+fn captured() -> Captured {
+    let mut c = Captured::default();
+    for line in logcap::text().lines() {
+        let (head, msg) = line.split_once(": ").unwrap_or(("", line));
         if let Some(rest) = msg.strip_prefix("kill of ") {
-            // "kill of <pid> took <N> us from event to signal; ..."
             let mut w = rest.split_whitespace();
             let pid = w.next().and_then(|v| v.parse().ok());
             let us = w.nth(1).and_then(|v| v.parse().ok());
             if let (Some(pid), Some(us)) = (pid, us) {
-                c.took.push((pid, us));
+                c.took.insert(pid, us);
             }
-        } else if r.target() == lmkd::report::KILL_TARGET {
-            // "Kill '<name>' (<pid>), uid ...; reason: <text>"
+        } else if head.ends_with(lmkd::report::KILL_TARGET) {
             let pid = msg
                 .split_once("' (")
                 .and_then(|(_, r)| r.split_once(')'))
@@ -88,19 +72,12 @@ impl log::Log for Capture {
             if let (Some(pid), Some(reason)) = (pid, reason) {
                 c.reasons.insert(pid, reason);
             }
-        } else if r.level() <= log::Level::Warn {
-            c.warnings.push(msg);
+        } else if head.starts_with("WARN") || head.starts_with("ERROR") {
+            c.warnings.push(msg.to_string());
         }
     }
-    fn flush(&self) {}
+    c
 }
-
-fn captured<T>(f: impl FnOnce(&Captured) -> T) -> T {
-    let mut g = CAPTURED.lock().unwrap();
-    f(g.get_or_insert_with(Captured::default))
-}
-
-// ---- children ----------------------------------------------------------------
 
 /// Tracked children by pid; killed and reaped on drop.
 struct Kids(HashMap<i32, Child>);
@@ -116,27 +93,6 @@ impl Drop for Kids {
     }
 }
 
-// ---- helpers -----------------------------------------------------------------
-
-fn raise(fd: &OwnedFd) {
-    let one = 1u64;
-    // SAFETY: an 8-byte write to an eventfd we own.
-    let n = unsafe { libc::write(fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
-    assert_eq!(n, 8);
-}
-
-fn wait_socket(p: &Path) -> Client {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(c) = Client::connect(p) {
-            return c;
-        }
-        assert!(Instant::now() < end, "daemon socket never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Rewrites one key's value in a `key value` file, same width.
 fn set_line(text: &str, key: &str, value: &str) -> String {
     text.lines()
         .map(|l| {
@@ -154,40 +110,6 @@ fn set_line(text: &str, key: &str, value: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
-}
-
-/// A counter in the vmstat copy bumped in place: same width, one pwrite,
-/// so a concurrent pread by the daemon always sees a whole file.
-struct Counter {
-    file: fs::File,
-    offset: u64,
-    value: u64,
-}
-
-impl Counter {
-    fn open(path: &Path, key: &str) -> Counter {
-        let text = fs::read_to_string(path).unwrap();
-        let pos = text
-            .find(&format!("\n{key} "))
-            .unwrap_or_else(|| panic!("{key} not in {}", path.display()));
-        let start = pos + 1 + key.len() + 1;
-        let digits: String = text[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        Counter {
-            file: fs::OpenOptions::new().write(true).open(path).unwrap(),
-            offset: start as u64,
-            value: digits.parse().unwrap(),
-        }
-    }
-    fn bump(&mut self) {
-        let old = self.value.to_string();
-        self.value += 1;
-        let new = self.value.to_string();
-        assert_eq!(old.len(), new.len(), "counter changed width");
-        self.file.write_all_at(new.as_bytes(), self.offset).unwrap();
-    }
 }
 
 fn pct(sorted: &[u64], p: f64) -> u64 {
@@ -213,24 +135,31 @@ fn summary(label: &str, v: &[u64]) {
     );
 }
 
-// ---- bench -----------------------------------------------------------------------
-
 fn main() {
     if !common::need_root("bench kill_latency") {
         return;
     }
-    log::set_boxed_logger(Box::new(Capture)).expect("install logger");
-    log::set_max_level(log::LevelFilter::Info);
+    logcap::install();
     let t_all = Instant::now();
 
-    let dir = common::TempDir::new("bench-kill-latency");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc/small");
-    let proc_dir = dir.path("proc");
-    fs::create_dir_all(&proc_dir).unwrap();
-    for f in ["vmstat", "zoneinfo"] {
-        fs::copy(fixture.join(f), proc_dir.join(f)).unwrap();
+    let t = Instant::now();
+    let mut kids = Kids(HashMap::new());
+    for _ in 0..TRACKED {
+        let c = common::spawn_sleep();
+        kids.0.insert(c.id() as i32, c);
     }
-    let meminfo = fs::read_to_string(fixture.join("meminfo")).unwrap();
+    println!(
+        "spawned {TRACKED} sleep children in {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let pids: Vec<i32> = kids.0.keys().copied().collect();
+    let d = InProc::start("bench-kill-latency", "small", &pids, |_, _| {});
+    // Free memory above the high watermark and swap all free, so the 10 ms
+    // re-check polls after a kill never decide one of their own: only the
+    // injected complete event (NOT_RESPONDING) kills. No event has been
+    // raised yet, so the daemon is not reading the file now.
+    let meminfo_path = d.dir.path("proc").join("meminfo");
+    let meminfo = fs::read_to_string(&meminfo_path).unwrap();
     let swap_total = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("SwapTotal:"))
@@ -239,59 +168,17 @@ fn main() {
         .to_string();
     let meminfo = set_line(&meminfo, "MemFree:", "400000");
     let meminfo = set_line(&meminfo, "SwapFree:", &swap_total);
-    fs::write(proc_dir.join("meminfo"), meminfo).unwrap();
-    fs::copy(fixture.join("pressure_memory"), dir.path("pressure")).unwrap();
-    let mut counter = Counter::open(&proc_dir.join("vmstat"), "pgscan_kswapd");
+    fs::write(&meminfo_path, meminfo).unwrap();
 
-    let link = |pid: i32| {
-        std::os::unix::fs::symlink(format!("/proc/{pid}"), proc_dir.join(pid.to_string())).unwrap();
-    };
-    let unlink = |pid: i32| {
-        let _ = fs::remove_file(proc_dir.join(pid.to_string()));
-    };
-
-    let t = Instant::now();
-    let mut kids = Kids(HashMap::new());
-    for _ in 0..TRACKED {
-        let c = common::spawn_sleep();
-        let pid = c.id() as i32;
-        link(pid);
-        kids.0.insert(pid, c);
-    }
-    println!(
-        "spawned {TRACKED} sleep children in {:.0} ms",
-        t.elapsed().as_secs_f64() * 1e3
-    );
-
-    let cfg = Config {
-        socket_path: dir.path("lmkd.sock"),
-        max_procs: 2048,
-        proc_root: proc_dir.clone(),
-        psi_path: dir.path("pressure"),
-        ..Config::default()
-    };
-    let kill_timeout_ms = cfg.kill_timeout_ms;
-    let (source, _partial, complete) = lmkd::psi::injected().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut opts = Options::new(None, Box::new(lmkd::props::NoProperties));
-        opts.signals = false;
-        opts.source = Some(source);
-        let mut d = Daemon::new(cfg, opts).expect("daemon start-up");
-        tx.send(()).unwrap();
-        let _ = d.run();
-    });
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("daemon did not start");
-    let c = wait_socket(&dir.path("lmkd.sock"));
+    let kill_timeout_ms = lmkd::config::Config::default().kill_timeout_ms;
+    let c = d.connect();
     c.send(&Cmd::Subscribe { event: 0 }).unwrap();
-
     let mut next_adj = 0usize;
     let mut adj = || {
         next_adj += 1;
         300 + (next_adj * 37 % 700) as i32
     };
-    for &pid in kids.0.keys() {
+    for &pid in &pids {
         c.send(&Cmd::ProcPrio(common::prio(pid, adj()))).unwrap();
     }
     common::Daemon::sync(&c);
@@ -302,12 +189,12 @@ fn main() {
     let mut retries = 0;
     let mut unknown_victims = 0;
     while killed.len() < KILLS {
-        counter.bump();
-        // A new second of complete stall, or the policy takes the event for
-        // one the kernel held back from before the last kill.
-        common::inproc::bump_full_stall(&dir.path("pressure"));
+        // New reclaim and a new second of complete stall, or the policy
+        // takes the event for one the kernel held back from before the
+        // last kill.
+        d.bump_pressure();
         let t0 = Instant::now();
-        raise(&complete);
+        d.raise_complete();
         let mut victim = None;
         let end = t0 + Duration::from_millis(1000);
         while victim.is_none() && Instant::now() < end {
@@ -320,7 +207,7 @@ fn main() {
             assert!(
                 retries < 20,
                 "no kill after {retries} injected events; warnings: {:?}",
-                captured(|c| c.warnings.clone())
+                captured().warnings
             );
             continue;
         };
@@ -334,41 +221,31 @@ fn main() {
             }
             None => unknown_victims += 1,
         }
-        unlink(pid);
+        d.unlink(pid);
         let nc = common::spawn_sleep();
         let npid = nc.id() as i32;
-        link(npid);
+        d.link(npid);
         kids.0.insert(npid, nc);
         c.send(&Cmd::ProcPrio(common::prio(npid, adj()))).unwrap();
         common::Daemon::sync(&c);
     }
-    let n_kills = c
-        .request(
-            &Cmd::GetKillCnt {
-                min_adj: -1000,
-                max_adj: 1000,
-            },
-            Duration::from_secs(5),
-        )
-        .unwrap();
+    let n_kills = common::kill_count(&c, -1000, 1000);
 
     // The logging thread runs behind the core; wait for every line.
     let end = Instant::now() + Duration::from_secs(5);
-    while captured(|c| c.took.len()) < killed.len() && Instant::now() < end {
+    while captured().took.len() < killed.len() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (took, reasons, warnings) =
-        captured(|c| (c.took.clone(), c.reasons.clone(), c.warnings.clone()));
-    let took_map: HashMap<i32, u64> = took.iter().copied().collect();
+    let log = captured();
     let samples: Vec<u64> = killed
         .iter()
-        .filter_map(|p| took_map.get(p).copied())
+        .filter_map(|p| log.took.get(p).copied())
         .collect();
     let mut by_reason: HashMap<String, usize> = HashMap::new();
     for p in &killed {
         *by_reason
             .entry(
-                reasons
+                log.reasons
                     .get(p)
                     .cloned()
                     .unwrap_or_else(|| "(no kill line)".into()),
@@ -386,9 +263,9 @@ fn main() {
     println!("kill reasons: {by_reason:?}");
     summary("event to signal, us (daemon's own figure)", &samples);
     summary("inject to PROCKILL received, us (bench wall)", &wall_us);
-    if !warnings.is_empty() {
-        println!("daemon warnings ({}):", warnings.len());
-        for w in warnings.iter().take(10) {
+    if !log.warnings.is_empty() {
+        println!("daemon warnings ({}):", log.warnings.len());
+        for w in log.warnings.iter().take(10) {
             println!("  {w}");
         }
     }
