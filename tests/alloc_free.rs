@@ -124,8 +124,7 @@ fn pressure_to_kill_allocates_nothing() {
         },
     );
     let c = d.connect();
-    c.send(&Cmd::Subscribe { event: 0 }).unwrap();
-    c.send(&Cmd::Subscribe { event: 1 }).unwrap();
+    subscribe_all(&c);
     c.send(&Cmd::ProcPrio(prio(victim.pid(), 950))).unwrap();
     c.send(&Cmd::ProcPrio(prio(bystander.pid(), 0))).unwrap();
     common::Daemon::sync(&c);

@@ -24,11 +24,6 @@ fn kills(c: &Client, wait: Duration) -> Vec<i32> {
     out
 }
 
-fn subscribe(c: &Client) {
-    c.send(&Cmd::Subscribe { event: 0 }).unwrap();
-    c.send(&Cmd::Subscribe { event: 1 }).unwrap();
-}
-
 #[test]
 fn dry_run_kills_nobody() {
     if !need_root("dry_run_kills_nobody") {
@@ -37,7 +32,7 @@ fn dry_run_kills_nobody() {
     let s = Sleeper::new();
     let d = InProc::start("dryrun", "small", &[s.pid()], |_, o| o.dry_run = true);
     let c = d.connect();
-    subscribe(&c);
+    subscribe_all(&c);
     c.send(&Cmd::ProcPrio(prio(s.pid(), 950))).unwrap();
     Daemon::sync(&c);
     d.raise_complete();
@@ -65,7 +60,7 @@ fn kills_from_the_top_one_at_a_time_and_only_registered_processes() {
     let pids = [high.pid(), mid.pid(), fg.pid(), unregistered.pid()];
     let d = InProc::start("order", "small", &pids, |cfg, _| cfg.kill_timeout_ms = 2000);
     let c = d.connect();
-    subscribe(&c);
+    subscribe_all(&c);
     c.send(&Cmd::ProcPrio(prio(high.pid(), 950))).unwrap();
     c.send(&Cmd::ProcPrio(prio(mid.pid(), 600))).unwrap();
     c.send(&Cmd::ProcPrio(prio(fg.pid(), 0))).unwrap();
@@ -119,7 +114,7 @@ fn partial_pressure_respects_the_minimum_adj() {
     let perceptible = Sleeper::new();
     let d = InProc::start("minadj", "small", &[fg.pid(), perceptible.pid()], |_, _| {});
     let c = d.connect();
-    subscribe(&c);
+    subscribe_all(&c);
     c.send(&Cmd::ProcPrio(prio(fg.pid(), 0))).unwrap();
     c.send(&Cmd::ProcPrio(prio(perceptible.pid(), 200)))
         .unwrap();
@@ -187,7 +182,7 @@ fn no_second_kill_until_the_victim_exits_or_kill_timeout() {
         cfg.kill_timeout_ms = 1500
     });
     let c = d.connect();
-    subscribe(&c);
+    subscribe_all(&c);
     c.send(&Cmd::ProcPrio(prio(stuck.pid(), 950))).unwrap();
     c.send(&Cmd::ProcPrio(prio(next.pid(), 900))).unwrap();
     Daemon::sync(&c);

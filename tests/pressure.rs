@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use common::inproc::InProc;
 use common::*;
 use lmkd::client::Message;
-use lmkd::proto::{self, Command as Cmd};
+use lmkd::proto::Command as Cmd;
 
 const MIB: usize = 1 << 20;
 
@@ -496,14 +496,7 @@ fn real_pressure_kills_the_hog_before_the_kernel_oom_killer() {
     );
     d.wait_log("pressure monitor: PSI", Duration::from_secs(5));
     let c = d.connect();
-    c.send(&Cmd::Subscribe {
-        event: proto::event::KILL,
-    })
-    .unwrap();
-    c.send(&Cmd::Subscribe {
-        event: proto::event::STAT,
-    })
-    .unwrap();
+    subscribe_all(&c);
 
     let s900 = Sleeper::new();
     let s0 = Sleeper::new();
@@ -813,14 +806,7 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
     logcap::install();
     let d = InProc::real("pidreuse", |cfg, _| cfg.max_procs = 256);
     let c = d.connect();
-    c.send(&Cmd::Subscribe {
-        event: proto::event::KILL,
-    })
-    .unwrap();
-    c.send(&Cmd::Subscribe {
-        event: proto::event::STAT,
-    })
-    .unwrap();
+    subscribe_all(&c);
 
     // The next candidate after the stale record, and a bystander.
     let next = Kid(spawn_sleep());

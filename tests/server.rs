@@ -181,14 +181,7 @@ fn getkillcnt_subscribe_target_and_boot() {
         .unwrap(),
         0
     );
-    c.send(&Cmd::Subscribe {
-        event: proto::event::KILL,
-    })
-    .unwrap();
-    c.send(&Cmd::Subscribe {
-        event: proto::event::STAT,
-    })
-    .unwrap();
+    subscribe_all(&c);
     c.send(&Cmd::Subscribe { event: 7 }).unwrap();
     let levels = proto::AMS_PHONE_TARGETS;
     c.send(&Cmd::Target(TargetTable::from_slice(&levels).unwrap()))

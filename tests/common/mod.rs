@@ -220,6 +220,18 @@ impl Drop for Sleeper {
     }
 }
 
+/// SUBSCRIBE to kill notifications and kill stats, as AMS does.
+pub fn subscribe_all(c: &Client) {
+    c.send(&Cmd::Subscribe {
+        event: proto::event::KILL,
+    })
+    .unwrap();
+    c.send(&Cmd::Subscribe {
+        event: proto::event::STAT,
+    })
+    .unwrap();
+}
+
 /// GETKILLCNT over [min, max].
 pub fn kill_count(c: &Client, min_adj: i32, max_adj: i32) -> i32 {
     c.request(
