@@ -80,12 +80,11 @@ impl Options {
 struct InFlight {
     victim: Victim,
     pidfd: Option<OwnedFd>,
-    reason: policy::KillReason,
-    min_adj: i32,
+    kill: policy::Kill,
     figures: policy::Figures,
     snap: Snapshot,
+    /// CLOCK_MONOTONIC of the wakeup that read the pressure event.
     event_ns: u64,
-    start_ms: u64,
     reaped: bool,
     exited: bool,
     timed_out: bool,
@@ -616,7 +615,7 @@ impl Daemon {
         let now_ms = wake_ns / 1_000_000;
         if let Some(k) = &mut self.inflight {
             // One kill at a time, until the victim exits or kill_timeout_ms.
-            let waited = now_ms.saturating_sub(k.start_ms);
+            let waited = now_ms.saturating_sub(k.event_ns / 1_000_000);
             if !k.exited && !k.timed_out && waited < self.config.kill_timeout_ms as u64 {
                 self.polling.interval_ms = policy::PollInterval::Fast.ms();
                 return;
@@ -717,12 +716,10 @@ impl Daemon {
         self.inflight = Some(InFlight {
             victim,
             pidfd,
-            reason: kill.reason,
-            min_adj: kill.min_adj,
+            kill,
             figures,
             snap,
             event_ns: wake_ns,
-            start_ms: wake_ns / 1_000_000,
             reaped: false,
             exited: false,
             timed_out: false,
@@ -771,18 +768,17 @@ impl Daemon {
             if done.signal_errno != 0 {
                 k.exited = true;
             }
-            let (v, reason, min_adj, figures, snap, event_ns) =
-                (k.victim, k.reason, k.min_adj, k.figures, k.snap, k.event_ns);
+            let (v, kill, figures, snap, event_ns) =
+                (k.victim, k.kill, k.figures, k.snap, k.event_ns);
             if done.signal_errno != 0 {
                 self.report.note(Note::KillFailed {
                     pid: done.pid,
                     errno: done.signal_errno,
                 });
             } else {
-                self.report_kill(&v, reason, min_adj, &figures, done.signal_ns, event_ns);
+                self.report_kill(&v, &kill, &figures, done.signal_ns, event_ns);
                 if !self.opts.dry_run {
-                    self.policy
-                        .on_kill(&snap, &policy::Kill { reason, min_adj });
+                    self.policy.on_kill(&snap, &kill);
                 }
             }
         }
@@ -798,7 +794,7 @@ impl Daemon {
                 let _ = self.epoll.delete(fd.as_fd());
             }
             k.exited = true;
-            let ms = now.saturating_sub(k.start_ms);
+            let ms = now.saturating_sub(k.event_ns / 1_000_000);
             self.history.set_exit(k.victim.pid, ms);
             self.report.note(Note::Exited {
                 pid: k.victim.pid,
@@ -826,15 +822,14 @@ impl Daemon {
     fn report_kill(
         &mut self,
         v: &Victim,
-        reason: policy::KillReason,
-        min_adj: i32,
+        kill: &policy::Kill,
         f: &policy::Figures,
         signal_ns: u64,
         event_ns: u64,
     ) {
         let mut stat = v.stat;
-        stat.min_oom_score = min_adj;
-        stat.reason = reason.code();
+        stat.min_oom_score = kill.min_adj;
+        stat.reason = kill.reason.code();
         stat.free_mem_kb = f.free_kb.min(i32::MAX as u64) as i32;
         stat.free_swap_kb = f.free_swap_kb.min(i32::MAX as u64) as i32;
         stat.thrashing = f.thrashing_pct as i32;
@@ -856,7 +851,7 @@ impl Daemon {
         }
         let mut rec = KillRecord::new(signal_ns / 1_000_000, &stat);
         rec.pid = v.pid;
-        rec.reason_text = reason.text();
+        rec.reason_text = kill.reason.text();
         rec.rss_kb = v.rss_kb;
         rec.swap_kb = v.swap_kb;
         rec.event_to_signal_us = signal_ns.saturating_sub(event_ns) / 1000;
