@@ -85,6 +85,9 @@ struct InFlight {
     snap: Snapshot,
     /// CLOCK_MONOTONIC of the wakeup that read the pressure event.
     event_ns: u64,
+    /// The reaper reported the signal.
+    signalled: bool,
+    /// The reaper is done with the pidfd.
     reaped: bool,
     exited: bool,
     timed_out: bool,
@@ -720,6 +723,7 @@ impl Daemon {
             figures,
             snap,
             event_ns: wake_ns,
+            signalled: false,
             reaped: false,
             exited: false,
             timed_out: false,
@@ -743,42 +747,48 @@ impl Daemon {
 
     /// The reaper signalled (and released) a victim: count, notify, log.
     fn on_reaped(&mut self) {
-        let mut batch = [None; 8];
-        for (slot, done) in batch.iter_mut().zip(self.reaper.completions()) {
-            *slot = Some(done);
-        }
-        for done in batch.into_iter().flatten() {
+        self.reaper.ack();
+        while let Some(done) = self.reaper.next_done() {
             let Some(k) = self.inflight.as_mut().filter(|k| k.victim.pid == done.pid) else {
                 continue;
             };
-            k.reaped = true;
-            match done.release {
-                Release::Unsupported => self.report.note(Note::ReleaseFailed {
-                    pid: done.pid,
-                    errno: libc::ENOSYS,
-                }),
-                Release::Failed(e) => self.report.note(Note::ReleaseFailed {
-                    pid: done.pid,
-                    errno: e,
-                }),
-                _ => {}
+            if !k.signalled {
+                // The first report of a job: the signal went out (or not).
+                // Count and announce the kill now, not after the release.
+                k.signalled = true;
+                // A dry-run "victim" never exits: it holds the next kill back
+                // for kill_timeout_ms, as a real one that is slow to die would.
+                if done.signal_errno != 0 {
+                    k.exited = true;
+                }
+                let (v, kill, figures, snap, event_ns) =
+                    (k.victim, k.kill, k.figures, k.snap, k.event_ns);
+                if done.signal_errno != 0 {
+                    self.report.note(Note::KillFailed {
+                        pid: done.pid,
+                        errno: done.signal_errno,
+                    });
+                } else {
+                    self.report_kill(&v, &kill, &figures, done.signal_ns, event_ns);
+                    if !self.opts.dry_run {
+                        self.policy.on_kill(&snap, &kill);
+                    }
+                }
             }
-            // A dry-run "victim" never exits: it holds the next kill back
-            // for kill_timeout_ms, as a real one that is slow to die would.
-            if done.signal_errno != 0 {
-                k.exited = true;
-            }
-            let (v, kill, figures, snap, event_ns) =
-                (k.victim, k.kill, k.figures, k.snap, k.event_ns);
-            if done.signal_errno != 0 {
-                self.report.note(Note::KillFailed {
-                    pid: done.pid,
-                    errno: done.signal_errno,
-                });
-            } else {
-                self.report_kill(&v, &kill, &figures, done.signal_ns, event_ns);
-                if !self.opts.dry_run {
-                    self.policy.on_kill(&snap, &kill);
+            if done.finished {
+                if let Some(k) = self.inflight.as_mut() {
+                    k.reaped = true;
+                }
+                match done.release {
+                    Release::Unsupported => self.report.note(Note::ReleaseFailed {
+                        pid: done.pid,
+                        errno: libc::ENOSYS,
+                    }),
+                    Release::Failed(e) => self.report.note(Note::ReleaseFailed {
+                        pid: done.pid,
+                        errno: e,
+                    }),
+                    _ => {}
                 }
             }
         }

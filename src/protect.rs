@@ -58,25 +58,49 @@ fn prefault_stack() {
     std::hint::black_box(&buf);
 }
 
-/// SCHED_FIFO priority 1 if permitted (needs CAP_SYS_NICE), else nice -20.
-fn raise_priority() -> bool {
+/// How much CPU priority a thread got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    RealTime,
+    Nice,
+    Unchanged,
+}
+
+/// SCHED_FIFO priority 1 if permitted (needs CAP_SYS_NICE), else nice -20,
+/// for the calling thread only (Linux applies both per thread). The core,
+/// the reaper and the watchdog each call it: the thread that sends SIGKILL
+/// must not queue behind the very processes eating the memory. Does not
+/// log, so a thread may call it before it is watched for allocations.
+pub fn raise_thread_priority() -> Priority {
     // SAFETY: sched_param is plain data (musl's has extra fields).
     let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
     param.sched_priority = 1;
-    // SAFETY: valid param for the calling process.
+    // SAFETY: valid param for the calling thread.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param) }
         == 0
     {
-        return true;
+        return Priority::RealTime;
     }
-    // SAFETY: setpriority on ourselves.
+    // SAFETY: setpriority on the calling thread.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) } == 0 {
-        log::info!("real-time priority refused; running at nice -20");
-        return true;
+        return Priority::Nice;
     }
-    log::warn!(
-        "could not raise scheduling priority ({})",
-        io::Error::last_os_error()
-    );
-    false
+    Priority::Unchanged
+}
+
+fn raise_priority() -> bool {
+    match raise_thread_priority() {
+        Priority::RealTime => true,
+        Priority::Nice => {
+            log::info!("real-time priority refused; running at nice -20");
+            true
+        }
+        Priority::Unchanged => {
+            log::warn!(
+                "could not raise scheduling priority ({})",
+                io::Error::last_os_error()
+            );
+            false
+        }
+    }
 }

@@ -13,7 +13,7 @@ use crate::ring;
 use crate::sys;
 
 /// A kill to carry out. The pidfd stays owned (and open) by the core until
-/// the matching [`Done`] with `released` set comes back.
+/// the matching [`Done`] with `finished` set comes back.
 #[derive(Clone, Copy, Debug)]
 pub struct Job {
     pub pid: i32,
@@ -36,10 +36,15 @@ pub enum Release {
     Failed(i32),
 }
 
-/// A finished job.
+/// Progress of a job. A job reports twice: once the signal is sent (so the
+/// kill is counted and announced at once), and again when the reaper is
+/// done with the pidfd (`finished`); a job with nothing to release reports
+/// once, finished.
 #[derive(Clone, Copy, Debug)]
 pub struct Done {
     pub pid: i32,
+    /// The reaper no longer uses the pidfd.
+    pub finished: bool,
     /// CLOCK_MONOTONIC when `pidfd_send_signal` returned.
     pub signal_ns: u64,
     /// errno of a failed signal, 0 on success.
@@ -68,12 +73,19 @@ impl Reaper {
             .name("lmkd-reaper".into())
             .stack_size(64 * 1024)
             .spawn(move || {
+                // The thread that sends SIGKILL must not wait behind the
+                // processes eating the memory.
+                crate::protect::raise_thread_priority();
                 on_start("reaper");
                 loop {
                     job_rx.wait(-1);
                     job_rx.ack();
                     while let Some(job) = job_rx.pop() {
-                        done_tx.push(run(job, &reaping));
+                        let sent = signal(job);
+                        done_tx.push(sent);
+                        if !sent.finished {
+                            done_tx.push(release(job, sent, &reaping));
+                        }
                     }
                 }
             })
@@ -87,10 +99,14 @@ impl Reaper {
         self.jobs.push(job)
     }
 
-    /// Drains finished jobs; call when the completion fd is readable.
-    pub fn completions(&self) -> impl Iterator<Item = Done> + '_ {
+    /// Clears the doorbell; call when the completion fd is readable, then
+    /// take reports with [`Reaper::next_done`] until it returns None.
+    pub fn ack(&self) {
         self.done.ack();
-        std::iter::from_fn(|| self.done.pop())
+    }
+
+    pub fn next_done(&self) -> Option<Done> {
+        self.done.pop()
     }
 }
 
@@ -101,12 +117,23 @@ impl AsFd for Reaper {
     }
 }
 
-/// Signals one victim and releases its memory.
+/// Signals one victim and releases its memory (both steps, in one call).
 pub fn run(job: Job, reaping: &AtomicBool) -> Done {
-    // SAFETY: the core keeps the pidfd open until it sees this Done.
+    let sent = signal(job);
+    if sent.finished {
+        return sent;
+    }
+    release(job, sent, reaping)
+}
+
+/// Sends SIGKILL through the pidfd. The result is `finished` when there is
+/// nothing to release (dry run, or the signal failed).
+pub fn signal(job: Job) -> Done {
+    // SAFETY: the core keeps the pidfd open until it sees a finished Done.
     let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
     let mut done = Done {
         pid: job.pid,
+        finished: true,
         signal_ns: 0,
         signal_errno: 0,
         release: Release::Skipped,
@@ -118,10 +145,21 @@ pub fn run(job: Job, reaping: &AtomicBool) -> Done {
     }
     let sig = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
     done.signal_ns = sys::monotonic_ns();
-    if let Err(e) = sig {
-        done.signal_errno = e.errno;
-        return done;
+    match sig {
+        Ok(()) => done.finished = false,
+        Err(e) => done.signal_errno = e.errno,
     }
+    done
+}
+
+/// Releases a signalled victim's memory with `process_mrelease`.
+pub fn release(job: Job, sent: Done, reaping: &AtomicBool) -> Done {
+    // SAFETY: the core keeps the pidfd open until it sees a finished Done.
+    let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
+    let mut done = Done {
+        finished: true,
+        ..sent
+    };
     if reaping.load(Ordering::Relaxed) {
         done.release = match sys::process_mrelease(pidfd) {
             Ok(()) => Release::Released,

@@ -104,6 +104,8 @@ pub fn start(hb: Arc<Heartbeat>, timeout_ms: u64, on_start: fn(&'static str)) ->
         .name("lmkd-watchdog".into())
         .stack_size(128 * 1024)
         .spawn(move || {
+            // It must get the CPU exactly when the machine is drowning.
+            crate::protect::raise_thread_priority();
             on_start("watchdog");
             let mut fired_for = 0;
             loop {
