@@ -87,6 +87,8 @@ struct InFlight {
     event_ns: u64,
     /// The reaper reported the signal.
     signalled: bool,
+    /// CLOCK_MONOTONIC when the signal went out; 0 until reported.
+    signal_ns: u64,
     /// The reaper is done with the pidfd.
     reaped: bool,
     exited: bool,
@@ -617,8 +619,13 @@ impl Daemon {
     fn evaluate(&mut self, p: Pressure, wake_ns: u64) {
         let now_ms = wake_ns / 1_000_000;
         if let Some(k) = &mut self.inflight {
-            // One kill at a time, until the victim exits or kill_timeout_ms.
-            let waited = now_ms.saturating_sub(k.event_ns / 1_000_000);
+            // One kill at a time, until the victim exits or kill_timeout_ms
+            // have passed since the signal (not since the event: under
+            // load the signal itself can take a while to go out).
+            let waited = match k.signal_ns {
+                0 => 0,
+                ns => now_ms.saturating_sub(ns / 1_000_000),
+            };
             if !k.exited && !k.timed_out && waited < self.config.kill_timeout_ms as u64 {
                 self.polling.interval_ms = policy::PollInterval::Fast.ms();
                 return;
@@ -724,6 +731,7 @@ impl Daemon {
             snap,
             event_ns: wake_ns,
             signalled: false,
+            signal_ns: 0,
             reaped: false,
             exited: false,
             timed_out: false,
@@ -756,6 +764,7 @@ impl Daemon {
                 // The first report of a job: the signal went out (or not).
                 // Count and announce the kill now, not after the release.
                 k.signalled = true;
+                k.signal_ns = done.signal_ns;
                 // A dry-run "victim" never exits: it holds the next kill back
                 // for kill_timeout_ms, as a real one that is slow to die would.
                 if done.signal_errno != 0 {
@@ -804,7 +813,13 @@ impl Daemon {
                 let _ = self.epoll.delete(fd.as_fd());
             }
             k.exited = true;
-            let ms = now.saturating_sub(k.event_ns / 1_000_000);
+            // From the signal; from the event if its report is still queued.
+            let from = if k.signal_ns > 0 {
+                k.signal_ns
+            } else {
+                k.event_ns
+            };
+            let ms = now.saturating_sub(from / 1_000_000);
             self.history.set_exit(k.victim.pid, ms);
             self.report.note(Note::Exited {
                 pid: k.victim.pid,

@@ -28,8 +28,8 @@ pub struct KillRecord {
     /// From the wakeup that read the pressure event to the return of
     /// `pidfd_send_signal`.
     pub event_to_signal_us: u64,
-    /// From the pressure event that led to the kill to the pidfd becoming
-    /// readable (the victim is gone); 0 until known.
+    /// From the signal to the pidfd becoming readable (the victim is
+    /// gone); 0 until known.
     pub time_to_exit_ms: u64,
     pub free_kb: i64,
     pub free_swap_kb: i64,
@@ -232,7 +232,7 @@ pub fn log_note(n: &Note) {
             );
         }
         Note::Exited { pid, time_to_exit_ms } => {
-            log::debug!("process {pid} exited {time_to_exit_ms} ms after the pressure event that killed it")
+            log::debug!("process {pid} exited {time_to_exit_ms} ms after the kill signal")
         }
         Note::ExitTimeout { pid, waited_ms } => {
             log::warn!("process {pid} still alive {waited_ms} ms after SIGKILL; allowing another kill")
