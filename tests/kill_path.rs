@@ -171,8 +171,9 @@ fn no_second_kill_until_the_victim_exits_or_kill_timeout() {
     let stuck = Sleeper::new();
     let next = Sleeper::new();
     let Some(freezer) = Freezer::new("onekill") else {
-        eprintln!(
-            "SKIP no_second_kill_until_the_victim_exits_or_kill_timeout: no cgroup v1 freezer"
+        skip(
+            "no_second_kill_until_the_victim_exits_or_kill_timeout",
+            "no cgroup v1 freezer",
         );
         return;
     };

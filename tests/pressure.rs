@@ -212,30 +212,26 @@ const ZRAM: &str = "/sys/block/zram0";
 struct ZramSwap;
 
 impl ZramSwap {
-    /// None (after saying why) when zram is missing or in use.
-    fn setup(size_mib: usize) -> Option<ZramSwap> {
+    /// Why not, when zram is missing or in use.
+    fn setup(size_mib: usize) -> Result<ZramSwap, String> {
         let z = Path::new(ZRAM);
         if !z.exists() {
-            eprintln!("SKIP: no {ZRAM} (modprobe zram)");
-            return None;
+            return Err(format!("no {ZRAM} (modprobe zram)"));
         }
         let swaps = fs::read_to_string("/proc/swaps").unwrap_or_default();
         if swaps.contains("/dev/zram0") {
-            eprintln!("SKIP: /dev/zram0 is already swap (another user?); not touching it");
-            return None;
+            return Err("/dev/zram0 is already swap (another user?); not touching it".into());
         }
         for tool in ["mkswap", "swapon", "swapoff"] {
             if !["/sbin", "/usr/sbin", "/usr/bin", "/bin"]
                 .iter()
                 .any(|d| Path::new(d).join(tool).exists())
             {
-                eprintln!("SKIP: {tool} not installed");
-                return None;
+                return Err(format!("{tool} not installed"));
             }
         }
         if read_trim(&z.join("disksize")) != "0" && fs::write(z.join("reset"), "1").is_err() {
-            eprintln!("SKIP: {ZRAM} is set up and busy (reset refused)");
-            return None;
+            return Err(format!("{ZRAM} is set up and busy (reset refused)"));
         }
         let guard = ZramSwap;
         let algos = read_trim(&z.join("comp_algorithm"));
@@ -259,7 +255,7 @@ impl ZramSwap {
         };
         run("mkswap", &["/dev/zram0"]);
         run("swapon", &["/dev/zram0"]);
-        Some(guard)
+        Ok(guard)
     }
 }
 
@@ -444,27 +440,30 @@ fn real_pressure_kills_the_hog_before_the_kernel_oom_killer() {
         return;
     }
     let Some(memcg_root) = own_memcg() else {
-        eprintln!("SKIP {test}: no cgroup v1 memory controller for this process");
+        skip(test, "no cgroup v1 memory controller for this process");
         return;
     };
     let unified = Path::new("/sys/fs/cgroup/unified");
     if !unified.join("memory.pressure").exists() {
-        eprintln!(
-            "SKIP {test}: no cgroup2 memory.pressure under {}",
-            unified.display()
+        skip(
+            test,
+            &format!("no cgroup2 memory.pressure under {}", unified.display()),
         );
         return;
     }
     if !Path::new("/proc/pressure/memory").exists() {
-        eprintln!("SKIP {test}: kernel without PSI");
+        skip(test, "kernel without PSI");
         return;
     }
     let oom_before = vmstat("oom_kill");
     // Drop order (reverse of declaration): hog, daemon, cgroups, then swap,
     // so swapoff never has to bring the hog's pages back.
-    let Some(_zram) = ZramSwap::setup(ZRAM_MIB) else {
-        eprintln!("SKIP {test}: zram swap unavailable");
-        return;
+    let _zram = match ZramSwap::setup(ZRAM_MIB) {
+        Ok(z) => z,
+        Err(why) => {
+            skip(test, &format!("zram swap unavailable: {why}"));
+            return;
+        }
     };
     let name = unique("press");
     let memcg = Cgroup::create(memcg_root.join(&name));
@@ -672,7 +671,10 @@ fn frozen_victim_memory_is_released_by_process_mrelease() {
     }
     let freezer = Path::new("/sys/fs/cgroup/freezer");
     if !freezer.join("cgroup.procs").exists() {
-        eprintln!("SKIP {test}: no cgroup v1 freezer at {}", freezer.display());
+        skip(
+            test,
+            &format!("no cgroup v1 freezer at {}", freezer.display()),
+        );
         return;
     }
 
@@ -680,7 +682,7 @@ fn frozen_victim_memory_is_released_by_process_mrelease() {
     // process_mrelease, on a victim that is frozen the whole time.
     let fz = Cgroup::create(freezer.join(unique("frozen")));
     if !fz.file("freezer.state").exists() {
-        eprintln!("SKIP {test}: freezer groups have no freezer.state");
+        skip(test, "freezer groups have no freezer.state");
         return;
     }
     let mut kid = spawn_child("lmkd-test-frozen", &format!("touch:{FROZEN_MIB}"));
@@ -800,7 +802,7 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
         .open(ns_last_pid)
         .is_err()
     {
-        eprintln!("SKIP {test}: {} is not writable", ns_last_pid.display());
+        skip(test, &format!("{} is not writable", ns_last_pid.display()));
         return;
     }
     logcap::install();

@@ -465,7 +465,7 @@ fn reader_refresh_and_errors() {
 fn reader_on_real_proc() {
     let psi = Path::new("/proc/pressure/memory");
     if !psi.exists() {
-        eprintln!("skipping: no PSI on this kernel");
+        common::skip("reader_on_real_proc", "no PSI on this kernel");
         return;
     }
     let mut r = Reader::open(Path::new("/proc"), psi).unwrap();
