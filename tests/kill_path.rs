@@ -49,8 +49,8 @@ fn dry_run_kills_nobody() {
 }
 
 #[test]
-fn kills_from_the_top_one_at_a_time_and_only_registered_processes() {
-    if !need_root("kills_from_the_top_one_at_a_time_and_only_registered_processes") {
+fn kills_from_the_top_in_adj_order_and_only_registered_processes() {
+    if !need_root("kills_from_the_top_in_adj_order_and_only_registered_processes") {
         return;
     }
     let high = Sleeper::new();
@@ -65,8 +65,8 @@ fn kills_from_the_top_one_at_a_time_and_only_registered_processes() {
     c.send(&Cmd::ProcPrio(prio(mid.pid(), 600))).unwrap();
     c.send(&Cmd::ProcPrio(prio(fg.pid(), 0))).unwrap();
     Daemon::sync(&c);
-    // Several events in a row: the most expendable process goes first, and
-    // only one kill happens while it is being reaped.
+    // Several events in a row: the most expendable process goes first.
+    // (One kill at a time is pinned by the frozen-victim test below.)
     for _ in 0..5 {
         d.raise_complete();
     }
@@ -119,7 +119,16 @@ fn partial_pressure_respects_the_minimum_adj() {
     c.send(&Cmd::ProcPrio(prio(perceptible.pid(), 200)))
         .unwrap();
     Daemon::sync(&c);
+    // Swap is low and file pages refault past the thrashing limit (100%)
+    // but short of the critical one (300%), so each partial event reaches a
+    // kill decision (low swap and thrashing, min adj 201); only the minimum
+    // adj holds it back.
+    // The first evaluation only takes the counters' baseline.
+    d.raise_partial();
+    std::thread::sleep(Duration::from_millis(200));
+    d.bump_thrashing(180);
     for _ in 0..3 {
+        d.bump_pressure();
         d.raise_partial();
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -127,6 +136,27 @@ fn partial_pressure_respects_the_minimum_adj() {
     assert!(
         k.is_empty(),
         "a partial event killed an important process: {k:?}"
+    );
+    // Positive control: the same pressure does kill once something at or
+    // above the minimum adj is registered, so the silence above was the
+    // minimum adj at work and not an event that decided nothing.
+    let cached = Sleeper::new();
+    d.link(cached.pid());
+    c.send(&Cmd::ProcPrio(prio(cached.pid(), 900))).unwrap();
+    Daemon::sync(&c);
+    let mut k = Vec::new();
+    for _ in 0..10 {
+        d.bump_thrashing(180);
+        d.raise_partial();
+        k.extend(kills(&c, Duration::from_millis(150)));
+        if !k.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        k,
+        vec![cached.pid()],
+        "the same partial pressure killed nothing at adj 900"
     );
 }
 

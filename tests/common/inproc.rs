@@ -147,6 +147,26 @@ impl InProc {
     }
 }
 
+impl InProc {
+    /// Like [`InProc::bump_pressure`], plus file refaults worth `pct`% of
+    /// the file LRU of the fixtures (11250 pages in `small`): the policy
+    /// sees cache thrashing of that size.
+    pub fn bump_thrashing(&self, pct: u64) {
+        self.bump_pressure();
+        bump(&self.dir.path("proc").join("vmstat"), |l| {
+            let v = l
+                .strip_prefix("workingset_refault_file ")?
+                .trim()
+                .parse::<u64>()
+                .ok()?;
+            Some(format!(
+                "workingset_refault_file {}",
+                v + 11_250 * pct / 100
+            ))
+        });
+    }
+}
+
 /// Adds a second of complete stall to a recorded PSI file's `full total`.
 pub fn bump_full_stall(path: &Path) {
     bump(path, |l| {
