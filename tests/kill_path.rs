@@ -29,6 +29,7 @@ fn dry_run_kills_nobody() {
     if !need_root("dry_run_kills_nobody") {
         return;
     }
+    common::logcap::install();
     let s = Sleeper::new();
     let d = InProc::start("dryrun", "small", &[s.pid()], |_, o| o.dry_run = true);
     let c = d.connect();
@@ -46,6 +47,16 @@ fn dry_run_kills_nobody() {
         "dry run killed the process"
     );
     assert_eq!(kill_count(&c, -1000, 1000), 0);
+    // Positive check: the daemon did choose this process, it only held back.
+    let needle = format!("({})", s.pid());
+    assert!(
+        common::eventually(T, || common::logcap::text()
+            .lines()
+            .any(|l| l.contains("would kill") && l.contains(&needle))),
+        "no 'would kill' line for {}:\n{}",
+        s.pid(),
+        common::logcap::text()
+    );
 }
 
 #[test]
