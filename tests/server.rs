@@ -158,8 +158,9 @@ fn getkillcnt_subscribe_target_and_boot() {
     if !need_root("getkillcnt_subscribe_target_and_boot") {
         return;
     }
-    let d = Daemon::start("misc", "");
+    let d = Daemon::start("misc", "delay_monitors_until_boot = true");
     let c = d.connect();
+    d.wait_log("pressure monitors delayed", T);
     // GETKILLCNT: exactly [4, count] (8 bytes), zero before any kill.
     c.send(&Cmd::GetKillCnt {
         min_adj: 0,
@@ -189,8 +190,15 @@ fn getkillcnt_subscribe_target_and_boot() {
     // A second TARGET within 1 s is ignored (and says so).
     c.send(&Cmd::Target(TargetTable::from_slice(&levels[..1]).unwrap()))
         .unwrap();
+    Daemon::sync(&c);
+    assert!(
+        !d.log_text().contains("pressure monitor:"),
+        "monitors armed before START_MONITORING"
+    );
     c.send(&Cmd::StartMonitoring).unwrap();
     Daemon::sync(&c);
+    // START_MONITORING really arms the triggers.
+    d.wait_log("pressure monitor:", T);
     d.wait_log("unknown subscription event 7", T);
     d.wait_log("TARGET less than 1000 ms after the previous one", T);
     assert_eq!(c.request(&Cmd::BootCompleted, T).unwrap(), 0);
