@@ -256,3 +256,53 @@ fn no_second_kill_until_the_victim_exits_or_kill_timeout() {
     );
     assert!(t0.elapsed() >= Duration::from_millis(1500));
 }
+
+/// Registers a light process, then a heavy one, both at `adj`, raises a
+/// complete event and returns which of the two died first.
+fn first_of_light_and_heavy(tag: &str, adj: i32, heaviest_task: bool) -> (i32, i32, i32) {
+    let light = Sleeper::new();
+    let heavy = Sleeper::heavy(24);
+    let pids = [light.pid(), heavy.pid()];
+    let d = InProc::start(tag, "small", &pids, move |cfg, _| {
+        cfg.kill_heaviest_task = heaviest_task;
+        cfg.kill_timeout_ms = 5000;
+    });
+    let c = d.connect();
+    subscribe_all(&c);
+    // The light one is registered first: it is the tail of its adj list,
+    // the one the list order alone would pick.
+    c.send(&Cmd::ProcPrio(prio(light.pid(), adj))).unwrap();
+    c.send(&Cmd::ProcPrio(prio(heavy.pid(), adj))).unwrap();
+    Daemon::sync(&c);
+    d.raise_complete();
+    let k = kills(&c, Duration::from_millis(1500));
+    assert!(!k.is_empty(), "{tag}: nothing was killed");
+    (k[0], light.pid(), heavy.pid())
+}
+
+#[test]
+fn heaviest_goes_first_at_or_below_perceptible() {
+    if !need_root("heaviest_goes_first_at_or_below_perceptible") {
+        return;
+    }
+    let (first, _, heavy) = first_of_light_and_heavy("heavy200", 100, false);
+    assert_eq!(
+        first, heavy,
+        "at adj 100 the heaviest process must go first"
+    );
+}
+
+#[test]
+fn kill_heaviest_task_chooses_by_rss_above_perceptible() {
+    if !need_root("kill_heaviest_task_chooses_by_rss_above_perceptible") {
+        return;
+    }
+    let (first, _, heavy) = first_of_light_and_heavy("heavy900", 900, true);
+    assert_eq!(first, heavy, "kill_heaviest_task did not pick the heaviest");
+    // Control: without it, adj 900 goes by list order (the light one).
+    let (first, light, _) = first_of_light_and_heavy("tail900", 900, false);
+    assert_eq!(
+        first, light,
+        "without kill_heaviest_task the list tail goes first"
+    );
+}

@@ -231,6 +231,38 @@ impl Sleeper {
     pub fn new() -> Sleeper {
         Sleeper(spawn_sleep())
     }
+
+    /// A shell holding about `mib` MiB in a variable, then blocking on its
+    /// stdin (kept open by the returned child): a process of known weight
+    /// with no children of its own to leave behind.
+    pub fn heavy(mib: usize) -> Sleeper {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let script = format!(
+            "v=$(head -c {} /dev/zero | tr '\\0' x); echo ready; read _",
+            mib << 20
+        );
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = c.spawn().expect("spawn sh");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Sleeper(child)
+    }
     pub fn pid(&self) -> i32 {
         self.0.id() as i32
     }
