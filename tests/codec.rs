@@ -1,7 +1,7 @@
 //! Byte-exact vectors for the lmkd wire codec (`lmkd::proto`).
 //!
 //! Every expected packet is written out by hand, big-endian, from
-//! PROTOCOL.md, so a codec change that drifts from the wire format fails
+//! `src/PROTOCOL.md`, so a codec change that drifts from the wire format fails
 //! here even if encode and decode drift together.
 //!
 //! This binary installs a per-thread counting allocator: the codec and the
