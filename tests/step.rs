@@ -103,34 +103,39 @@ impl Rig {
             on_thread_start: no_hook,
         };
         let m = Machine::new(cfg, settings).expect("machine");
-        let mut io = Fake {
-            snap: small_snapshot(),
-            ..Fake::default()
-        };
-        let client = Client::connect(&dir.path("lmkd.sock")).unwrap();
-        for &(pid, adj) in victims {
-            client.send(&Cmd::ProcPrio(prio(pid, adj))).unwrap();
-        }
+        let client = Client::connect(&dir.path("lmkd.sock"));
         let mut r = Rig {
             m,
-            io: Fake::default(),
+            io: Fake {
+                snap: small_snapshot(),
+                ..Fake::default()
+            },
+            _client: client.unwrap(),
             _dir: dir,
-            _client: client,
         };
-        r.m.step(Input::Listen, 0, &mut io);
-        r.m.step(
+        for &(pid, adj) in victims {
+            r._client.send(&Cmd::ProcPrio(prio(pid, adj))).unwrap();
+        }
+        r.step(Input::Listen, 0);
+        r.step(
             Input::Client {
                 slot: 0,
                 hup: false,
             },
             0,
-            &mut io,
         );
         for &(pid, _) in victims {
             assert!(r.m.registry().table.contains(pid), "{pid} not registered");
         }
-        r.io = io;
         r
+    }
+
+    /// Two victims (adj 950 and 900) and a complete event at 1000 ms.
+    fn killing(tag: &str) -> (Rig, Sleeper, Sleeper) {
+        let (a, b) = (Sleeper::new(), Sleeper::new());
+        let mut r = Rig::new(tag, &[(a.pid(), 950), (b.pid(), 900)], false);
+        r.step(Input::Pressure(Pressure::Complete), 1000);
+        (r, a, b)
     }
 
     fn step(&mut self, input: Input, at_ms: u64) {
@@ -142,25 +147,32 @@ impl Rig {
         self.io.jobs.iter().map(|j| j.pid).collect()
     }
 
-    fn signalled(&mut self, pid: i32, at_ms: u64, now_ms: u64) {
+    /// A report from the reaper at `now_ms`; `release` for its last one.
+    fn report(
+        &mut self,
+        pid: i32,
+        signal: Result<u64, i32>,
+        release: Option<Release>,
+        now_ms: u64,
+    ) {
+        let finished = release.map(|release| Finished {
+            release,
+            at_ns: now_ms * MS,
+        });
         let done = Done {
             pid,
-            signal: Ok(at_ms * MS),
-            finished: None,
+            signal,
+            finished,
         };
         self.step(Input::Reaped(done), now_ms);
     }
 
+    fn signalled(&mut self, pid: i32, at_ms: u64, now_ms: u64) {
+        self.report(pid, Ok(at_ms * MS), None, now_ms);
+    }
+
     fn released(&mut self, pid: i32, signal_ms: u64, now_ms: u64) {
-        let done = Done {
-            pid,
-            signal: Ok(signal_ms * MS),
-            finished: Some(Finished {
-                release: Release::Released,
-                at_ns: now_ms * MS,
-            }),
-        };
-        self.step(Input::Reaped(done), now_ms);
+        self.report(pid, Ok(signal_ms * MS), Some(Release::Released), now_ms);
     }
 
     fn kills_counted(&self) -> u32 {
@@ -170,9 +182,7 @@ impl Rig {
 
 #[test]
 fn pressure_hands_one_kill_to_the_reaper_and_counts_it_on_the_signal() {
-    let (a, b) = (Sleeper::new(), Sleeper::new());
-    let mut r = Rig::new("step-one", &[(a.pid(), 950), (b.pid(), 900)], false);
-    r.step(Input::Pressure(Pressure::Complete), 1000);
+    let (mut r, a, _b) = Rig::killing("step-one");
     assert_eq!(r.killed(), [a.pid()], "the most expendable goes first");
     // The record left the table; the core watches the victim's pidfd.
     assert!(!r.m.registry().table.contains(a.pid()));
@@ -198,9 +208,7 @@ fn pressure_hands_one_kill_to_the_reaper_and_counts_it_on_the_signal() {
 
 #[test]
 fn one_kill_at_a_time_until_kill_timeout_from_the_signal() {
-    let (a, b) = (Sleeper::new(), Sleeper::new());
-    let mut r = Rig::new("step-timeout", &[(a.pid(), 950), (b.pid(), 900)], false);
-    r.step(Input::Pressure(Pressure::Complete), 1000);
+    let (mut r, a, b) = Rig::killing("step-timeout");
     // Signal reported late: the wait starts there, not at the event.
     r.signalled(a.pid(), 1050, 1050);
     r.released(a.pid(), 1050, 1060);
@@ -226,9 +234,7 @@ fn one_kill_at_a_time_until_kill_timeout_from_the_signal() {
 
 #[test]
 fn reaper_holding_the_pidfd_holds_the_next_kill() {
-    let (a, b) = (Sleeper::new(), Sleeper::new());
-    let mut r = Rig::new("step-reaper", &[(a.pid(), 950), (b.pid(), 900)], false);
-    r.step(Input::Pressure(Pressure::Complete), 1000);
+    let (mut r, a, b) = Rig::killing("step-reaper");
     r.signalled(a.pid(), 1001, 1001);
     // Timed out, but process_mrelease has not returned: no new kill yet.
     r.step(Input::Pressure(Pressure::Complete), 1500);
@@ -241,9 +247,7 @@ fn reaper_holding_the_pidfd_holds_the_next_kill() {
 
 #[test]
 fn victim_exit_before_the_reaper_reports() {
-    let (a, b) = (Sleeper::new(), Sleeper::new());
-    let mut r = Rig::new("step-exit", &[(a.pid(), 950), (b.pid(), 900)], false);
-    r.step(Input::Pressure(Pressure::Complete), 1000);
+    let (mut r, a, b) = Rig::killing("step-exit");
     let fd =
         r.io.watched
             .iter()
@@ -272,18 +276,8 @@ fn victim_exit_before_the_reaper_reports() {
 
 #[test]
 fn failed_signal_is_not_counted_and_holds_nothing_back() {
-    let (a, b) = (Sleeper::new(), Sleeper::new());
-    let mut r = Rig::new("step-failed", &[(a.pid(), 950), (b.pid(), 900)], false);
-    r.step(Input::Pressure(Pressure::Complete), 1000);
-    let failed = Done {
-        pid: a.pid(),
-        signal: Err(libc::EPERM),
-        finished: Some(Finished {
-            release: Release::Skipped,
-            at_ns: 1001 * MS,
-        }),
-    };
-    r.step(Input::Reaped(failed), 1001);
+    let (mut r, a, b) = Rig::killing("step-failed");
+    r.report(a.pid(), Err(libc::EPERM), Some(Release::Skipped), 1001);
     assert_eq!(r.kills_counted(), 0);
     assert_eq!(r.m.history().total(), 0);
     assert!(r.m.inflight().is_none());
@@ -293,9 +287,7 @@ fn failed_signal_is_not_counted_and_holds_nothing_back() {
 
 #[test]
 fn a_report_for_another_pid_changes_nothing() {
-    let (a, b) = (Sleeper::new(), Sleeper::new());
-    let mut r = Rig::new("step-other", &[(a.pid(), 950), (b.pid(), 900)], false);
-    r.step(Input::Pressure(Pressure::Complete), 1000);
+    let (mut r, _a, b) = Rig::killing("step-other");
     r.released(b.pid(), 1001, 1001);
     assert_eq!(r.m.inflight().map(|k| k.signal()), Some(Signal::Pending));
     assert_eq!(r.kills_counted(), 0);
@@ -309,15 +301,7 @@ fn dry_run_keeps_the_record_and_waits_out_kill_timeout() {
     assert_eq!(r.killed(), [a.pid()]);
     assert!(r.io.jobs[0].dry_run);
     assert!(r.m.registry().table.contains(a.pid()));
-    let done = Done {
-        pid: a.pid(),
-        signal: Ok(1001 * MS),
-        finished: Some(Finished {
-            release: Release::Skipped,
-            at_ns: 1001 * MS,
-        }),
-    };
-    r.step(Input::Reaped(done), 1001);
+    r.report(a.pid(), Ok(1001 * MS), Some(Release::Skipped), 1001);
     assert_eq!(r.kills_counted(), 0, "a dry run counted a kill");
     assert_eq!(r.m.history().total(), 1, "a dry run is still recorded");
     r.step(Input::Pressure(Pressure::Complete), 1100);
@@ -343,4 +327,3 @@ fn polling_stops_after_the_window_only_without_a_kill_in_flight() {
     r.step(Input::Timer, 4000);
     assert_eq!(r.io.timer, Some(None));
 }
-
