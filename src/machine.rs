@@ -397,47 +397,60 @@ impl Machine {
     /// A report from the reaper: the signal went out (count, notify, log),
     /// and/or the reaper is done with the pidfd.
     fn on_reaped(&mut self, done: reaper::Done, io: &mut dyn Edges) {
-        let Some(k) = self.inflight.as_mut().filter(|k| k.victim.pid == done.pid) else {
+        if !self
+            .inflight
+            .as_ref()
+            .is_some_and(|k| k.victim.pid == done.pid)
+        {
             return;
-        };
-        // The first report of a job: count and announce the kill now, not
-        // after the release. (A dry-run "victim" never exits: it holds the
-        // next kill back for kill_timeout_ms, as a real one slow to die.)
-        if k.on_signal_done(done.signal) {
-            match done.signal {
-                Err(errno) => self.report.note(Note::KillFailed {
-                    pid: done.pid,
-                    errno,
-                }),
-                Ok(signal_ns) => {
-                    let (v, kill, figures, snap, event_ns) =
-                        (k.victim, k.decision, k.figures, k.snap, k.event_ns);
-                    self.report_kill(&v, &kill, &figures, signal_ns, event_ns);
-                    if !self.settings.dry_run {
-                        self.policy.on_kill(&snap, &kill);
-                    }
-                }
-            }
         }
+        self.signal_done(done.signal);
         if let Some(f) = done.finished {
-            if let Some(k) = self.inflight.as_mut() {
-                k.on_reaped();
-            }
-            let errno = match f.release {
-                Release::Unsupported => libc::ENOSYS,
-                Release::Failed(e) => e,
-                _ => 0,
-            };
-            if errno != 0 {
-                self.report.note(Note::ReleaseFailed {
-                    pid: done.pid,
-                    errno,
-                });
-            }
+            self.reap_done(f.release);
         }
         if self.inflight.as_ref().is_some_and(InFlight::is_over) {
             self.finish_inflight(io);
         }
+    }
+
+    /// The in-flight kill's signal went out at the given time, or failed
+    /// with an errno. Only its first report counts: the kill is counted and
+    /// announced now, not after the release. (A dry-run "victim" never
+    /// exits: it holds the next kill back for kill_timeout_ms, as a real
+    /// one slow to die would.)
+    fn signal_done(&mut self, result: Result<u64, i32>) {
+        let Some(k) = self.inflight.as_mut() else {
+            return;
+        };
+        if !k.on_signal_done(result) {
+            return;
+        }
+        let (v, kill, figures, snap, event_ns) =
+            (k.victim, k.decision, k.figures, k.snap, k.event_ns);
+        match result {
+            Err(errno) => self.report.note(Note::KillFailed { pid: v.pid, errno }),
+            Ok(signal_ns) => {
+                self.report_kill(&v, &kill, &figures, signal_ns, event_ns);
+                if !self.settings.dry_run {
+                    self.policy.on_kill(&snap, &kill);
+                }
+            }
+        }
+    }
+
+    /// The reaper is done with the in-flight victim's pidfd.
+    fn reap_done(&mut self, release: Release) {
+        let Some(k) = self.inflight.as_mut() else {
+            return;
+        };
+        k.on_reaped();
+        let pid = k.victim.pid;
+        let errno = match release {
+            Release::Unsupported => libc::ENOSYS,
+            Release::Failed(e) => e,
+            Release::Released | Release::AlreadyExiting | Release::Skipped => return,
+        };
+        self.report.note(Note::ReleaseFailed { pid, errno });
     }
 
     fn on_victim_exit(&mut self, now_ns: u64, io: &mut dyn Edges) {
