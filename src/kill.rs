@@ -153,14 +153,13 @@ impl InFlight {
     /// returns how long it was waited for; None if it is not (or already
     /// was) timed out.
     pub fn time_out(&mut self, now_ns: u64, timeout_ms: u64) -> Option<u64> {
-        if self.blocks_next_kill(now_ns, timeout_ms)
-            || self.life != Life::Alive
-            || matches!(self.signal, Signal::Failed { .. })
-        {
+        let waited = self.waited_ms(now_ns);
+        let failed = matches!(self.signal, Signal::Failed { .. });
+        if self.life != Life::Alive || failed || waited < timeout_ms {
             return None;
         }
         self.life = Life::TimedOut;
-        Some(self.waited_ms(now_ns))
+        Some(waited)
     }
 
     /// The reaper still holds the pidfd, so a new kill cannot replace this

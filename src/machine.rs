@@ -49,7 +49,8 @@ pub enum Input {
     Timer,
     /// The listening socket has connections waiting.
     Listen,
-    /// A client connection is readable, or hung up.
+    /// A client connection is readable, or hung up. The machine reads its
+    /// packets itself (the one input that is readiness, not data).
     Client { slot: usize, hup: bool },
     /// A report from the reaper.
     Reaped(reaper::Done),
