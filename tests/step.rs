@@ -327,3 +327,22 @@ fn polling_stops_after_the_window_only_without_a_kill_in_flight() {
     r.step(Input::Timer, 4000);
     assert_eq!(r.io.timer, Some(None));
 }
+
+#[test]
+fn partial_event_inside_a_complete_window_adds_nothing() {
+    let mut r = Rig::new("step-partial", &[], false);
+    r.step(Input::Pressure(Pressure::Complete), 1000);
+    assert_eq!(r.io.snapshots, 1);
+    r.step(Input::Pressure(Pressure::Partial), 1500);
+    assert_eq!(
+        r.io.snapshots, 1,
+        "a partial event inside the window was evaluated"
+    );
+    r.step(Input::Pressure(Pressure::Complete), 1600);
+    assert_eq!(r.io.snapshots, 2, "a complete event is always evaluated");
+    r.step(Input::Pressure(Pressure::Partial), 2700);
+    assert_eq!(
+        r.io.snapshots, 3,
+        "a partial event after the window was not"
+    );
+}
