@@ -1,14 +1,17 @@
 //! lmkd-rs: a low memory killer daemon for Android, speaking lmkd's protocol.
 //!
 //! Reading order follows one pressure event: `psi` wakes the `daemon` loop,
-//! `snapshot` reads memory state, `policy` decides, `victim` picks from the
-//! `table`, `reaper` kills, `report` tells subscribers and the log.
+//! which hands it to the `machine` as an input; `snapshot` reads memory
+//! state, `policy` decides, `victim` picks from the `table`, `kill` tracks
+//! the kill that `reaper` carries out, `report` tells subscribers and the log.
 
 pub mod client;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod kill;
 pub mod logging;
+pub mod machine;
 pub mod policy;
 pub mod props;
 pub mod protect;
@@ -21,5 +24,6 @@ pub mod server;
 pub mod snapshot;
 pub mod sys;
 pub mod table;
+pub mod token;
 pub mod victim;
 pub mod watchdog;

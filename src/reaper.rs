@@ -38,20 +38,23 @@ pub enum Release {
 
 /// Progress of a job. A job reports twice: once the signal is sent (so the
 /// kill is counted and announced at once), and again when the reaper is
-/// done with the pidfd (`finished`); a job with nothing to release reports
-/// once, finished.
+/// done with the pidfd (`finished` set); a job with nothing to release
+/// reports once, finished.
 #[derive(Clone, Copy, Debug)]
 pub struct Done {
     pub pid: i32,
-    /// The reaper no longer uses the pidfd.
-    pub finished: bool,
-    /// CLOCK_MONOTONIC when `pidfd_send_signal` returned.
-    pub signal_ns: u64,
-    /// errno of a failed signal, 0 on success.
-    pub signal_errno: i32,
+    /// CLOCK_MONOTONIC ns when `pidfd_send_signal` returned, or its errno.
+    pub signal: Result<u64, i32>,
+    /// None while the reaper still uses the pidfd.
+    pub finished: Option<Finished>,
+}
+
+/// The reaper's last step on a job: it no longer uses the pidfd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished {
     pub release: Release,
-    /// CLOCK_MONOTONIC when the release call returned.
-    pub released_ns: u64,
+    /// CLOCK_MONOTONIC ns when the release call returned (or was skipped).
+    pub at_ns: u64,
 }
 
 pub struct Reaper {
@@ -83,7 +86,7 @@ impl Reaper {
                     while let Some(job) = job_rx.pop() {
                         let sent = signal(job);
                         done_tx.push(sent);
-                        if !sent.finished {
+                        if sent.finished.is_none() {
                             done_tx.push(release(job, sent, &reaping));
                         }
                     }
@@ -120,48 +123,45 @@ impl AsFd for Reaper {
 /// Signals one victim and releases its memory (both steps, in one call).
 pub fn run(job: Job, reaping: &AtomicBool) -> Done {
     let sent = signal(job);
-    if sent.finished {
+    if sent.finished.is_some() {
         return sent;
     }
     release(job, sent, reaping)
 }
 
-/// Sends SIGKILL through the pidfd. The result is `finished` when there is
+/// Sends SIGKILL through the pidfd. The result is finished when there is
 /// nothing to release (dry run, or the signal failed).
 pub fn signal(job: Job) -> Done {
-    // SAFETY: the core keeps the pidfd open until it sees a finished Done.
-    let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
-    let mut done = Done {
-        pid: job.pid,
-        finished: true,
-        signal_ns: 0,
-        signal_errno: 0,
-        release: Release::Skipped,
-        released_ns: 0,
+    let sig = if job.dry_run {
+        Ok(())
+    } else {
+        // SAFETY: the core keeps the pidfd open until it sees a finished Done.
+        let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
+        sys::pidfd_send_signal(pidfd, libc::SIGKILL)
     };
-    if job.dry_run {
-        done.signal_ns = sys::monotonic_ns();
-        return done;
+    let at_ns = sys::monotonic_ns();
+    let skipped = Some(Finished {
+        release: Release::Skipped,
+        at_ns,
+    });
+    Done {
+        pid: job.pid,
+        signal: sig.as_ref().map(|_| at_ns).map_err(|e| e.errno),
+        finished: if sig.is_err() || job.dry_run {
+            skipped
+        } else {
+            None
+        },
     }
-    let sig = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
-    done.signal_ns = sys::monotonic_ns();
-    match sig {
-        Ok(()) => done.finished = false,
-        Err(e) => done.signal_errno = e.errno,
-    }
-    done
 }
 
 /// Releases a signalled victim's memory with `process_mrelease`.
 pub fn release(job: Job, sent: Done, reaping: &AtomicBool) -> Done {
-    // SAFETY: the core keeps the pidfd open until it sees a finished Done.
-    let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
-    let mut done = Done {
-        finished: true,
-        ..sent
-    };
+    let mut release = Release::Skipped;
     if reaping.load(Ordering::Relaxed) {
-        done.release = match sys::process_mrelease(pidfd) {
+        // SAFETY: the core keeps the pidfd open until it sees a finished Done.
+        let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
+        release = match sys::process_mrelease(pidfd) {
             Ok(()) => Release::Released,
             Err(e) if e.errno == libc::ESRCH => Release::AlreadyExiting,
             Err(e) if e.errno == libc::ENOSYS => {
@@ -171,6 +171,11 @@ pub fn release(job: Job, sent: Done, reaping: &AtomicBool) -> Done {
             Err(e) => Release::Failed(e.errno),
         };
     }
-    done.released_ns = sys::monotonic_ns();
-    done
+    Done {
+        finished: Some(Finished {
+            release,
+            at_ns: sys::monotonic_ns(),
+        }),
+        ..sent
+    }
 }

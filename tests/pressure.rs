@@ -710,10 +710,14 @@ fn frozen_victim_memory_is_released_by_process_mrelease() {
     let free_after = meminfo_kb("MemFree");
     let rss_after = rss_kb(pid);
     let state = read_trim(&fz.file("freezer.state"));
-    assert_eq!(done.signal_errno, 0, "pidfd_send_signal failed");
+    assert!(
+        done.signal.is_ok(),
+        "pidfd_send_signal failed: {:?}",
+        done.signal
+    );
     assert_eq!(
-        done.release,
-        lmkd::reaper::Release::Released,
+        done.finished.map(|f| f.release),
+        Some(lmkd::reaper::Release::Released),
         "process_mrelease did not release"
     );
     assert_eq!(state, "FROZEN", "the victim was thawed");
@@ -731,7 +735,11 @@ fn frozen_victim_memory_is_released_by_process_mrelease() {
         "frozen + process_mrelease: rss {rss_before} -> {rss_after} kB within {:.1} ms \
          (signal to release {:.1} ms), MemFree +{} MiB, still {state}",
         took.as_secs_f64() * 1e3,
-        (done.released_ns.saturating_sub(done.signal_ns)) as f64 / 1e6,
+        (done
+            .finished
+            .map_or(0, |f| f.at_ns)
+            .saturating_sub(done.signal.unwrap_or(0))) as f64
+            / 1e6,
         freed_kb / 1024,
     );
 
