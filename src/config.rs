@@ -6,13 +6,21 @@
 //! errors name the key, the value and what is allowed.
 //!
 //! The file is strict (a mistake there is an error: the operator wrote it and
-//! wants to know), properties are lenient (a bad `setprop` is logged and
-//! skipped, the previous value stays), because lmkd must come up on a device
-//! whatever someone typed into `adb shell setprop`.
+//! wants to know). Properties are read as lmkd reads them (libcutils'
+//! `property_get_int*`/`property_get_bool`): integers in base 0 (`0x1f`,
+//! `017`, `15`) up to the first non-digit, lmkd's clamping where lmkd clamps,
+//! and a value that is still not usable is logged and skipped (the previous
+//! value stays), because lmkd must come up on a device whatever someone typed
+//! into `adb shell setprop`.
 //!
 //! One quirk copied from lmkd on purpose: `lowmem_min_oom_score` below 201
 //! (perceptible apps and above) is raised to 201 on load, so no configuration
 //! can make the low-memory path kill perceptible or foreground apps.
+//!
+//! Each key is one row of the [`config_keys!`] table below: the row gives the
+//! field, its default, its range, which properties set it and whether a reload
+//! may change it. Keys that shape start-up live in [`Startup`], which a reload
+//! keeps whole ([`Config::reloaded`]).
 //!
 //! Nothing here runs on the kill path; allocation is fine.
 
@@ -32,202 +40,60 @@ pub const PERSIST_PREFIX: &str = "persist.device_config.lmkd_native.";
 /// lmkd never lets the low-memory path reach below perceptible apps (200).
 pub const LOWMEM_MIN_OOM_SCORE_FLOOR: i32 = 201;
 
-/// The daemon's whole configuration. Field names are lmkd's property names
-/// where lmkd has one (so `ro.lmk.kill_timeout_ms` maps to `kill_timeout_ms`).
-/// Ranges are listed in `init/lmkd.toml` and enforced by [`Config::validate`].
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    // --- lmkd's names -------------------------------------------------
-    /// Legacy vmpressure level adj cut-offs.
-    pub low: i32,
-    pub medium: i32,
-    pub critical: i32,
-    pub debug: bool,
-    pub kill_heaviest_task: bool,
-    pub kill_timeout_ms: u32,
-    pub use_minfree_levels: bool,
-    pub swap_free_low_percentage: u32,
-    pub psi_partial_stall_ms: u32,
-    pub psi_complete_stall_ms: u32,
-    pub thrashing_limit: u32,
-    pub thrashing_limit_decay: u32,
-    /// Default: 3 x `thrashing_limit`.
-    pub thrashing_limit_critical: Option<u32>,
-    pub swap_util_max: u32,
-    pub filecache_min_kb: u64,
-    pub stall_limit_critical: u32,
-    pub pressure_after_kill_min_score: i32,
-    pub lowmem_min_oom_score: i32,
-    pub direct_reclaim_threshold_ms: u32,
-    pub swap_compression_ratio: u32,
-    pub delay_monitors_until_boot: bool,
-    // --- ours -----------------------------------------------------------
-    /// Capacity of the process table (fixed at start-up).
-    pub max_procs: u32,
-    /// Socket to bind when init did not pass one in `ANDROID_SOCKET_lmkd`.
-    pub socket_path: PathBuf,
-    /// Peer uids allowed to talk to the daemon.
-    pub allowed_uids: Vec<u32>,
-    /// PSI file to put triggers on (system-wide or a cgroup2 `memory.pressure`).
-    pub psi_path: PathBuf,
-    /// Root of procfs (tests point it at fixtures).
-    pub proc_root: PathBuf,
-    /// Memory cgroup (v1) whose vmpressure events stand in for PSI on
-    /// kernels without it.
-    pub vmpressure_memcg: PathBuf,
-    /// A stuck core handler older than this makes the watchdog kill.
-    pub watchdog_timeout_ms: u32,
-}
+// adj-like values: the oom_score_adj range plus lmkd's 1001 ("never").
+const ADJ_MIN: i64 = -1000;
+const ADJ_MAX: i64 = 1001;
 
-impl Default for Config {
-    /// lmkd's defaults for a normal (not low-RAM) device.
-    fn default() -> Self {
-        Config {
-            low: 1001,
-            medium: 800,
-            critical: 0,
-            debug: false,
-            kill_heaviest_task: false,
-            kill_timeout_ms: 100,
-            use_minfree_levels: false,
-            swap_free_low_percentage: 10,
-            psi_partial_stall_ms: 70,
-            psi_complete_stall_ms: 700,
-            thrashing_limit: 100,
-            thrashing_limit_decay: 10,
-            thrashing_limit_critical: None,
-            swap_util_max: 100,
-            filecache_min_kb: 0,
-            stall_limit_critical: 100,
-            pressure_after_kill_min_score: 0,
-            lowmem_min_oom_score: 701,
-            direct_reclaim_threshold_ms: 0,
-            swap_compression_ratio: 1,
-            delay_monitors_until_boot: false,
-            max_procs: 4096,
-            socket_path: PathBuf::from("/run/lmkd.sock"),
-            allowed_uids: vec![0, 1000],
-            psi_path: PathBuf::from("/proc/pressure/memory"),
-            proc_root: PathBuf::from("/proc"),
-            vmpressure_memcg: PathBuf::from("/sys/fs/cgroup/memory"),
-            watchdog_timeout_ms: 2000,
-        }
-    }
+/// Which properties set a key (besides the file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prop {
+    /// File only: our own keys shape start-up, not tuning.
+    File,
+    /// `ro.lmk.<name>`, then `persist.device_config.lmkd_native.<name>`.
+    Lmk,
+    /// `ro.lmk.<name>` only (lmkd reads it directly, not through device_config).
+    RoLmk,
+    /// One property of another name.
+    Named(&'static str),
 }
-
-// ---------------------------------------------------------------------------
-// Key table: the one place that knows each key's type, range and sources.
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Bool,
-    /// Inclusive range.
-    Int {
-        min: i64,
-        max: i64,
-    },
+    /// Inclusive range. With `clamp`, a property value outside it is moved
+    /// into it (lmkd clamps these); otherwise it is refused. The file is
+    /// always strict.
+    Int { min: i64, max: i64, clamp: bool },
     /// Non-empty absolute path.
     Path,
     /// Non-empty list of uids.
     Uids,
 }
 
+const fn int(min: i64, max: i64) -> Kind {
+    Kind::Int {
+        min,
+        max,
+        clamp: false,
+    }
+}
+const fn clamped(min: i64, max: i64) -> Kind {
+    Kind::Int {
+        min,
+        max,
+        clamp: true,
+    }
+}
+const FLAG: Kind = Kind::Bool;
+const PATH: Kind = Kind::Path;
+const UIDS: Kind = Kind::Uids;
+
 struct KeySpec {
     name: &'static str,
     kind: Kind,
-    /// Also read from `ro.lmk.<name>` / `persist.device_config.lmkd_native.<name>`.
-    /// Our own keys are file-only: they shape start-up, not tuning.
-    prop: bool,
-}
-
-const fn int(name: &'static str, min: i64, max: i64) -> KeySpec {
-    KeySpec {
-        name,
-        kind: Kind::Int { min, max },
-        prop: true,
-    }
-}
-const fn flag(name: &'static str) -> KeySpec {
-    KeySpec {
-        name,
-        kind: Kind::Bool,
-        prop: true,
-    }
-}
-const fn ours(name: &'static str, kind: Kind) -> KeySpec {
-    KeySpec {
-        name,
-        kind,
-        prop: false,
-    }
-}
-
-// adj-like values: the oom_score_adj range plus lmkd's 1001 ("never").
-const ADJ_MIN: i64 = -1000;
-const ADJ_MAX: i64 = 1001;
-
-/// Ordered like the struct; properties are applied in this order, so
-/// `thrashing_limit` lands before `thrashing_limit_critical` is checked.
-const KEYS: &[KeySpec] = &[
-    int("low", ADJ_MIN, ADJ_MAX),
-    int("medium", ADJ_MIN, ADJ_MAX),
-    int("critical", ADJ_MIN, ADJ_MAX),
-    flag("debug"),
-    flag("kill_heaviest_task"),
-    int("kill_timeout_ms", 1, 60_000),
-    flag("use_minfree_levels"),
-    int("swap_free_low_percentage", 0, 100),
-    int("psi_partial_stall_ms", 1, 1000),
-    int("psi_complete_stall_ms", 1, 1000),
-    // Percent of the file cache refaulted per window; can exceed 100.
-    int("thrashing_limit", 0, 1000),
-    int("thrashing_limit_decay", 0, 100),
-    int("thrashing_limit_critical", 0, 3000),
-    int("swap_util_max", 0, 100),
-    // Up to 1 TiB in kB.
-    int("filecache_min_kb", 0, 1 << 30),
-    // Compared with PSI `full avg10` (a percentage); 100 can never be exceeded: off.
-    int("stall_limit_critical", 0, 100),
-    int("pressure_after_kill_min_score", ADJ_MIN, ADJ_MAX),
-    // Accepted over the adj range, then raised to the floor (see module doc).
-    int("lowmem_min_oom_score", ADJ_MIN, ADJ_MAX),
-    int("direct_reclaim_threshold_ms", 0, 60_000),
-    // Multiplier on reclaimable memory when estimating free swap; 0: use SwapFree alone.
-    int("swap_compression_ratio", 0, 100),
-    flag("delay_monitors_until_boot"),
-    ours(
-        "max_procs",
-        Kind::Int {
-            min: 16,
-            max: 65_536,
-        },
-    ),
-    ours("socket_path", Kind::Path),
-    ours("allowed_uids", Kind::Uids),
-    ours("psi_path", Kind::Path),
-    ours("proc_root", Kind::Path),
-    ours("vmpressure_memcg", Kind::Path),
-    ours(
-        "watchdog_timeout_ms",
-        Kind::Int {
-            min: 500,
-            max: 60_000,
-        },
-    ),
-];
-
-/// Keys that shape start-up (allocation, bound socket, opened files).
-const RESTART_ONLY: &[&str] = &[
-    "max_procs",
-    "socket_path",
-    "psi_path",
-    "proc_root",
-    "vmpressure_memcg",
-];
-
-fn spec(name: &str) -> Option<&'static KeySpec> {
-    KEYS.iter().find(|k| k.name == name)
+    prop: Prop,
+    /// Lives in [`Startup`]: a reload keeps the running value.
+    startup: bool,
 }
 
 /// A key's value, independent of the field's Rust type.
@@ -237,6 +103,229 @@ enum Val {
     Int(i64),
     Path(PathBuf),
     Uids(Vec<u32>),
+}
+
+/// Conversion between a field's Rust type and [`Val`]. `get` is `None` for an
+/// unset optional key (its default is derived from other keys).
+trait Field {
+    fn get(&self) -> Option<Val>;
+    /// Store a value whose type and range were already checked.
+    fn put(&mut self, v: Val);
+}
+
+macro_rules! int_field {
+    ($($t:ty),*) => {$(
+        impl Field for $t {
+            fn get(&self) -> Option<Val> {
+                // Saturate rather than wrap: an absurd value must still fail
+                // the range check.
+                Some(Val::Int(i64::try_from(*self).unwrap_or(i64::MAX)))
+            }
+            fn put(&mut self, v: Val) {
+                if let Val::Int(i) = v {
+                    // Every range fits its field, so the fallback is never taken.
+                    *self = <$t>::try_from(i).unwrap_or_default();
+                }
+            }
+        }
+    )*};
+}
+int_field!(i32, u32, u64);
+
+impl Field for bool {
+    fn get(&self) -> Option<Val> {
+        Some(Val::Bool(*self))
+    }
+    fn put(&mut self, v: Val) {
+        if let Val::Bool(b) = v {
+            *self = b;
+        }
+    }
+}
+
+impl Field for PathBuf {
+    fn get(&self) -> Option<Val> {
+        Some(Val::Path(self.clone()))
+    }
+    fn put(&mut self, v: Val) {
+        if let Val::Path(p) = v {
+            *self = p;
+        }
+    }
+}
+
+impl Field for Vec<u32> {
+    fn get(&self) -> Option<Val> {
+        Some(Val::Uids(self.clone()))
+    }
+    fn put(&mut self, v: Val) {
+        if let Val::Uids(u) = v {
+            *self = u;
+        }
+    }
+}
+
+impl<T: Field + Default> Field for Option<T> {
+    fn get(&self) -> Option<Val> {
+        self.as_ref().and_then(Field::get)
+    }
+    fn put(&mut self, v: Val) {
+        let mut t = T::default();
+        t.put(v);
+        *self = Some(t);
+    }
+}
+
+/// Generates, from one row per key: the field (in [`Config`] or
+/// [`Startup`]), its default, the key table (name, range, properties,
+/// start-up flag) and the name-based accessors the loaders use.
+macro_rules! config_keys {
+    (
+        reload { $( $(#[$ra:meta])* $r:ident : $rt:ty = $rd:expr, $rk:expr, $rp:expr; )* }
+        startup { $( $(#[$sa:meta])* $s:ident : $st:ty = $sd:expr, $sk:expr, $sp:expr; )* }
+    ) => {
+        /// The daemon's whole configuration. Field names are lmkd's property
+        /// names where lmkd has one (so `ro.lmk.kill_timeout_ms` maps to
+        /// `kill_timeout_ms`). Ranges are listed in `init/lmkd.toml` and
+        /// enforced by [`Config::validate`].
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Config {
+            $( $(#[$ra])* pub $r: $rt, )*
+            /// Keys that take effect only at start-up.
+            pub startup: Startup,
+        }
+
+        /// Keys that shape start-up (allocation, bound socket, opened files,
+        /// threads, the monitor chosen): a reload keeps them whole.
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Startup {
+            $( $(#[$sa])* pub $s: $st, )*
+        }
+
+        impl Default for Config {
+            /// lmkd's defaults for a normal (not low-RAM) device.
+            fn default() -> Self {
+                Config { $( $r: $rd, )* startup: Startup::default() }
+            }
+        }
+
+        impl Default for Startup {
+            fn default() -> Self {
+                Startup { $( $s: $sd, )* }
+            }
+        }
+
+        /// In row order; properties are applied in this order, so
+        /// `thrashing_limit` lands before `thrashing_limit_critical` is checked.
+        const KEYS: &[KeySpec] = &[
+            $( KeySpec { name: stringify!($r), kind: $rk, prop: $rp, startup: false }, )*
+            $( KeySpec { name: stringify!($s), kind: $sk, prop: $sp, startup: true }, )*
+        ];
+
+        impl Config {
+            fn get(&self, name: &str) -> Option<Val> {
+                match name {
+                    $( stringify!($r) => Field::get(&self.$r), )*
+                    $( stringify!($s) => Field::get(&self.startup.$s), )*
+                    _ => None,
+                }
+            }
+
+            /// Store a value whose type and range were already checked against its spec.
+            fn put(&mut self, name: &str, v: Val) {
+                match name {
+                    $( stringify!($r) => Field::put(&mut self.$r, v), )*
+                    $( stringify!($s) => Field::put(&mut self.startup.$s, v), )*
+                    // Unreachable by construction (callers go through KEYS);
+                    // ignoring is safer than panicking in a daemon.
+                    other => log::error!("internal: no config field for {other} = {v}"),
+                }
+            }
+        }
+    };
+}
+
+config_keys! {
+    reload {
+        /// `ro.config.low_ram`: selects the low-RAM defaults and, with
+        /// `use_minfree_levels`, the default of `use_new_strategy`.
+        low_ram: bool = false, FLAG, Prop::Named(LOW_RAM_PROP);
+        /// vmpressure level strategy: the minimum adj killed on a "low",
+        /// "medium" and "critical" event (1001: none).
+        low: i32 = 1001, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        medium: i32 = 800, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        critical: i32 = 0, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        /// vmpressure level strategy: raise a medium event to critical when
+        /// the system is swapping hard (memory pressure above `upgrade_pressure`).
+        critical_upgrade: bool = false, FLAG, Prop::Lmk;
+        /// Memory pressure (percent) above which a level is upgraded; 100: never.
+        upgrade_pressure: u32 = 100, int(0, 100), Prop::Lmk;
+        /// Memory pressure (percent) below which an event is ignored; 100: never.
+        downgrade_pressure: u32 = 100, int(0, 100), Prop::Lmk;
+        debug: bool = false, FLAG, Prop::Lmk;
+        kill_heaviest_task: bool = false, FLAG, Prop::Lmk;
+        /// 0: the next kill does not wait for the previous victim (as lmkd).
+        kill_timeout_ms: u32 = 100, int(0, 60_000), Prop::Lmk;
+        use_minfree_levels: bool = false, FLAG, Prop::Lmk;
+        swap_free_low_percentage: u32 = 10, clamped(0, 100), Prop::Lmk;
+        /// 0 disables the partial-stall trigger (as lmkd).
+        psi_partial_stall_ms: u32 = 70, int(0, 1000), Prop::Lmk;
+        /// 0 disables the complete-stall trigger (as lmkd).
+        psi_complete_stall_ms: u32 = 700, int(0, 1000), Prop::Lmk;
+        /// Percent of the file cache refaulted per window; can exceed 100.
+        thrashing_limit: u32 = 100, clamped(0, 1000), Prop::Lmk;
+        thrashing_limit_decay: u32 = 10, clamped(0, 100), Prop::Lmk;
+        /// Default: 3 x `thrashing_limit`.
+        thrashing_limit_critical: Option<u32> = None, clamped(0, 3000), Prop::Lmk;
+        swap_util_max: u32 = 100, clamped(0, 100), Prop::Lmk;
+        /// Up to 1 TiB in kB.
+        filecache_min_kb: u64 = 0, int(0, 1 << 30), Prop::Lmk;
+        /// Compared with PSI `full avg10` (a percentage); 100 can never be
+        /// exceeded: off.
+        stall_limit_critical: u32 = 100, int(0, 100), Prop::Lmk;
+        pressure_after_kill_min_score: i32 = 0, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        /// Accepted over the adj range, then raised to the floor (module doc).
+        lowmem_min_oom_score: i32 = 701, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        /// 0: off.
+        direct_reclaim_threshold_ms: u32 = 0, int(0, 60_000), Prop::Lmk;
+        /// Multiplier on reclaimable memory when estimating free swap; 0: use
+        /// SwapFree alone.
+        swap_compression_ratio: u32 = 1, int(0, 100), Prop::Lmk;
+        delay_monitors_until_boot: bool = false, FLAG, Prop::Lmk;
+        /// Ours: LOW_MEM waits while the inactive file cache alone covers the
+        /// high watermark (lmkd does not wait: false).
+        wait_for_inactive_file: bool = false, FLAG, Prop::File;
+        /// Peer uids allowed to talk to the daemon.
+        allowed_uids: Vec<u32> = vec![0, 1000], UIDS, Prop::File;
+    }
+    startup {
+        /// Use PSI monitors; false: vmpressure events (lmkd reads it at start).
+        use_psi: bool = true, FLAG, Prop::Lmk;
+        /// Kill on zone watermarks, swap and thrashing (the PSI strategy)
+        /// rather than by vmpressure level and minfree. Default: low RAM or
+        /// not `use_minfree_levels` (see [`Config::use_new_strategy`]).
+        use_new_strategy: Option<bool> = None, FLAG, Prop::Lmk;
+        /// Send kill statistics (LMK_STAT_KILL_OCCURRED) to subscribers.
+        log_stats: bool = true, FLAG, Prop::RoLmk;
+        /// Capacity of the process table (fixed at start-up).
+        max_procs: u32 = 4096, int(16, 65_536), Prop::File;
+        /// Socket to bind when init did not pass one in `ANDROID_SOCKET_lmkd`.
+        socket_path: PathBuf = PathBuf::from("/run/lmkd.sock"), PATH, Prop::File;
+        /// PSI file to put triggers on (system-wide or a cgroup2 `memory.pressure`).
+        psi_path: PathBuf = PathBuf::from("/proc/pressure/memory"), PATH, Prop::File;
+        /// Root of procfs (tests point it at fixtures).
+        proc_root: PathBuf = PathBuf::from("/proc"), PATH, Prop::File;
+        /// Memory cgroup (v1) whose vmpressure events stand in for PSI on
+        /// kernels without it.
+        vmpressure_memcg: PathBuf = PathBuf::from("/sys/fs/cgroup/memory"), PATH, Prop::File;
+        /// A stuck core handler older than this makes the watchdog kill
+        /// (the watchdog thread is started with it).
+        watchdog_timeout_ms: u32 = 2000, int(500, 60_000), Prop::File;
+    }
+}
+
+fn spec(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.name == name)
 }
 
 impl fmt::Display for Val {
@@ -273,99 +362,12 @@ fn write_toml_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     f.write_str("\"")
 }
 
-/// Convert an i64 already range-checked against the key's spec to the field
-/// type (every range fits its field, so the fallback is never taken).
-fn narrow<T: TryFrom<i64> + Default>(v: i64) -> T {
-    T::try_from(v).unwrap_or_default()
-}
-
-impl Config {
-    fn get(&self, name: &str) -> Option<Val> {
-        use Val::*;
-        Some(match name {
-            "low" => Int(self.low.into()),
-            "medium" => Int(self.medium.into()),
-            "critical" => Int(self.critical.into()),
-            "debug" => Bool(self.debug),
-            "kill_heaviest_task" => Bool(self.kill_heaviest_task),
-            "kill_timeout_ms" => Int(self.kill_timeout_ms.into()),
-            "use_minfree_levels" => Bool(self.use_minfree_levels),
-            "swap_free_low_percentage" => Int(self.swap_free_low_percentage.into()),
-            "psi_partial_stall_ms" => Int(self.psi_partial_stall_ms.into()),
-            "psi_complete_stall_ms" => Int(self.psi_complete_stall_ms.into()),
-            "thrashing_limit" => Int(self.thrashing_limit.into()),
-            "thrashing_limit_decay" => Int(self.thrashing_limit_decay.into()),
-            "thrashing_limit_critical" => Int(self.thrashing_limit_critical().into()),
-            "swap_util_max" => Int(self.swap_util_max.into()),
-            // Saturate rather than wrap: an absurd value must still fail the range check.
-            "filecache_min_kb" => Int(i64::try_from(self.filecache_min_kb).unwrap_or(i64::MAX)),
-            "stall_limit_critical" => Int(self.stall_limit_critical.into()),
-            "pressure_after_kill_min_score" => Int(self.pressure_after_kill_min_score.into()),
-            "lowmem_min_oom_score" => Int(self.lowmem_min_oom_score.into()),
-            "direct_reclaim_threshold_ms" => Int(self.direct_reclaim_threshold_ms.into()),
-            "swap_compression_ratio" => Int(self.swap_compression_ratio.into()),
-            "delay_monitors_until_boot" => Bool(self.delay_monitors_until_boot),
-            "max_procs" => Int(self.max_procs.into()),
-            "socket_path" => Path(self.socket_path.clone()),
-            "allowed_uids" => Uids(self.allowed_uids.clone()),
-            "psi_path" => Path(self.psi_path.clone()),
-            "proc_root" => Path(self.proc_root.clone()),
-            "vmpressure_memcg" => Path(self.vmpressure_memcg.clone()),
-            "watchdog_timeout_ms" => Int(self.watchdog_timeout_ms.into()),
-            _ => return None,
-        })
-    }
-
-    /// Store a value whose type and range were already checked against `spec`.
-    fn put(&mut self, name: &str, v: Val) {
-        match (name, v) {
-            ("low", Val::Int(i)) => self.low = narrow(i),
-            ("medium", Val::Int(i)) => self.medium = narrow(i),
-            ("critical", Val::Int(i)) => self.critical = narrow(i),
-            ("debug", Val::Bool(b)) => self.debug = b,
-            ("kill_heaviest_task", Val::Bool(b)) => self.kill_heaviest_task = b,
-            ("kill_timeout_ms", Val::Int(i)) => self.kill_timeout_ms = narrow(i),
-            ("use_minfree_levels", Val::Bool(b)) => self.use_minfree_levels = b,
-            ("swap_free_low_percentage", Val::Int(i)) => self.swap_free_low_percentage = narrow(i),
-            ("psi_partial_stall_ms", Val::Int(i)) => self.psi_partial_stall_ms = narrow(i),
-            ("psi_complete_stall_ms", Val::Int(i)) => self.psi_complete_stall_ms = narrow(i),
-            ("thrashing_limit", Val::Int(i)) => self.thrashing_limit = narrow(i),
-            ("thrashing_limit_decay", Val::Int(i)) => self.thrashing_limit_decay = narrow(i),
-            ("thrashing_limit_critical", Val::Int(i)) => {
-                self.thrashing_limit_critical = Some(narrow(i))
-            }
-            ("swap_util_max", Val::Int(i)) => self.swap_util_max = narrow(i),
-            ("filecache_min_kb", Val::Int(i)) => self.filecache_min_kb = narrow(i),
-            ("stall_limit_critical", Val::Int(i)) => self.stall_limit_critical = narrow(i),
-            ("pressure_after_kill_min_score", Val::Int(i)) => {
-                self.pressure_after_kill_min_score = narrow(i)
-            }
-            ("lowmem_min_oom_score", Val::Int(i)) => self.lowmem_min_oom_score = narrow(i),
-            ("direct_reclaim_threshold_ms", Val::Int(i)) => {
-                self.direct_reclaim_threshold_ms = narrow(i)
-            }
-            ("swap_compression_ratio", Val::Int(i)) => self.swap_compression_ratio = narrow(i),
-            ("delay_monitors_until_boot", Val::Bool(b)) => self.delay_monitors_until_boot = b,
-            ("max_procs", Val::Int(i)) => self.max_procs = narrow(i),
-            ("socket_path", Val::Path(p)) => self.socket_path = p,
-            ("allowed_uids", Val::Uids(u)) => self.allowed_uids = u,
-            ("psi_path", Val::Path(p)) => self.psi_path = p,
-            ("proc_root", Val::Path(p)) => self.proc_root = p,
-            ("vmpressure_memcg", Val::Path(p)) => self.vmpressure_memcg = p,
-            ("watchdog_timeout_ms", Val::Int(i)) => self.watchdog_timeout_ms = narrow(i),
-            // Unreachable by construction (callers go through KEYS); ignoring
-            // is safer than panicking in a daemon.
-            (other, v) => log::error!("internal: no config field for {other} = {v}"),
-        }
-    }
-}
-
 /// Check one value against its key's range. `Err` is the "what is allowed" text.
 fn check(spec: &KeySpec, v: &Val) -> Result<(), String> {
     match (spec.kind, v) {
         (Kind::Bool, Val::Bool(_)) => Ok(()),
-        (Kind::Int { min, max }, Val::Int(i)) if (min..=max).contains(i) => Ok(()),
-        (Kind::Int { min, max }, Val::Int(_)) => Err(format!("must be between {min} and {max}")),
+        (Kind::Int { min, max, .. }, Val::Int(i)) if (min..=max).contains(i) => Ok(()),
+        (Kind::Int { min, max, .. }, Val::Int(_)) => Err(format!("must be between {min} and {max}")),
         (Kind::Path, Val::Path(p)) if p.as_os_str().is_empty() => {
             Err("must be a non-empty absolute path".into())
         }
@@ -424,6 +426,41 @@ impl fmt::Display for Location {
     }
 }
 
+/// A line of the file and a 1-based column on it (in characters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Excerpt {
+    pub text: String,
+    pub column: usize,
+}
+
+impl Excerpt {
+    /// The line holding byte `offset` of `text`.
+    fn at(text: &str, offset: usize) -> Excerpt {
+        let offset = offset.min(text.len());
+        let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        let line = text[start..end].trim_end_matches('\r');
+        let before = &text[start..offset];
+        Excerpt {
+            text: line.to_string(),
+            column: before.chars().count() + 1,
+        }
+    }
+}
+
+impl fmt::Display for Excerpt {
+    /// The line, then a caret under the column (tabs kept so it lines up).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pad: String = self
+            .text
+            .chars()
+            .take(self.column - 1)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        write!(f, "    {}\n    {pad}^", self.text)
+    }
+}
+
 /// A configuration that cannot be used. Every variant about a key names it.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -433,7 +470,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// Not TOML at all.
-    Syntax { at: Location, message: String },
+    Syntax {
+        at: Location,
+        message: String,
+        /// The offending line and where on it, when the parser said.
+        excerpt: Option<Excerpt>,
+    },
     /// A key we do not know (typo, or a table).
     UnknownKey { at: Location, key: String },
     /// A known key with a value of the wrong TOML type.
@@ -496,7 +538,21 @@ impl fmt::Display for ConfigError {
             ConfigError::Io { path, source } => {
                 write!(f, "cannot read config file {}: {source}", path.display())
             }
-            ConfigError::Syntax { at, message } => write!(f, "{at}invalid TOML: {message}"),
+            ConfigError::Syntax {
+                at,
+                message,
+                excerpt: None,
+            } => write!(f, "{at}invalid TOML: {message}"),
+            ConfigError::Syntax {
+                at,
+                message,
+                excerpt: Some(x),
+            } => {
+                // `path:line:column:` as compilers write it, then the line.
+                let at = at.to_string();
+                let at = at.strip_suffix(": ").unwrap_or(&at);
+                write!(f, "{at}:{}: invalid TOML: {message}\n{x}", x.column)
+            }
             ConfigError::UnknownKey { at, key } => write!(f, "{at}unknown key \"{key}\""),
             ConfigError::WrongType {
                 at,
@@ -567,7 +623,7 @@ fn toml_val(kind: Kind, v: &toml::de::DeValue<'_>) -> Conv {
     use toml::de::DeValue;
     match (kind, v) {
         (Kind::Bool, DeValue::Boolean(b)) => Conv::Ok(Val::Bool(*b)),
-        (Kind::Int { min, max }, DeValue::Integer(i)) => {
+        (Kind::Int { min, max, .. }, DeValue::Integer(i)) => {
             match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => Conv::Ok(Val::Int(n)),
                 Err(_) => Conv::TooBig(i.to_string(), format!("must be between {min} and {max}")),
@@ -620,6 +676,7 @@ impl Config {
         let table = toml::de::DeTable::parse(text).map_err(|e| ConfigError::Syntax {
             at: at(line_of(text, e.span())),
             message: e.message().trim_end().to_string(),
+            excerpt: e.span().map(|s| Excerpt::at(text, s.start)),
         })?;
         // The map is sorted by key; report problems in file order instead.
         let mut entries: Vec<_> = table.get_ref().iter().collect();
@@ -685,12 +742,13 @@ impl Config {
     }
 
     /// The effective configuration as TOML, one `key = value` per key, in
-    /// struct order; `thrashing_limit_critical` is shown resolved. Parsing it
-    /// back gives the same configuration (with that key made explicit).
+    /// table order; keys with derived defaults (`thrashing_limit_critical`,
+    /// `use_new_strategy`) are shown resolved. Parsing it back gives the same
+    /// configuration (with those keys made explicit).
     pub fn to_toml(&self) -> String {
         let mut out = String::from("# lmkd-rs effective configuration\n");
         for spec in KEYS {
-            if let Some(v) = self.get(spec.name) {
+            if let Some(v) = self.effective(spec.name) {
                 out.push_str(&format!("{} = {v}\n", spec.name));
             }
         }
@@ -708,41 +766,81 @@ fn read_config(path: &Path) -> Result<String, ConfigError> {
 // ---------------------------------------------------------------------------
 // Defaults, validation, properties
 
-/// Android's boolean property spellings (as `GetBoolProperty` reads them).
+/// A boolean property as libcutils' `property_get_bool` reads it: exactly
+/// these spellings, case and spaces significant; anything else is no value.
 pub fn parse_bool_prop(s: &str) -> Option<bool> {
-    match s.trim() {
+    match s {
         "1" | "y" | "yes" | "on" | "true" => Some(true),
         "0" | "n" | "no" | "off" | "false" => Some(false),
         _ => None,
     }
 }
 
-/// Decimal (optionally signed) or `0x` hex, as properties are usually written.
-fn parse_int_prop(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
+/// An integer property as libcutils' `property_get_int*` reads it
+/// (`strtoimax` in base 0): leading white space, a sign, then `0x` hex, `0`
+/// octal or decimal, up to the first character that is not a digit of that
+/// base. Returns the value and the rest it ignored; `None` when no digit was
+/// read or the value overflows (lmkd then uses the default).
+pub fn parse_int_prop(s: &str) -> Option<(i64, &str)> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
     };
-    let magnitude = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        Some(hex) => i64::from_str_radix(hex, 16).ok()?,
-        None if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit()) => {
-            body.parse().ok()?
-        }
-        None => return None,
+    let hex = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .filter(|h| h.starts_with(|c: char| c.is_ascii_hexdigit()));
+    let (radix, digits) = match hex {
+        Some(h) => (16, h),
+        None if t.starts_with('0') => (8, t),
+        None => (10, t),
     };
-    Some(if neg { -magnitude } else { magnitude })
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    let magnitude = i128::from(u64::from_str_radix(&digits[..end], radix).ok()?);
+    let v = i64::try_from(if neg { -magnitude } else { magnitude }).ok()?;
+    Some((v, &digits[end..]))
 }
+
+impl KeySpec {
+    /// The property read for this key at `layer` (0: build time, 1:
+    /// device_config, which wins), if any.
+    fn property(&self, layer: usize) -> Option<String> {
+        match (self.prop, layer) {
+            (Prop::Lmk | Prop::RoLmk, 0) => Some(format!("{RO_PREFIX}{}", self.name)),
+            (Prop::Lmk, 1) => Some(format!("{PERSIST_PREFIX}{}", self.name)),
+            (Prop::Named(name), 0) => Some(name.to_string()),
+            _ => None,
+        }
+    }
+}
+
+const PROP_LAYERS: usize = 2;
 
 impl Config {
     /// lmkd's defaults for a low-RAM device (`ro.config.low_ram` true):
     /// react earlier to partial stalls and treat less refaulting as thrashing.
     pub fn low_ram() -> Config {
         Config {
+            low_ram: true,
             psi_partial_stall_ms: 200,
             thrashing_limit: 30,
             thrashing_limit_decay: 50,
             ..Config::default()
+        }
+    }
+
+    fn for_device(low_ram: bool) -> Config {
+        if low_ram {
+            Config::low_ram()
+        } else {
+            Config::default()
         }
     }
 
@@ -752,16 +850,30 @@ impl Config {
             .unwrap_or(self.thrashing_limit.saturating_mul(3))
     }
 
+    /// `use_new_strategy`, defaulting as lmkd's does: on for low-RAM devices
+    /// and whenever minfree levels are not used.
+    pub fn use_new_strategy(&self) -> bool {
+        self.startup
+            .use_new_strategy
+            .unwrap_or(self.low_ram || !self.use_minfree_levels)
+    }
+
+    /// A key's value with derived defaults resolved (what is in force).
+    fn effective(&self, name: &str) -> Option<Val> {
+        match name {
+            "thrashing_limit_critical" => Some(Val::Int(self.thrashing_limit_critical().into())),
+            "use_new_strategy" => Some(Val::Bool(self.use_new_strategy())),
+            _ => self.get(name),
+        }
+    }
+
     /// Check every key against its range, plus the cross-key rules:
     /// `lowmem_min_oom_score >= 201` (loaders clamp, so only a hand-built
     /// Config can fail this) and `thrashing_limit_critical >= thrashing_limit`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for spec in KEYS {
-            // Only an explicit critical limit is checked; the derived one is
-            // in range whenever thrashing_limit is.
-            if spec.name == "thrashing_limit_critical" && self.thrashing_limit_critical.is_none() {
-                continue;
-            }
+            // An unset optional key takes a derived default, in range
+            // whenever the keys it derives from are.
             let Some(v) = self.get(spec.name) else {
                 continue;
             };
@@ -793,11 +905,28 @@ impl Config {
     }
 
     /// Apply one property value for `spec`; on any problem `self` is
-    /// unchanged and the reason is returned.
-    fn apply_prop(&mut self, spec: &KeySpec, raw: &str) -> Result<(), String> {
+    /// unchanged and the reason is returned. `Ok(Some(note))`: applied, but
+    /// not exactly as written (clamped, trailing text ignored), as lmkd would.
+    fn apply_prop(&mut self, spec: &KeySpec, raw: &str) -> Result<Option<String>, String> {
+        let mut note = None;
         let val = match spec.kind {
-            Kind::Bool => Val::Bool(parse_bool_prop(raw).ok_or("expected a boolean")?),
-            Kind::Int { .. } => Val::Int(parse_int_prop(raw).ok_or("expected an integer")?),
+            Kind::Bool => Val::Bool(
+                parse_bool_prop(raw)
+                    .ok_or("expected a boolean (1/0, y/n, yes/no, on/off, true/false)")?,
+            ),
+            Kind::Int { min, max, clamp } => {
+                let (n, rest) = parse_int_prop(raw).ok_or("expected an integer")?;
+                if !rest.is_empty() {
+                    note = Some(format!("read as {n}; {rest:?} after the number is ignored"));
+                }
+                if clamp && !(min..=max).contains(&n) {
+                    let c = n.clamp(min, max);
+                    note = Some(format!("{n} is outside {min}..={max}, using {c}"));
+                    Val::Int(c)
+                } else {
+                    Val::Int(n)
+                }
+            }
             Kind::Path | Kind::Uids => return Err("not settable by property".into()),
         };
         check(spec, &val)?;
@@ -807,11 +936,12 @@ impl Config {
             *self = before;
             return Err(e.to_string());
         }
-        Ok(())
+        Ok(note)
     }
 
-    /// Layered load: defaults (low-RAM ones if `ro.config.low_ram` is true) <
-    /// `file` (only the keys it sets; any problem is an error) < `ro.lmk.*` <
+    /// Layered load: defaults (low-RAM ones if `ro.config.low_ram`, or when
+    /// that is unset the file's `low_ram`, is true) < `file` (only the keys
+    /// it sets; any problem is an error) < `ro.lmk.*` <
     /// `persist.device_config.lmkd_native.*`. A bad property value is skipped
     /// (the previous value stays); the returned warnings, also logged, name
     /// the property, its value and why. Our own keys are file-only.
@@ -821,55 +951,84 @@ impl Config {
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let low_ram = props
             .get(LOW_RAM_PROP)
-            .and_then(|v| parse_bool_prop(&v))
-            .unwrap_or(false);
-        let mut cfg = if low_ram {
-            Config::low_ram()
-        } else {
-            Config::default()
+            .and_then(|v| parse_bool_prop(&v));
+        let text = file.map(read_config).transpose()?;
+        let with_file = |low_ram: bool| -> Result<Config, ConfigError> {
+            let mut cfg = Config::for_device(low_ram);
+            if let (Some(path), Some(text)) = (file, &text) {
+                cfg.apply_toml(text, Some(path))
+                    .map_err(|e| e.in_file(path))?;
+                cfg.validate().map_err(|e| e.in_file(path))?;
+            }
+            Ok(cfg)
         };
-        if let Some(path) = file {
-            let text = read_config(path)?;
-            cfg.apply_toml(&text, Some(path))
-                .map_err(|e| e.in_file(path))?;
-            cfg.validate().map_err(|e| e.in_file(path))?;
+        let mut cfg = with_file(low_ram.unwrap_or(false))?;
+        if low_ram.is_none() && cfg.low_ram {
+            cfg = with_file(true)?;
         }
         let mut warnings = Vec::new();
-        for prefix in [RO_PREFIX, PERSIST_PREFIX] {
-            for spec in KEYS.iter().filter(|k| k.prop) {
-                let name = format!("{prefix}{}", spec.name);
-                // Unset and empty are the same thing for Android properties.
-                let Some(raw) = props.get(&name).filter(|v| !v.trim().is_empty()) else {
+        for layer in 0..PROP_LAYERS {
+            for spec in KEYS {
+                let Some(name) = spec.property(layer) else {
                     continue;
                 };
-                if let Err(why) = cfg.apply_prop(spec, &raw) {
-                    let w = format!("ignoring property {name}={raw:?}: {why}");
-                    log::warn!("{w}");
-                    warnings.push(w);
-                }
+                // Unset and empty are the same thing for Android properties.
+                let Some(raw) = props.get(&name).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let w = match cfg.apply_prop(spec, &raw) {
+                    Ok(None) => continue,
+                    Ok(Some(note)) => format!("property {name}={raw:?}: {note}"),
+                    Err(why) => format!("ignoring property {name}={raw:?}: {why}"),
+                };
+                log::warn!("{w}");
+                warnings.push(w);
             }
         }
         Ok((cfg, warnings))
     }
 
-    /// Keys whose new value only takes effect after a restart: they size the
-    /// preallocated table or name things opened at start-up.
+    /// Start-up keys (in [`Startup`]) whose value in force differs in `new`.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
-        RESTART_ONLY
-            .iter()
-            .copied()
-            .filter(|k| self.get(k) != new.get(k))
+        KEYS.iter()
+            .filter(|k| k.startup && self.effective(k.name) != new.effective(k.name))
+            .map(|k| k.name)
             .collect()
     }
 
-    /// All key names, in struct order.
+    /// What a reload puts in force: `new`, with the running start-up keys
+    /// kept whole; plus the start-up keys `new` wanted to change (for a
+    /// warning: they take effect at the next start).
+    pub fn reloaded(&self, mut new: Config) -> (Config, Vec<&'static str>) {
+        let kept = self.restart_only_changes(&new);
+        new.startup = self.startup.clone();
+        (new, kept)
+    }
+
+    /// All key names, in table order.
     pub fn key_names() -> impl Iterator<Item = &'static str> {
         KEYS.iter().map(|k| k.name)
     }
 
-    /// Keys also read from `ro.lmk.*` / `persist.device_config.lmkd_native.*`.
+    /// Start-up key names (changed only by a restart).
+    pub fn startup_key_names() -> impl Iterator<Item = &'static str> {
+        KEYS.iter().filter(|k| k.startup).map(|k| k.name)
+    }
+
+    /// Keys read from both `ro.lmk.<key>` and
+    /// `persist.device_config.lmkd_native.<key>` (the ones device_config
+    /// may push, each needing an init trigger).
     pub fn property_key_names() -> impl Iterator<Item = &'static str> {
-        KEYS.iter().filter(|k| k.prop).map(|k| k.name)
+        KEYS.iter()
+            .filter(|k| k.prop == Prop::Lmk)
+            .map(|k| k.name)
+    }
+
+    /// Every property read, lowest precedence first, with its key.
+    pub fn property_names() -> Vec<(String, &'static str)> {
+        (0..PROP_LAYERS)
+            .flat_map(|layer| KEYS.iter().filter_map(move |k| Some((k.property(layer)?, k.name))))
+            .collect()
     }
 }
 
@@ -893,13 +1052,33 @@ mod tests {
 
     #[test]
     fn every_key_has_a_field() {
-        let cfg = Config::default();
+        let mut cfg = Config::default();
         for spec in KEYS {
-            assert!(cfg.get(spec.name).is_some(), "{}", spec.name);
+            assert!(cfg.effective(spec.name).is_some(), "{}", spec.name);
+            // put reaches the field the row names.
+            let v = match spec.kind {
+                Kind::Bool => Val::Bool(cfg.effective(spec.name) != Some(Val::Bool(true))),
+                Kind::Int { min, .. } => Val::Int(min),
+                Kind::Path => Val::Path(PathBuf::from("/elsewhere")),
+                Kind::Uids => Val::Uids(vec![4242]),
+            };
+            cfg.put(spec.name, v.clone());
+            assert_eq!(cfg.get(spec.name), Some(v), "{}", spec.name);
         }
-        for k in RESTART_ONLY {
-            assert!(spec(k).is_some(), "{k}");
-        }
+        assert_eq!(
+            Config::startup_key_names().collect::<Vec<_>>(),
+            [
+                "use_psi",
+                "use_new_strategy",
+                "log_stats",
+                "max_procs",
+                "socket_path",
+                "psi_path",
+                "proc_root",
+                "vmpressure_memcg",
+                "watchdog_timeout_ms"
+            ]
+        );
     }
 
     #[test]
@@ -909,14 +1088,24 @@ mod tests {
     }
 
     #[test]
-    fn int_props() {
-        assert_eq!(parse_int_prop("42"), Some(42));
-        assert_eq!(parse_int_prop(" -7 "), Some(-7));
-        assert_eq!(parse_int_prop("0x10"), Some(16));
-        assert_eq!(parse_int_prop("1e3"), None);
+    fn int_props_read_as_strtoimax_base_0() {
+        assert_eq!(parse_int_prop("42"), Some((42, "")));
+        assert_eq!(parse_int_prop(" -7 "), Some((-7, " ")));
+        assert_eq!(parse_int_prop("0x10"), Some((16, "")));
+        assert_eq!(parse_int_prop("0X1f"), Some((31, "")));
+        assert_eq!(parse_int_prop("010"), Some((8, "")));
+        assert_eq!(parse_int_prop("09"), Some((0, "9")));
+        assert_eq!(parse_int_prop("0x"), Some((0, "x")));
+        assert_eq!(parse_int_prop("+5ms"), Some((5, "ms")));
+        assert_eq!(parse_int_prop("1e3"), Some((1, "e3")));
         assert_eq!(parse_int_prop(""), None);
         assert_eq!(parse_int_prop("-"), None);
+        assert_eq!(parse_int_prop("x1"), None);
         assert_eq!(parse_int_prop("99999999999999999999"), None);
+        assert_eq!(
+            parse_int_prop("-9223372036854775808"),
+            Some((i64::MIN, ""))
+        );
     }
 
     #[test]
@@ -927,7 +1116,9 @@ mod tests {
         for f in ["0", "false", "no", "off", "n"] {
             assert_eq!(parse_bool_prop(f), Some(false));
         }
-        assert_eq!(parse_bool_prop("maybe"), None);
+        for none in ["maybe", "TRUE", " 1", "2"] {
+            assert_eq!(parse_bool_prop(none), None, "{none:?}");
+        }
     }
 
     #[test]
@@ -935,6 +1126,14 @@ mod tests {
         assert_eq!(line_of("a\nb\nc", Some(4..5)), Some(3));
         assert_eq!(line_of("a", Some(100..101)), Some(1));
         assert_eq!(line_of("a", None), None);
+    }
+
+    #[test]
+    fn excerpt_points_at_the_column() {
+        let x = Excerpt::at("a = 1\nbb = = 2\n", 11);
+        assert_eq!(x.text, "bb = = 2");
+        assert_eq!(x.column, 6);
+        assert_eq!(x.to_string(), "    bb = = 2\n         ^");
     }
 
     #[test]

@@ -146,18 +146,18 @@ impl Daemon {
         };
         let hook = opts.on_thread_start;
         let report = Reporter::start(hook)?;
-        let table = ProcTable::new(config.max_procs as usize).map_err(|e| {
+        let table = ProcTable::new(config.startup.max_procs as usize).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("process table of {} entries: {e}", config.max_procs),
+                format!("process table of {} entries: {e}", config.startup.max_procs),
             )
         })?;
         if !table.locked() {
             log::warn!("could not lock the process table in memory; continuing unlocked");
         }
-        let procfs = ProcFs::new(&config.proc_root)?;
-        let server = Server::open(&config.socket_path, &config.allowed_uids)?;
-        let reader = snapshot::Reader::open(&config.proc_root, &config.psi_path)?;
+        let procfs = ProcFs::new(&config.startup.proc_root)?;
+        let server = Server::open(&config.startup.socket_path, &config.allowed_uids)?;
+        let reader = snapshot::Reader::open(&config.startup.proc_root, &config.startup.psi_path)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(ctx("epoll_create1"))?;
         let timer = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
@@ -166,7 +166,7 @@ impl Daemon {
         .map_err(ctx("timerfd_create"))?;
         let reaper = Reaper::start(hook)?;
         let heartbeat = Arc::new(Heartbeat::default());
-        watchdog::start(heartbeat.clone(), config.watchdog_timeout_ms as u64, hook)?;
+        watchdog::start(heartbeat.clone(), config.startup.watchdog_timeout_ms as u64, hook)?;
 
         let add = |fd: BorrowedFd<'_>, flags: EpollFlags, token: u64, what: &'static str| {
             epoll
@@ -254,10 +254,10 @@ impl Daemon {
         let src = match given {
             Some(s) => s,
             None => Source::open(
-                &self.config.psi_path,
+                &self.config.startup.psi_path,
                 self.config.psi_partial_stall_ms,
                 self.config.psi_complete_stall_ms,
-                &self.config.vmpressure_memcg,
+                &self.config.startup.vmpressure_memcg,
             )?,
         };
         for (i, (fd, _, pri)) in src.fds().into_iter().enumerate() {
@@ -537,15 +537,10 @@ impl Daemon {
                 return false;
             }
         };
-        let mut new = new;
-        for key in self.config.restart_only_changes(&new) {
+        let (new, kept) = self.config.reloaded(new);
+        for key in kept {
             log::warn!("reload: {key} changes only at restart; keeping the running value");
         }
-        new.max_procs = self.config.max_procs;
-        new.socket_path = self.config.socket_path.clone();
-        new.psi_path = self.config.psi_path.clone();
-        new.proc_root = self.config.proc_root.clone();
-        new.vmpressure_memcg = self.config.vmpressure_memcg.clone();
         let triggers_changed = new.psi_partial_stall_ms != self.config.psi_partial_stall_ms
             || new.psi_complete_stall_ms != self.config.psi_complete_stall_ms;
         self.server.set_allowed_uids(&new.allowed_uids);

@@ -103,7 +103,7 @@ fn load_config(args: &Args) -> Result<Config, String> {
     let (mut cfg, _warnings) =
         Config::load(args.config.as_deref(), props.as_ref()).map_err(|e| e.to_string())?;
     if let Some(s) = &args.socket {
-        cfg.socket_path = s.clone();
+        cfg.startup.socket_path = s.clone();
     }
     Ok(cfg)
 }
@@ -154,7 +154,7 @@ fn request(args: &Args, cmd: proto::Command) -> ExitCode {
             PathBuf::from("/dev/socket/lmkd")
         }
         None => match load_config(args) {
-            Ok(c) => c.socket_path,
+            Ok(c) => c.startup.socket_path,
             Err(e) => {
                 eprintln!("lmkd: configuration: {e}");
                 return ExitCode::FAILURE;

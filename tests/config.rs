@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lmkd::config::{check_config_file, Config, ConfigError};
+use lmkd::config::{check_config_file, Config, ConfigError, Startup};
 use lmkd::props::{MapProperties, NoProperties, PropertySource};
 
 fn fixture(name: &str) -> PathBuf {
@@ -101,6 +101,7 @@ fn low_ram_defaults() {
     assert_eq!(low.thrashing_limit_critical(), 90);
     // Everything else is the normal default.
     let normalised = Config {
+        low_ram: false,
         psi_partial_stall_ms: 70,
         thrashing_limit: 100,
         thrashing_limit_decay: 10,
@@ -138,14 +139,14 @@ fn invalid_property_value_is_ignored_with_a_warning_naming_it() {
             ("ro.lmk.kill_timeout_ms", "300"),
             // Unparsable: the ro value stays.
             ("persist.device_config.lmkd_native.kill_timeout_ms", "soon"),
-            // Out of range: the default stays.
-            ("ro.lmk.swap_util_max", "150"),
+            // Out of range (a key lmkd does not clamp): the default stays.
+            ("ro.lmk.psi_partial_stall_ms", "5000"),
             // Not a boolean.
             ("ro.lmk.debug", "maybe"),
         ],
     );
     assert_eq!(cfg.kill_timeout_ms, 300);
-    assert_eq!(cfg.swap_util_max, 100);
+    assert_eq!(cfg.psi_partial_stall_ms, 70);
     assert!(!cfg.debug);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     let find = |prop: &str| {
@@ -156,8 +157,8 @@ fn invalid_property_value_is_ignored_with_a_warning_naming_it() {
     };
     let w = find("persist.device_config.lmkd_native.kill_timeout_ms");
     assert!(w.contains("soon") && w.contains("integer"), "{w}");
-    let w = find("ro.lmk.swap_util_max");
-    assert!(w.contains("150") && w.contains("between 0 and 100"), "{w}");
+    let w = find("ro.lmk.psi_partial_stall_ms");
+    assert!(w.contains("5000") && w.contains("between 0 and 1000"), "{w}");
     let w = find("ro.lmk.debug");
     assert!(w.contains("maybe") && w.contains("boolean"), "{w}");
 }
@@ -264,7 +265,7 @@ fn out_of_range_is_named_with_value_and_range() {
     let (e, msg) = file_error("out_of_range.toml");
     assert_eq!(e.key(), Some("kill_timeout_ms"));
     assert!(
-        msg.ends_with("kill_timeout_ms = 0: must be between 1 and 60000"),
+        msg.ends_with("kill_timeout_ms = 60001: must be between 0 and 60000"),
         "{msg}"
     );
 
@@ -273,7 +274,7 @@ fn out_of_range_is_named_with_value_and_range() {
         (
             "psi_partial_stall_ms = 1001",
             "psi_partial_stall_ms",
-            "between 1 and 1000",
+            "between 0 and 1000",
         ),
         ("max_procs = 8", "max_procs", "between 16 and 65536"),
         (
@@ -285,7 +286,7 @@ fn out_of_range_is_named_with_value_and_range() {
         (
             "kill_timeout_ms = 99999999999999999999",
             "kill_timeout_ms",
-            "between 1",
+            "between 0",
         ),
         ("allowed_uids = []", "allowed_uids", "at least one uid"),
         (
@@ -327,24 +328,26 @@ fn to_toml_round_trips() {
         lowmem_min_oom_score: 250,
         thrashing_limit_critical: Some(400),
         filecache_min_kb: 65536,
-        socket_path: PathBuf::from("/tmp/a \"quoted\" path.sock"),
         allowed_uids: vec![0, 1000, 1066],
+        startup: Startup {
+            socket_path: PathBuf::from("/tmp/a \"quoted\" path.sock"),
+            use_new_strategy: Some(false),
+            ..Startup::default()
+        },
         ..Config::low_ram()
     };
     assert_eq!(Config::from_toml_str(&cfg.to_toml()).unwrap(), cfg);
 
-    // An implicit critical limit comes back explicit, resolved.
+    // Implicit derived keys come back explicit, resolved.
     cfg.thrashing_limit_critical = None;
+    cfg.startup.use_new_strategy = None;
     let text = cfg.to_toml();
     assert!(text.contains("thrashing_limit_critical = 90\n"), "{text}");
-    let back = Config::from_toml_str(&text).unwrap();
-    assert_eq!(
-        Config {
-            thrashing_limit_critical: None,
-            ..back
-        },
-        cfg
-    );
+    assert!(text.contains("use_new_strategy = true\n"), "{text}");
+    let mut back = Config::from_toml_str(&text).unwrap();
+    back.thrashing_limit_critical = None;
+    back.startup.use_new_strategy = None;
+    assert_eq!(back, cfg);
 
     // Every key is shown.
     for key in Config::key_names() {
@@ -366,16 +369,50 @@ fn restart_only_changes_lists_startup_keys() {
     };
     assert!(old.restart_only_changes(&tuned).is_empty());
     let moved = Config {
-        max_procs: 100,
-        socket_path: "/tmp/x".into(),
-        psi_path: "/sys/fs/cgroup/a/memory.pressure".into(),
-        proc_root: "/tmp/proc".into(),
+        startup: Startup {
+            max_procs: 100,
+            socket_path: "/tmp/x".into(),
+            psi_path: "/sys/fs/cgroup/a/memory.pressure".into(),
+            proc_root: "/tmp/proc".into(),
+            watchdog_timeout_ms: 5000,
+            ..old.startup.clone()
+        },
         ..tuned
     };
     assert_eq!(
         old.restart_only_changes(&moved),
-        vec!["max_procs", "socket_path", "psi_path", "proc_root"]
+        vec![
+            "max_procs",
+            "socket_path",
+            "psi_path",
+            "proc_root",
+            "watchdog_timeout_ms"
+        ]
     );
+}
+
+#[test]
+fn reload_keeps_the_startup_keys_whole_and_applies_the_rest() {
+    let running = Config::default();
+    let mut wanted = Config {
+        kill_timeout_ms: 500,
+        wait_for_inactive_file: true,
+        ..Config::default()
+    };
+    wanted.startup.watchdog_timeout_ms = 5000;
+    wanted.startup.use_psi = false;
+    wanted.startup.max_procs = 64;
+    let (now, kept) = running.reloaded(wanted);
+    assert_eq!(kept, ["use_psi", "max_procs", "watchdog_timeout_ms"]);
+    assert_eq!(now.startup, running.startup, "start-up keys are kept whole");
+    assert_eq!(now.kill_timeout_ms, 500);
+    assert!(now.wait_for_inactive_file);
+    // A changed use_minfree_levels changes the strategy a restart would pick.
+    let (_, kept) = running.reloaded(Config {
+        use_minfree_levels: true,
+        ..Config::default()
+    });
+    assert_eq!(kept, ["use_new_strategy"]);
 }
 
 #[test]
