@@ -63,7 +63,11 @@ enum Kind {
     /// Inclusive range. With `clamp`, a property value outside it is moved
     /// into it (lmkd clamps these); otherwise it is refused. The file is
     /// always strict.
-    Int { min: i64, max: i64, clamp: bool },
+    Int {
+        min: i64,
+        max: i64,
+        clamp: bool,
+    },
     /// Non-empty absolute path.
     Path,
     /// Non-empty list of uids.
@@ -367,7 +371,9 @@ fn check(spec: &KeySpec, v: &Val) -> Result<(), String> {
     match (spec.kind, v) {
         (Kind::Bool, Val::Bool(_)) => Ok(()),
         (Kind::Int { min, max, .. }, Val::Int(i)) if (min..=max).contains(i) => Ok(()),
-        (Kind::Int { min, max, .. }, Val::Int(_)) => Err(format!("must be between {min} and {max}")),
+        (Kind::Int { min, max, .. }, Val::Int(_)) => {
+            Err(format!("must be between {min} and {max}"))
+        }
         (Kind::Path, Val::Path(p)) if p.as_os_str().is_empty() => {
             Err("must be a non-empty absolute path".into())
         }
@@ -949,9 +955,7 @@ impl Config {
         file: Option<&Path>,
         props: &dyn PropertySource,
     ) -> Result<(Config, Vec<String>), ConfigError> {
-        let low_ram = props
-            .get(LOW_RAM_PROP)
-            .and_then(|v| parse_bool_prop(&v));
+        let low_ram = props.get(LOW_RAM_PROP).and_then(|v| parse_bool_prop(&v));
         let text = file.map(read_config).transpose()?;
         let with_file = |low_ram: bool| -> Result<Config, ConfigError> {
             let mut cfg = Config::for_device(low_ram);
@@ -1019,15 +1023,16 @@ impl Config {
     /// `persist.device_config.lmkd_native.<key>` (the ones device_config
     /// may push, each needing an init trigger).
     pub fn property_key_names() -> impl Iterator<Item = &'static str> {
-        KEYS.iter()
-            .filter(|k| k.prop == Prop::Lmk)
-            .map(|k| k.name)
+        KEYS.iter().filter(|k| k.prop == Prop::Lmk).map(|k| k.name)
     }
 
     /// Every property read, lowest precedence first, with its key.
     pub fn property_names() -> Vec<(String, &'static str)> {
         (0..PROP_LAYERS)
-            .flat_map(|layer| KEYS.iter().filter_map(move |k| Some((k.property(layer)?, k.name))))
+            .flat_map(|layer| {
+                KEYS.iter()
+                    .filter_map(move |k| Some((k.property(layer)?, k.name)))
+            })
             .collect()
     }
 }
@@ -1102,10 +1107,7 @@ mod tests {
         assert_eq!(parse_int_prop("-"), None);
         assert_eq!(parse_int_prop("x1"), None);
         assert_eq!(parse_int_prop("99999999999999999999"), None);
-        assert_eq!(
-            parse_int_prop("-9223372036854775808"),
-            Some((i64::MIN, ""))
-        );
+        assert_eq!(parse_int_prop("-9223372036854775808"), Some((i64::MIN, "")));
     }
 
     #[test]

@@ -166,7 +166,11 @@ impl Daemon {
         .map_err(ctx("timerfd_create"))?;
         let reaper = Reaper::start(hook)?;
         let heartbeat = Arc::new(Heartbeat::default());
-        watchdog::start(heartbeat.clone(), config.startup.watchdog_timeout_ms as u64, hook)?;
+        watchdog::start(
+            heartbeat.clone(),
+            config.startup.watchdog_timeout_ms as u64,
+            hook,
+        )?;
 
         let add = |fd: BorrowedFd<'_>, flags: EpollFlags, token: u64, what: &'static str| {
             epoll

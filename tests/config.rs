@@ -158,7 +158,10 @@ fn invalid_property_value_is_ignored_with_a_warning_naming_it() {
     let w = find("persist.device_config.lmkd_native.kill_timeout_ms");
     assert!(w.contains("soon") && w.contains("integer"), "{w}");
     let w = find("ro.lmk.psi_partial_stall_ms");
-    assert!(w.contains("5000") && w.contains("between 0 and 1000"), "{w}");
+    assert!(
+        w.contains("5000") && w.contains("between 0 and 1000"),
+        "{w}"
+    );
     let w = find("ro.lmk.debug");
     assert!(w.contains("maybe") && w.contains("boolean"), "{w}");
 }
