@@ -296,3 +296,24 @@ fn help_and_readme_document_the_same_exit_statuses() {
         assert!(help_rows[code as usize].1.contains(what), "{code}: {help}");
     }
 }
+
+#[test]
+fn a_stall_threshold_of_0_turns_that_trigger_off() {
+    if !need_root("a_stall_threshold_of_0_turns_that_trigger_off") {
+        return;
+    }
+    if !std::path::Path::new("/proc/pressure/memory").exists() {
+        eprintln!("SKIP a_stall_threshold_of_0_turns_that_trigger_off: no PSI on this kernel");
+        return;
+    }
+    // Before, a 0 threshold made the kernel refuse the trigger and start-up fail.
+    let mut d = Daemon::start(
+        "zerostall",
+        "psi_partial_stall_ms = 0\npsi_complete_stall_ms = 0\nkill_timeout_ms = 0",
+    );
+    d.wait_log("PSI 'some' trigger off", T);
+    d.wait_log("PSI 'full' trigger off", T);
+    assert!(d.alive());
+    let c = d.connect();
+    assert_eq!(kill_count(&c, 0, 1000), 0);
+}
