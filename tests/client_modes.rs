@@ -219,31 +219,51 @@ fn bad_command_line_exits_2() {
     assert_eq!(code(&o), EXIT_USAGE, "{}", text(&o));
 }
 
+/// Runs the daemon on a config of `body`; it must exit by itself (it is
+/// killed after 10 s, which the callers' exit status checks then catch).
+fn daemon_exit(dir: &TempDir, body: &str) -> Output {
+    let cfg = dir.path("lmkd.toml");
+    fs::write(&cfg, body).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_lmkd"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .env_remove("ANDROID_SOCKET_lmkd")
+        .env_remove("LMKD_PROPS_FILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let exited = eventually(Duration::from_secs(10), || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    });
+    if !exited {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn daemon_exits_3_on_a_bad_config_and_4_when_it_cannot_start() {
     let dir = TempDir::new("startfail");
-    let cfg = dir.path("lmkd.toml");
-    fs::write(&cfg, "kill_timeout_ms = \"fast\"\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lmkd"))
-        .args(["--config", cfg.to_str().unwrap()])
-        .env_remove("ANDROID_SOCKET_lmkd")
-        .env_remove("LMKD_PROPS_FILE")
-        .output()
-        .unwrap();
+    let sock = dir.path("lmkd.sock");
+    let o = daemon_exit(
+        &dir,
+        &format!("socket_path = {sock:?}\nkill_timeout_ms = \"fast\"\n"),
+    );
     assert_eq!(code(&o), EXIT_CONFIG, "{}", text(&o));
     assert!(text(&o).contains("kill_timeout_ms"), "{}", text(&o));
     // A socket in a directory that does not exist: start-up fails.
-    fs::write(
-        &cfg,
-        format!("socket_path = {:?}\n", dir.path("missing/lmkd.sock")),
-    )
-    .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lmkd"))
-        .args(["--config", cfg.to_str().unwrap()])
-        .env_remove("ANDROID_SOCKET_lmkd")
-        .env_remove("LMKD_PROPS_FILE")
-        .output()
-        .unwrap();
+    let o = daemon_exit(
+        &dir,
+        &format!("socket_path = {:?}\n", dir.path("missing/lmkd.sock")),
+    );
     assert_eq!(code(&o), EXIT_START_UP, "{}", text(&o));
     assert!(text(&o).contains("start-up failed"), "{}", text(&o));
 }
