@@ -81,6 +81,12 @@ fn reinit_applies_good_props_and_refuses_a_bad_file() {
     let o = lmkd(&["--reinit", "--socket", sock]);
     assert!(o.status.success(), "{}", text(&o));
     d.wait_log("persist.device_config.lmkd_native.kill_timeout_ms", T);
+    // A start-up key changed in the file: the reload goes through and says
+    // which key waits for a restart.
+    fs::write(&d.config, format!("{good}watchdog_timeout_ms = 5000\n")).unwrap();
+    let o = lmkd(&["--reinit", "--socket", sock]);
+    assert_eq!(code(&o), EXIT_OK, "{}", text(&o));
+    d.wait_log("watchdog_timeout_ms changes only at restart", T);
 }
 
 #[test]
