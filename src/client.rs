@@ -2,9 +2,10 @@
 //! commands and waits for replies with a timeout. Used by the one-shot
 //! modes (`--reinit`, `--boot_completed`), the workload driver and tests.
 
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::proto::{self, Command};
@@ -168,4 +169,111 @@ pub fn parse_message(buf: &[u8]) -> Message {
         }
     }
     Message::Other { len: buf.len(), id }
+}
+
+/// A one-shot request to a running daemon, as init sends them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OneShot {
+    /// `lmkd --reinit`: re-read the configuration (UPDATE_PROPS).
+    Reinit,
+    /// `lmkd --boot_completed`: boot is over (BOOT_COMPLETED).
+    BootCompleted,
+}
+
+/// What a daemon did with a one-shot request it accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Done {
+    Applied,
+    /// BOOT_COMPLETED a second time: nothing more to do.
+    AlreadyHandled,
+}
+
+/// Why a one-shot request did not succeed.
+#[derive(Debug)]
+pub enum OneShotError {
+    /// No daemon listens at the path (or the socket could not be reached).
+    NotRunning { path: PathBuf, source: io::Error },
+    /// The daemon did not answer in time, or closed the connection.
+    NoReply(io::Error),
+    /// Sending or receiving failed otherwise.
+    Io(io::Error),
+    /// UPDATE_PROPS: the daemon refused the new configuration and kept the old one.
+    ConfigRejected,
+    /// BOOT_COMPLETED: the daemon says boot is not complete.
+    BootNotComplete,
+    /// A reply the protocol does not define for this command.
+    UnexpectedReply(i32),
+}
+
+impl OneShot {
+    pub fn command(self) -> Command {
+        match self {
+            OneShot::Reinit => Command::UpdateProps,
+            OneShot::BootCompleted => Command::BootCompleted,
+        }
+    }
+
+    /// The command-line flag that asks for it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            OneShot::Reinit => "--reinit",
+            OneShot::BootCompleted => "--boot_completed",
+        }
+    }
+
+    /// The meaning of the daemon's reply (lmkd's values: 0 done, 1 boot
+    /// already handled, -1 failed).
+    pub fn outcome(self, reply: i32) -> Result<Done, OneShotError> {
+        match (self, reply) {
+            (_, 0) => Ok(Done::Applied),
+            (OneShot::BootCompleted, 1) => Ok(Done::AlreadyHandled),
+            (OneShot::Reinit, -1) => Err(OneShotError::ConfigRejected),
+            (OneShot::BootCompleted, -1) => Err(OneShotError::BootNotComplete),
+            (_, v) => Err(OneShotError::UnexpectedReply(v)),
+        }
+    }
+
+    /// Connect to `path`, send the command and read its reply.
+    pub fn send(self, path: &Path, timeout: Duration) -> Result<Done, OneShotError> {
+        let conn = Client::connect(path).map_err(|source| OneShotError::NotRunning {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let reply = conn
+            .request(&self.command(), timeout)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::TimedOut | io::ErrorKind::UnexpectedEof => OneShotError::NoReply(e),
+                _ => OneShotError::Io(e),
+            })?;
+        self.outcome(reply)
+    }
+}
+
+impl fmt::Display for OneShotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OneShotError::NotRunning { source, .. } => {
+                write!(f, "is the daemon running? {source}")
+            }
+            OneShotError::NoReply(e) | OneShotError::Io(e) => write!(f, "{e}"),
+            OneShotError::ConfigRejected => f.write_str(
+                "the daemon rejected the new configuration and kept the old one (see its log)",
+            ),
+            OneShotError::BootNotComplete => {
+                f.write_str("the daemon says boot is not complete yet")
+            }
+            OneShotError::UnexpectedReply(v) => write!(f, "unexpected reply {v}"),
+        }
+    }
+}
+
+impl std::error::Error for OneShotError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OneShotError::NotRunning { source: e, .. }
+            | OneShotError::NoReply(e)
+            | OneShotError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
 }

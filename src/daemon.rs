@@ -138,11 +138,11 @@ impl Daemon {
             props: opts.props,
             on_thread_start: hook,
         };
-        let watchdog_ms = config.watchdog_timeout_ms as u64;
+        let watchdog_ms = config.startup.watchdog_timeout_ms as u64;
         let delay_monitors = config.delay_monitors_until_boot;
         let mut machine = Machine::new(config, settings)?;
         let cfg = machine.config();
-        let reader = snapshot::Reader::open(&cfg.proc_root, &cfg.psi_path)?;
+        let reader = snapshot::Reader::open(&cfg.startup.proc_root, &cfg.startup.psi_path)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(ctx("epoll_create1"))?;
         let timer = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,

@@ -119,17 +119,17 @@ impl Machine {
     /// allocation happens here. Pressure monitors start separately.
     pub fn new(config: Config, settings: Settings) -> io::Result<Machine> {
         let report = Reporter::start(settings.on_thread_start)?;
-        let table = ProcTable::new(config.max_procs as usize).map_err(|e| {
+        let table = ProcTable::new(config.startup.max_procs as usize).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("process table of {} entries: {e}", config.max_procs),
+                format!("process table of {} entries: {e}", config.startup.max_procs),
             )
         })?;
         if !table.locked() {
             log::warn!("could not lock the process table in memory; continuing unlocked");
         }
-        let procfs = ProcFs::new(&config.proc_root)?;
-        let server = Server::open(&config.socket_path, &config.allowed_uids)?;
+        let procfs = ProcFs::new(&config.startup.proc_root)?;
+        let server = Server::open(&config.startup.socket_path, &config.allowed_uids)?;
         Ok(Machine {
             tunables: Tunables::from_config(&config),
             settings,
@@ -230,10 +230,10 @@ impl Machine {
         let src = match given {
             Some(s) => s,
             None => Source::open(
-                &self.config.psi_path,
+                &self.config.startup.psi_path,
                 self.config.psi_partial_stall_ms,
                 self.config.psi_complete_stall_ms,
-                &self.config.vmpressure_memcg,
+                &self.config.startup.vmpressure_memcg,
             )?,
         };
         for (fd, pressure, urgent) in src.fds() {

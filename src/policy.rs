@@ -142,6 +142,9 @@ pub struct Tunables {
     pub complete_stall_us: u64,
     /// kB per page for LMK_TARGET's minfree values (the system page size).
     pub page_kb: u64,
+    /// LOW_MEM waits while the inactive file cache alone covers the high
+    /// watermark (ours; lmkd does not wait).
+    pub wait_for_inactive_file: bool,
 }
 
 impl Tunables {
@@ -162,6 +165,7 @@ impl Tunables {
             direct_reclaim_threshold_ms: c.direct_reclaim_threshold_ms,
             complete_stall_us: u64::from(c.psi_complete_stall_ms) * 1000,
             page_kb: (crate::snapshot::page_size() / 1024).max(1),
+            wait_for_inactive_file: c.wait_for_inactive_file,
         }
     }
 }

@@ -75,6 +75,23 @@ fn arm(
 /// Arms `kind` with lmkd's 1 s window, falling back to 2 s with the
 /// threshold scaled to the same stall ratio when the kernel says EINVAL.
 fn trigger(path: &Path, kind: &str, stall_ms: u32, pressure: Pressure) -> io::Result<Trigger> {
+    if stall_ms == 0 {
+        // lmkd registers no trigger for a threshold of 0. An eventfd nobody
+        // writes stands in, so the source keeps its shape and this never fires.
+        log::info!("PSI '{kind}' trigger off (threshold 0)");
+        // SAFETY: eventfd with valid flags; checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(sys::SysError::last("eventfd for a PSI trigger that is off").into());
+        }
+        return Ok(Trigger {
+            // SAFETY: fresh descriptor we own.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            pressure,
+            threshold_us: 0,
+            window_us: WINDOW_US,
+        });
+    }
     let threshold_us = stall_ms.saturating_mul(1000).min(WINDOW_US - 1);
     match arm(path, kind, threshold_us, WINDOW_US) {
         Ok(fd) => Ok(Trigger {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lmkd::config::{check_config_file, Config, ConfigError};
+use lmkd::config::{check_config_file, Config, ConfigError, Startup};
 use lmkd::props::{MapProperties, NoProperties, PropertySource};
 
 fn fixture(name: &str) -> PathBuf {
@@ -101,6 +101,7 @@ fn low_ram_defaults() {
     assert_eq!(low.thrashing_limit_critical(), 90);
     // Everything else is the normal default.
     let normalised = Config {
+        low_ram: false,
         psi_partial_stall_ms: 70,
         thrashing_limit: 100,
         thrashing_limit_decay: 10,
@@ -138,14 +139,14 @@ fn invalid_property_value_is_ignored_with_a_warning_naming_it() {
             ("ro.lmk.kill_timeout_ms", "300"),
             // Unparsable: the ro value stays.
             ("persist.device_config.lmkd_native.kill_timeout_ms", "soon"),
-            // Out of range: the default stays.
-            ("ro.lmk.swap_util_max", "150"),
+            // Out of range (a key lmkd does not clamp): the default stays.
+            ("ro.lmk.psi_partial_stall_ms", "5000"),
             // Not a boolean.
             ("ro.lmk.debug", "maybe"),
         ],
     );
     assert_eq!(cfg.kill_timeout_ms, 300);
-    assert_eq!(cfg.swap_util_max, 100);
+    assert_eq!(cfg.psi_partial_stall_ms, 70);
     assert!(!cfg.debug);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     let find = |prop: &str| {
@@ -156,8 +157,11 @@ fn invalid_property_value_is_ignored_with_a_warning_naming_it() {
     };
     let w = find("persist.device_config.lmkd_native.kill_timeout_ms");
     assert!(w.contains("soon") && w.contains("integer"), "{w}");
-    let w = find("ro.lmk.swap_util_max");
-    assert!(w.contains("150") && w.contains("between 0 and 100"), "{w}");
+    let w = find("ro.lmk.psi_partial_stall_ms");
+    assert!(
+        w.contains("5000") && w.contains("between 0 and 1000"),
+        "{w}"
+    );
     let w = find("ro.lmk.debug");
     assert!(w.contains("maybe") && w.contains("boolean"), "{w}");
 }
@@ -264,7 +268,7 @@ fn out_of_range_is_named_with_value_and_range() {
     let (e, msg) = file_error("out_of_range.toml");
     assert_eq!(e.key(), Some("kill_timeout_ms"));
     assert!(
-        msg.ends_with("kill_timeout_ms = 0: must be between 1 and 60000"),
+        msg.ends_with("kill_timeout_ms = 60001: must be between 0 and 60000"),
         "{msg}"
     );
 
@@ -273,7 +277,7 @@ fn out_of_range_is_named_with_value_and_range() {
         (
             "psi_partial_stall_ms = 1001",
             "psi_partial_stall_ms",
-            "between 1 and 1000",
+            "between 0 and 1000",
         ),
         ("max_procs = 8", "max_procs", "between 16 and 65536"),
         (
@@ -285,7 +289,7 @@ fn out_of_range_is_named_with_value_and_range() {
         (
             "kill_timeout_ms = 99999999999999999999",
             "kill_timeout_ms",
-            "between 1",
+            "between 0",
         ),
         ("allowed_uids = []", "allowed_uids", "at least one uid"),
         (
@@ -327,24 +331,26 @@ fn to_toml_round_trips() {
         lowmem_min_oom_score: 250,
         thrashing_limit_critical: Some(400),
         filecache_min_kb: 65536,
-        socket_path: PathBuf::from("/tmp/a \"quoted\" path.sock"),
         allowed_uids: vec![0, 1000, 1066],
+        startup: Startup {
+            socket_path: PathBuf::from("/tmp/a \"quoted\" path.sock"),
+            use_new_strategy: Some(false),
+            ..Startup::default()
+        },
         ..Config::low_ram()
     };
     assert_eq!(Config::from_toml_str(&cfg.to_toml()).unwrap(), cfg);
 
-    // An implicit critical limit comes back explicit, resolved.
+    // Implicit derived keys come back explicit, resolved.
     cfg.thrashing_limit_critical = None;
+    cfg.startup.use_new_strategy = None;
     let text = cfg.to_toml();
     assert!(text.contains("thrashing_limit_critical = 90\n"), "{text}");
-    let back = Config::from_toml_str(&text).unwrap();
-    assert_eq!(
-        Config {
-            thrashing_limit_critical: None,
-            ..back
-        },
-        cfg
-    );
+    assert!(text.contains("use_new_strategy = true\n"), "{text}");
+    let mut back = Config::from_toml_str(&text).unwrap();
+    back.thrashing_limit_critical = None;
+    back.startup.use_new_strategy = None;
+    assert_eq!(back, cfg);
 
     // Every key is shown.
     for key in Config::key_names() {
@@ -366,16 +372,50 @@ fn restart_only_changes_lists_startup_keys() {
     };
     assert!(old.restart_only_changes(&tuned).is_empty());
     let moved = Config {
-        max_procs: 100,
-        socket_path: "/tmp/x".into(),
-        psi_path: "/sys/fs/cgroup/a/memory.pressure".into(),
-        proc_root: "/tmp/proc".into(),
+        startup: Startup {
+            max_procs: 100,
+            socket_path: "/tmp/x".into(),
+            psi_path: "/sys/fs/cgroup/a/memory.pressure".into(),
+            proc_root: "/tmp/proc".into(),
+            watchdog_timeout_ms: 5000,
+            ..old.startup.clone()
+        },
         ..tuned
     };
     assert_eq!(
         old.restart_only_changes(&moved),
-        vec!["max_procs", "socket_path", "psi_path", "proc_root"]
+        vec![
+            "max_procs",
+            "socket_path",
+            "psi_path",
+            "proc_root",
+            "watchdog_timeout_ms"
+        ]
     );
+}
+
+#[test]
+fn reload_keeps_the_startup_keys_whole_and_applies_the_rest() {
+    let running = Config::default();
+    let mut wanted = Config {
+        kill_timeout_ms: 500,
+        wait_for_inactive_file: true,
+        ..Config::default()
+    };
+    wanted.startup.watchdog_timeout_ms = 5000;
+    wanted.startup.use_psi = false;
+    wanted.startup.max_procs = 64;
+    let (now, kept) = running.reloaded(wanted);
+    assert_eq!(kept, ["use_psi", "max_procs", "watchdog_timeout_ms"]);
+    assert_eq!(now.startup, running.startup, "start-up keys are kept whole");
+    assert_eq!(now.kill_timeout_ms, 500);
+    assert!(now.wait_for_inactive_file);
+    // A changed use_minfree_levels changes the strategy a restart would pick.
+    let (_, kept) = running.reloaded(Config {
+        use_minfree_levels: true,
+        ..Config::default()
+    });
+    assert_eq!(kept, ["use_new_strategy"]);
 }
 
 #[test]
@@ -410,4 +450,262 @@ fn logging_init_twice_is_harmless() {
     lmkd::logging::set_debug(false);
     assert_eq!(log::max_level(), log::LevelFilter::Info);
     log::info!(target: lmkd::logging::KILL_TAG, "Kill 'test' (1), uid 0, oom_score_adj 900 to free 0kB rss, 0kB swap; reason: test");
+}
+
+// --- lmkd's property semantics --------------------------------------------
+
+#[test]
+fn integer_properties_are_read_in_base_0_as_lmkd_reads_them() {
+    let ro = |v: &str| load(None, &[("ro.lmk.kill_timeout_ms", v)]);
+    assert_eq!(ro("0x20").0.kill_timeout_ms, 32);
+    assert_eq!(ro("010").0.kill_timeout_ms, 8, "a leading 0 is octal");
+    assert_eq!(ro("  250").0.kill_timeout_ms, 250);
+    // lmkd reads the number and ignores what follows; we say so.
+    let (cfg, w) = ro("150ms");
+    assert_eq!(cfg.kill_timeout_ms, 150);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("ro.lmk.kill_timeout_ms") && w[0].contains("\"ms\""),
+        "{w:?}"
+    );
+    // No number at all, or an overflow: ignored, the default stays.
+    for bad in ["ms", "0x", "99999999999999999999"] {
+        let (cfg, w) = ro(bad);
+        let expect = if bad == "0x" { 0 } else { 100 };
+        assert_eq!(cfg.kill_timeout_ms, expect, "{bad:?}");
+        assert_eq!(w.len(), 1, "{bad:?}: {w:?}");
+    }
+    let (cfg, _) = load(None, &[("ro.lmk.low", "-0x10")]);
+    assert_eq!(cfg.low, -16);
+}
+
+#[test]
+fn boolean_properties_take_only_libcutils_spellings() {
+    for (v, want) in [("y", true), ("on", true), ("n", false), ("off", false)] {
+        let (cfg, w) = load(
+            None,
+            &[
+                ("ro.lmk.kill_heaviest_task", if want { "0" } else { "1" }),
+                ("persist.device_config.lmkd_native.kill_heaviest_task", v),
+            ],
+        );
+        assert_eq!(cfg.kill_heaviest_task, want, "{v}: {w:?}");
+    }
+    for v in ["TRUE", "True", " true", "2"] {
+        let (cfg, w) = load(None, &[("ro.lmk.debug", v)]);
+        assert!(!cfg.debug, "{v:?}");
+        assert!(w[0].contains("ro.lmk.debug"), "{v:?}: {w:?}");
+    }
+}
+
+#[test]
+fn lmkd_clamps_where_lmkd_clamps() {
+    let (cfg, w) = load(
+        None,
+        &[
+            ("ro.lmk.swap_free_low_percentage", "150"),
+            ("ro.lmk.swap_util_max", "-5"),
+            ("ro.lmk.thrashing_limit", "-1"),
+            ("ro.lmk.thrashing_limit_decay", "101"),
+        ],
+    );
+    assert_eq!(cfg.swap_free_low_percentage, 100);
+    assert_eq!(cfg.swap_util_max, 0);
+    assert_eq!(cfg.thrashing_limit, 0);
+    assert_eq!(cfg.thrashing_limit_decay, 100);
+    assert_eq!(w.len(), 4, "each clamp is reported: {w:?}");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("ro.lmk.swap_free_low_percentage") && w.contains("using 100")),
+        "{w:?}"
+    );
+    // lowmem_min_oom_score is raised to 201 (tested above); keys lmkd does
+    // not clamp are refused instead (psi_partial_stall_ms, above).
+    let (cfg, w) = load(None, &[("ro.lmk.kill_timeout_ms", "-1")]);
+    assert_eq!(cfg.kill_timeout_ms, 100);
+    assert_eq!(w.len(), 1, "{w:?}");
+    // The file stays strict.
+    let e = Config::from_toml_str("swap_free_low_percentage = 150").unwrap_err();
+    assert_eq!(e.key(), Some("swap_free_low_percentage"));
+}
+
+#[test]
+fn zero_turns_off_what_lmkd_turns_off() {
+    let (cfg, w) = load(
+        None,
+        &[
+            ("ro.lmk.psi_partial_stall_ms", "0"),
+            ("ro.lmk.psi_complete_stall_ms", "0"),
+            ("ro.lmk.kill_timeout_ms", "0"),
+        ],
+    );
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(
+        (
+            cfg.psi_partial_stall_ms,
+            cfg.psi_complete_stall_ms,
+            cfg.kill_timeout_ms
+        ),
+        (0, 0, 0)
+    );
+    let cfg = Config::from_toml_str(
+        "psi_partial_stall_ms = 0\npsi_complete_stall_ms = 0\nkill_timeout_ms = 0",
+    )
+    .unwrap();
+    assert_eq!(cfg.kill_timeout_ms, 0);
+}
+
+// --- strategy selection, as lmkd chooses -----------------------------------
+
+#[test]
+fn use_new_strategy_defaults_to_low_ram_or_not_minfree_levels() {
+    let strategy = |props: &[(&str, &str)]| load(None, props).0.use_new_strategy();
+    assert!(strategy(&[]));
+    assert!(!strategy(&[("ro.lmk.use_minfree_levels", "true")]));
+    assert!(strategy(&[
+        ("ro.lmk.use_minfree_levels", "true"),
+        ("ro.config.low_ram", "true")
+    ]));
+    assert!(!strategy(&[("ro.lmk.use_new_strategy", "false")]));
+    assert!(strategy(&[
+        ("ro.lmk.use_minfree_levels", "true"),
+        ("persist.device_config.lmkd_native.use_new_strategy", "true")
+    ]));
+    assert!(!Config::from_toml_str("use_minfree_levels = true")
+        .unwrap()
+        .use_new_strategy());
+}
+
+#[test]
+fn strategy_and_vmpressure_keys_are_read_from_lmkds_properties() {
+    let defaults = Config::default();
+    assert!(defaults.startup.use_psi);
+    assert!(!defaults.critical_upgrade);
+    assert_eq!(
+        (defaults.upgrade_pressure, defaults.downgrade_pressure),
+        (100, 100)
+    );
+    assert!(defaults.startup.log_stats);
+    let (cfg, w) = load(
+        None,
+        &[
+            ("ro.lmk.use_psi", "false"),
+            ("ro.lmk.critical_upgrade", "true"),
+            ("ro.lmk.upgrade_pressure", "40"),
+            ("persist.device_config.lmkd_native.downgrade_pressure", "60"),
+            ("ro.lmk.low", "900"),
+            ("ro.lmk.medium", "600"),
+            ("ro.lmk.critical", "100"),
+            ("ro.lmk.log_stats", "false"),
+        ],
+    );
+    assert!(w.is_empty(), "{w:?}");
+    assert!(!cfg.startup.use_psi && cfg.critical_upgrade);
+    assert_eq!((cfg.upgrade_pressure, cfg.downgrade_pressure), (40, 60));
+    assert_eq!((cfg.low, cfg.medium, cfg.critical), (900, 600, 100));
+    assert!(!cfg.startup.log_stats);
+    // lmkd reads log_stats from ro.lmk. only.
+    let (cfg, _) = load(
+        None,
+        &[("persist.device_config.lmkd_native.log_stats", "false")],
+    );
+    assert!(cfg.startup.log_stats);
+}
+
+#[test]
+fn the_properties_read_are_lmkds() {
+    let names: Vec<String> = Config::property_names()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    for p in [
+        "ro.config.low_ram",
+        "ro.lmk.use_psi",
+        "persist.device_config.lmkd_native.use_psi",
+        "ro.lmk.use_new_strategy",
+        "ro.lmk.use_minfree_levels",
+        "ro.lmk.critical_upgrade",
+        "ro.lmk.upgrade_pressure",
+        "ro.lmk.downgrade_pressure",
+        "ro.lmk.log_stats",
+        "ro.lmk.kill_timeout_ms",
+        "persist.device_config.lmkd_native.kill_timeout_ms",
+    ] {
+        assert!(names.iter().any(|n| n == p), "{p} is not read: {names:?}");
+    }
+    for p in [
+        "persist.device_config.lmkd_native.log_stats",
+        "ro.lmk.low_ram",
+        "ro.lmk.max_procs",
+        "ro.lmk.wait_for_inactive_file",
+    ] {
+        assert!(!names.iter().any(|n| n == p), "{p} is read");
+    }
+    // Build-time names come before device_config ones (which win).
+    let ro = names.iter().position(|n| n == "ro.lmk.debug").unwrap();
+    let persist = names
+        .iter()
+        .position(|n| n == "persist.device_config.lmkd_native.debug")
+        .unwrap();
+    assert!(ro < persist);
+}
+
+#[test]
+fn low_ram_in_the_file_picks_low_ram_defaults_unless_the_property_says() {
+    let dir = std::env::temp_dir().join(format!("lmkd-lowram-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lmkd.toml");
+    std::fs::write(&file, "low_ram = true\nthrashing_limit = 40\n").unwrap();
+    let (cfg, _) = load(Some(&file), &[]);
+    assert_eq!(
+        cfg,
+        Config {
+            thrashing_limit: 40,
+            ..Config::low_ram()
+        }
+    );
+    let (cfg, _) = load(Some(&file), &[("ro.config.low_ram", "false")]);
+    assert_eq!(
+        cfg,
+        Config {
+            thrashing_limit: 40,
+            ..Config::default()
+        }
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn wait_for_inactive_file_is_off_by_default_and_reaches_the_policy() {
+    use lmkd::policy::Tunables;
+    assert!(!Config::default().wait_for_inactive_file);
+    assert!(!Tunables::from_config(&Config::default()).wait_for_inactive_file);
+    let cfg = Config::from_toml_str("wait_for_inactive_file = true").unwrap();
+    assert!(Tunables::from_config(&cfg).wait_for_inactive_file);
+    // Ours, so file only.
+    let (cfg, _) = load(None, &[("ro.lmk.wait_for_inactive_file", "true")]);
+    assert!(!cfg.wait_for_inactive_file);
+}
+
+#[test]
+fn syntax_error_carries_the_line_and_column() {
+    let e = Config::from_toml_str("debug = true\nkill_timeout_ms = = 3\n").unwrap_err();
+    let ConfigError::Syntax { excerpt, .. } = &e else {
+        panic!("{e}");
+    };
+    let x = excerpt.as_ref().expect("an excerpt");
+    assert_eq!(x.text, "kill_timeout_ms = = 3");
+    assert_eq!(x.column, 19);
+    let msg = e.to_string();
+    assert!(msg.starts_with("line 2:19: invalid TOML"), "{msg}");
+    assert!(
+        msg.contains("\n    kill_timeout_ms = = 3\n                      ^"),
+        "{msg}"
+    );
+    // The file fixture: path, line and the line itself.
+    let (_, msg) = file_error("syntax.toml");
+    assert!(
+        msg.contains("syntax.toml:1:") && msg.contains("kill_timeout_ms = = 3"),
+        "{msg}"
+    );
 }

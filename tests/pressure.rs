@@ -814,7 +814,7 @@ fn reused_pid_survives_and_the_stale_record_is_dropped() {
         return;
     }
     logcap::install();
-    let d = InProc::real("pidreuse", |cfg, _| cfg.max_procs = 256);
+    let d = InProc::real("pidreuse", |cfg, _| cfg.startup.max_procs = 256);
     let c = d.connect();
     subscribe_all(&c);
 

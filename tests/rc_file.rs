@@ -1,5 +1,6 @@
 //! Reads init/lmkd.rc the way AOSP init would and checks it against the
-//! reference service definition (PROTOCOL.md, "Init service").
+//! stock lmkd service definition, then runs its property triggers through a
+//! small model of init to check when the one-shot clients run.
 //!
 //! The parser below follows init's rc language as far as this file needs:
 //! a line is split into whitespace-separated tokens (double quotes group,
@@ -168,8 +169,9 @@ const REPEATABLE: &[&str] = &[
     "rlimit",
 ];
 
-/// The configuration names of PROTOCOL.md; each is read from
-/// `persist.device_config.lmkd_native.<name>` and needs its own trigger.
+/// The names lmkd reads from `persist.device_config.lmkd_native.<name>`
+/// (written out here, apart from the config table, so each guards the
+/// other); each needs its own trigger.
 const LMKD_PROPERTY_NAMES: &[&str] = &[
     "psi_partial_stall_ms",
     "psi_complete_stall_ms",
@@ -192,6 +194,11 @@ const LMKD_PROPERTY_NAMES: &[&str] = &[
     "low",
     "medium",
     "critical",
+    "critical_upgrade",
+    "upgrade_pressure",
+    "downgrade_pressure",
+    "use_psi",
+    "use_new_strategy",
 ];
 
 const LMKD: &str = "/system/bin/lmkd";
@@ -391,22 +398,23 @@ fn option<'a>(options: &'a [Line], key: &str) -> Vec<&'a str> {
     all[0].args()
 }
 
-/// Property triggers (`property:<name>=<value>`) mapped to their commands.
+/// Property triggers (`property:<name>=<value>`, joined by ` && ` when a
+/// section has several) mapped to their commands.
 fn property_triggers(sections: &[Section]) -> BTreeMap<String, Vec<Vec<String>>> {
     let mut map = BTreeMap::new();
     for s in sections {
         if let Section::On { triggers, commands } = s {
-            assert_eq!(
-                triggers.len(),
-                1,
-                "lmkd's triggers are single conditions: {triggers:?}"
-            );
-            let t = triggers[0]
-                .strip_prefix("property:")
-                .unwrap_or_else(|| panic!("unexpected trigger {}", triggers[0]));
+            let conds: Vec<&str> = triggers
+                .iter()
+                .map(|t| {
+                    t.strip_prefix("property:")
+                        .unwrap_or_else(|| panic!("unexpected trigger {t}"))
+                })
+                .collect();
+            let t = conds.join(" && ");
             let cmds = commands.iter().map(|l| l.words.clone()).collect();
             assert!(
-                map.insert(t.to_string(), cmds).is_none(),
+                map.insert(t.clone(), cmds).is_none(),
                 "trigger {t} appears twice"
             );
         }
@@ -548,13 +556,26 @@ fn triggers_run_the_one_shot_clients() {
         "--boot_completed".into(),
     ]];
 
+    let ask_reinit = |value: &str| {
+        vec![vec![
+            "setprop".to_string(),
+            "lmkd.reinit".into(),
+            value.to_string(),
+        ]]
+    };
+
     let mut expected = BTreeMap::new();
-    expected.insert("lmkd.reinit=1".to_string(), reinit.clone());
+    expected.insert("lmkd.reinit=1".to_string(), reinit);
     expected.insert("sys.boot_completed=1".to_string(), boot);
+    // A reinit asked for during boot waits for its end, as lmkd's rc does.
+    expected.insert(
+        "sys.boot_completed=1 && lmkd.reinit=0".to_string(),
+        ask_reinit("1"),
+    );
     for name in LMKD_PROPERTY_NAMES {
         expected.insert(
             format!("persist.device_config.lmkd_native.{name}=*"),
-            reinit.clone(),
+            ask_reinit("${sys.boot_completed:-0}"),
         );
     }
     let missing: Vec<_> = expected
@@ -589,10 +610,7 @@ fn property_names_match_the_config() {
         LMKD_PROPERTY_NAMES.len(),
         "duplicate in LMKD_PROPERTY_NAMES"
     );
-    assert_eq!(
-        ours, config,
-        "PROTOCOL.md's names vs Config::property_key_names()"
-    );
+    assert_eq!(ours, config, "lmkd's names vs Config::property_key_names()");
 }
 
 #[test]
@@ -638,4 +656,136 @@ fn parser_follows_init_syntax() {
     assert!(parse_rc("on a &&\n").is_err(), "dangling &&");
     assert!(parse_rc("service x /x \\").is_err(), "continuation at EOF");
     assert!(parse_rc("service x\n").is_err(), "service without path");
+}
+
+/// Enough of init to run lmkd.rc's property triggers: `setprop` (with
+/// `${name:-default}` expansion) and `exec_background`, recorded. Like
+/// init, a property change queues the matching actions in file order and
+/// actions run one after another, so a `setprop` inside an action fires its
+/// triggers after the actions already queued.
+struct Init {
+    sections: Vec<(Vec<String>, Vec<Vec<String>>)>,
+    props: BTreeMap<String, String>,
+    queue: std::collections::VecDeque<Vec<Vec<String>>>,
+    execs: Vec<String>,
+}
+
+impl Init {
+    fn new() -> Init {
+        let sections = rc()
+            .into_iter()
+            .filter_map(|s| match s {
+                Section::On { triggers, commands } => {
+                    Some((triggers, commands.into_iter().map(|l| l.words).collect()))
+                }
+                _ => None,
+            })
+            .collect();
+        Init {
+            sections,
+            props: BTreeMap::new(),
+            queue: Default::default(),
+            execs: Vec::new(),
+        }
+    }
+
+    fn holds(&self, cond: &str) -> bool {
+        let (name, want) = cond
+            .strip_prefix("property:")
+            .unwrap()
+            .split_once('=')
+            .unwrap();
+        match self.props.get(name) {
+            Some(v) => want == "*" || v == want,
+            None => false,
+        }
+    }
+
+    fn expand(&self, word: &str) -> String {
+        let Some(inner) = word.strip_prefix("${").and_then(|w| w.strip_suffix('}')) else {
+            return word.to_string();
+        };
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        self.props
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    /// `setprop` from outside, then run what it set off.
+    fn setprop(&mut self, name: &str, value: &str) {
+        self.set(name, value);
+        while let Some(cmds) = self.queue.pop_front() {
+            self.run(cmds);
+        }
+    }
+
+    /// Sets a property and queues every action whose trigger names it and
+    /// whose conditions all hold (init fires on each set, changed or not).
+    fn set(&mut self, name: &str, value: &str) {
+        self.props.insert(name.to_string(), value.to_string());
+        let fired: Vec<Vec<Vec<String>>> = self
+            .sections
+            .iter()
+            .filter(|(t, _)| {
+                t.iter()
+                    .any(|c| c.starts_with(&format!("property:{name}=")))
+                    && t.iter().all(|c| self.holds(c))
+            })
+            .map(|(_, cmds)| cmds.clone())
+            .collect();
+        self.queue.extend(fired);
+    }
+
+    fn run(&mut self, cmds: Vec<Vec<String>>) {
+        for cmd in cmds {
+            match cmd[0].as_str() {
+                "setprop" => {
+                    let v = self.expand(&cmd[2]);
+                    self.set(&cmd[1], &v);
+                }
+                "exec_background" => {
+                    self.execs.push(cmd[2..].join(" "));
+                    // What `lmkd --reinit` does first on Android.
+                    if cmd[2] == "--reinit" {
+                        self.props.insert("lmkd.reinit".into(), String::new());
+                    }
+                }
+                other => panic!("the model does not know {other}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn reinit_asked_during_boot_waits_for_boot_completed() {
+    let mut init = Init::new();
+    // An experiment flag pushed during boot: no reinit yet.
+    init.setprop("persist.device_config.lmkd_native.debug", "true");
+    assert!(init.execs.is_empty(), "{:?}", init.execs);
+    assert_eq!(init.props["lmkd.reinit"], "0");
+    init.setprop("persist.device_config.lmkd_native.kill_timeout_ms", "50");
+    assert!(init.execs.is_empty(), "{:?}", init.execs);
+    // Boot completes: the deferred reinit runs, once.
+    init.setprop("sys.boot_completed", "1");
+    assert_eq!(init.execs, ["--boot_completed", "--reinit"]);
+    assert_eq!(init.props["lmkd.reinit"], "", "--reinit clears lmkd.reinit");
+    // After boot each new value reinits at once.
+    init.setprop("persist.device_config.lmkd_native.swap_util_max", "90");
+    init.setprop("persist.device_config.lmkd_native.swap_util_max", "80");
+    assert_eq!(
+        init.execs,
+        ["--boot_completed", "--reinit", "--reinit", "--reinit"]
+    );
+}
+
+#[test]
+fn boot_without_pushed_flags_does_not_reinit() {
+    let mut init = Init::new();
+    init.setprop("sys.boot_completed", "1");
+    assert_eq!(init.execs, ["--boot_completed"]);
+    // `setprop lmkd.reinit 1` by hand still reinits.
+    init.setprop("lmkd.reinit", "1");
+    assert_eq!(init.execs, ["--boot_completed", "--reinit"]);
 }

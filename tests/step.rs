@@ -88,14 +88,14 @@ struct Rig {
 impl Rig {
     fn new(tag: &str, victims: &[(i32, i32)], dry_run: bool) -> Rig {
         let dir = TempDir::new(tag);
-        let cfg = Config {
-            socket_path: dir.path("lmkd.sock"),
-            max_procs: 64,
+        let mut cfg = Config {
             kill_timeout_ms: TIMEOUT_MS as u32,
             // SAFETY: getuid has no failure mode.
             allowed_uids: vec![unsafe { libc::getuid() }],
             ..Config::default()
         };
+        cfg.startup.socket_path = dir.path("lmkd.sock");
+        cfg.startup.max_procs = 64;
         let settings = Settings {
             config_path: None,
             dry_run,

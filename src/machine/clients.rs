@@ -204,21 +204,17 @@ impl Machine {
             self.settings.config_path.as_deref(),
             self.settings.props.as_ref(),
         );
-        let mut new = match loaded {
+        let new = match loaded {
             Ok((c, _warnings)) => c,
             Err(e) => {
                 log::error!("reload failed, keeping the running configuration: {e}");
                 return false;
             }
         };
-        for key in self.config.restart_only_changes(&new) {
+        let (new, kept) = self.config.reloaded(new);
+        for key in kept {
             log::warn!("reload: {key} changes only at restart; keeping the running value");
         }
-        new.max_procs = self.config.max_procs;
-        new.socket_path = self.config.socket_path.clone();
-        new.psi_path = self.config.psi_path.clone();
-        new.proc_root = self.config.proc_root.clone();
-        new.vmpressure_memcg = self.config.vmpressure_memcg.clone();
         let triggers_changed = new.psi_partial_stall_ms != self.config.psi_partial_stall_ms
             || new.psi_complete_stall_ms != self.config.psi_complete_stall_ms;
         self.server.set_allowed_uids(&new.allowed_uids);

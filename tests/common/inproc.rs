@@ -46,11 +46,9 @@ impl InProc {
         tweak: impl FnOnce(&mut Config, &mut Options) + Send + 'static,
     ) -> InProc {
         let dir = TempDir::new(tag);
-        let cfg = Config {
-            proc_root: proc_root(&dir, fixture, pids),
-            psi_path: dir.path("pressure"),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
+        cfg.startup.proc_root = proc_root(&dir, fixture, pids);
+        cfg.startup.psi_path = dir.path("pressure");
         Self::spawn(dir, cfg, tweak)
     }
 
@@ -68,8 +66,8 @@ impl InProc {
         mut cfg: Config,
         tweak: impl FnOnce(&mut Config, &mut Options) + Send + 'static,
     ) -> InProc {
-        cfg.socket_path = dir.path("lmkd.sock");
-        cfg.max_procs = 2048;
+        cfg.startup.socket_path = dir.path("lmkd.sock");
+        cfg.startup.max_procs = 2048;
         let (source, partial, complete) = lmkd::psi::injected().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

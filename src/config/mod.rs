@@ -1,0 +1,362 @@
+//! Configuration: lmkd's property names plus our own keys.
+//!
+//! Sources, later wins: built-in defaults (lmkd's; low-RAM ones when
+//! `ro.config.low_ram` is set) < TOML file < `ro.lmk.<name>` <
+//! `persist.device_config.lmkd_native.<name>`. Every value is range-checked;
+//! errors name the key, the value and what is allowed.
+//!
+//! The file is strict (a mistake there is an error: the operator wrote it and
+//! wants to know). Properties are read as lmkd reads them (libcutils'
+//! `property_get_int*`/`property_get_bool`): integers in base 0 (`0x1f`,
+//! `017`, `15`) up to the first non-digit, lmkd's clamping where lmkd clamps,
+//! and a value that is still not usable is logged and skipped (the previous
+//! value stays), because lmkd must come up on a device whatever someone typed
+//! into `adb shell setprop`.
+//!
+//! One quirk copied from lmkd on purpose: `lowmem_min_oom_score` below 201
+//! (perceptible apps and above) is raised to 201 on load, so no configuration
+//! can make the low-memory path kill perceptible or foreground apps.
+//!
+//! Each key is one row of the `config_keys!` table below: the row gives the
+//! field, its default, its range, which properties set it and whether a reload
+//! may change it. Keys that shape start-up live in [`Startup`], which a reload
+//! keeps whole ([`Config::reloaded`]).
+//!
+//! Nothing here runs on the kill path; allocation is fine.
+
+mod error;
+mod file;
+#[macro_use]
+mod key;
+mod property;
+
+use std::path::{Path, PathBuf};
+
+use crate::props::PropertySource;
+pub use error::{ConfigError, Excerpt, Location};
+use file::read_config;
+use key::{check, clamped, int, KeySpec, Prop, Val, ADJ_MAX, ADJ_MIN, FLAG, PATH, UIDS};
+use property::PROP_LAYERS;
+pub use property::{parse_bool_prop, parse_int_prop};
+
+/// Property holding lmkd's low-RAM device flag.
+pub const LOW_RAM_PROP: &str = "ro.config.low_ram";
+/// Prefix of the read-only (build time) lmkd properties.
+pub const RO_PREFIX: &str = "ro.lmk.";
+/// Prefix of the server-pushed (device_config) lmkd properties; wins over `ro.lmk.`.
+pub const PERSIST_PREFIX: &str = "persist.device_config.lmkd_native.";
+
+/// lmkd never lets the low-memory path reach below perceptible apps (200).
+pub const LOWMEM_MIN_OOM_SCORE_FLOOR: i32 = 201;
+
+// One row per key: `name: type = default, range, properties;`. Rows under
+// `startup` become fields of `Startup`. Row order is the order of the key
+// list, of `to_toml` and of applying properties (so `thrashing_limit` lands
+// before `thrashing_limit_critical` is checked against it).
+config_keys! {
+    reload {
+        /// `ro.config.low_ram`: selects the low-RAM defaults and, with
+        /// `use_minfree_levels`, the default of `use_new_strategy`.
+        low_ram: bool = false, FLAG, Prop::Named(LOW_RAM_PROP);
+        /// vmpressure level strategy: the minimum adj killed on a "low",
+        /// "medium" and "critical" event (1001: none).
+        low: i32 = 1001, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        medium: i32 = 800, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        critical: i32 = 0, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        /// vmpressure level strategy: raise a medium event to critical when
+        /// the system is swapping hard (memory pressure above `upgrade_pressure`).
+        critical_upgrade: bool = false, FLAG, Prop::Lmk;
+        /// Memory pressure (percent) above which a level is upgraded; 100: never.
+        upgrade_pressure: u32 = 100, int(0, 100), Prop::Lmk;
+        /// Memory pressure (percent) below which an event is ignored; 100: never.
+        downgrade_pressure: u32 = 100, int(0, 100), Prop::Lmk;
+        debug: bool = false, FLAG, Prop::Lmk;
+        kill_heaviest_task: bool = false, FLAG, Prop::Lmk;
+        /// 0: the next kill does not wait for the previous victim (as lmkd).
+        kill_timeout_ms: u32 = 100, int(0, 60_000), Prop::Lmk;
+        use_minfree_levels: bool = false, FLAG, Prop::Lmk;
+        swap_free_low_percentage: u32 = 10, clamped(0, 100), Prop::Lmk;
+        /// 0 disables the partial-stall trigger (as lmkd).
+        psi_partial_stall_ms: u32 = 70, int(0, 1000), Prop::Lmk;
+        /// 0 disables the complete-stall trigger (as lmkd).
+        psi_complete_stall_ms: u32 = 700, int(0, 1000), Prop::Lmk;
+        /// Percent of the file cache refaulted per window; can exceed 100.
+        thrashing_limit: u32 = 100, clamped(0, 1000), Prop::Lmk;
+        thrashing_limit_decay: u32 = 10, clamped(0, 100), Prop::Lmk;
+        /// Default: 3 x `thrashing_limit`.
+        thrashing_limit_critical: Option<u32> = None, clamped(0, 3000), Prop::Lmk;
+        swap_util_max: u32 = 100, clamped(0, 100), Prop::Lmk;
+        /// Up to 1 TiB in kB.
+        filecache_min_kb: u64 = 0, int(0, 1 << 30), Prop::Lmk;
+        /// Compared with PSI `full avg10` (a percentage); 100 can never be
+        /// exceeded: off.
+        stall_limit_critical: u32 = 100, int(0, 100), Prop::Lmk;
+        pressure_after_kill_min_score: i32 = 0, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        /// Accepted over the adj range, then raised to the floor (module doc).
+        lowmem_min_oom_score: i32 = 701, int(ADJ_MIN, ADJ_MAX), Prop::Lmk;
+        /// 0: off.
+        direct_reclaim_threshold_ms: u32 = 0, int(0, 60_000), Prop::Lmk;
+        /// Multiplier on reclaimable memory when estimating free swap; 0: use
+        /// SwapFree alone.
+        swap_compression_ratio: u32 = 1, int(0, 100), Prop::Lmk;
+        delay_monitors_until_boot: bool = false, FLAG, Prop::Lmk;
+        /// Ours: LOW_MEM waits while the inactive file cache alone covers the
+        /// high watermark (lmkd does not wait: false).
+        wait_for_inactive_file: bool = false, FLAG, Prop::File;
+        /// Peer uids allowed to talk to the daemon.
+        allowed_uids: Vec<u32> = vec![0, 1000], UIDS, Prop::File;
+    }
+    startup {
+        /// Use PSI monitors; false: vmpressure events (lmkd reads it at start).
+        use_psi: bool = true, FLAG, Prop::Lmk;
+        /// Kill on zone watermarks, swap and thrashing (the PSI strategy)
+        /// rather than by vmpressure level and minfree. Default: low RAM or
+        /// not `use_minfree_levels` (see [`Config::use_new_strategy`]).
+        use_new_strategy: Option<bool> = None, FLAG, Prop::Lmk;
+        /// Send kill statistics (LMK_STAT_KILL_OCCURRED) to subscribers.
+        log_stats: bool = true, FLAG, Prop::RoLmk;
+        /// Capacity of the process table (fixed at start-up).
+        max_procs: u32 = 4096, int(16, 65_536), Prop::File;
+        /// Socket to bind when init did not pass one in `ANDROID_SOCKET_lmkd`.
+        socket_path: PathBuf = PathBuf::from("/run/lmkd.sock"), PATH, Prop::File;
+        /// PSI file to put triggers on (system-wide or a cgroup2 `memory.pressure`).
+        psi_path: PathBuf = PathBuf::from("/proc/pressure/memory"), PATH, Prop::File;
+        /// Root of procfs (tests point it at fixtures).
+        proc_root: PathBuf = PathBuf::from("/proc"), PATH, Prop::File;
+        /// Memory cgroup (v1) whose vmpressure events stand in for PSI on
+        /// kernels without it.
+        vmpressure_memcg: PathBuf = PathBuf::from("/sys/fs/cgroup/memory"), PATH, Prop::File;
+        /// A stuck core handler older than this makes the watchdog kill
+        /// (the watchdog thread is started with it).
+        watchdog_timeout_ms: u32 = 2000, int(500, 60_000), Prop::File;
+    }
+}
+
+impl Config {
+    /// lmkd's defaults for a low-RAM device (`ro.config.low_ram` true):
+    /// react earlier to partial stalls and treat less refaulting as thrashing.
+    pub fn low_ram() -> Config {
+        Config {
+            low_ram: true,
+            psi_partial_stall_ms: 200,
+            thrashing_limit: 30,
+            thrashing_limit_decay: 50,
+            ..Config::default()
+        }
+    }
+
+    fn for_device(low_ram: bool) -> Config {
+        if low_ram {
+            Config::low_ram()
+        } else {
+            Config::default()
+        }
+    }
+
+    /// `thrashing_limit_critical`, defaulting to 3 x `thrashing_limit`.
+    pub fn thrashing_limit_critical(&self) -> u32 {
+        self.thrashing_limit_critical
+            .unwrap_or(self.thrashing_limit.saturating_mul(3))
+    }
+
+    /// `use_new_strategy`, defaulting as lmkd's does: on for low-RAM devices
+    /// and whenever minfree levels are not used.
+    pub fn use_new_strategy(&self) -> bool {
+        self.startup
+            .use_new_strategy
+            .unwrap_or(self.low_ram || !self.use_minfree_levels)
+    }
+
+    /// A key's value with derived defaults resolved (what is in force).
+    fn effective(&self, name: &str) -> Option<Val> {
+        match name {
+            "thrashing_limit_critical" => Some(Val::Int(self.thrashing_limit_critical().into())),
+            "use_new_strategy" => Some(Val::Bool(self.use_new_strategy())),
+            _ => self.get(name),
+        }
+    }
+
+    /// Check every key against its range, plus the cross-key rules:
+    /// `lowmem_min_oom_score >= 201` (loaders clamp, so only a hand-built
+    /// Config can fail this) and `thrashing_limit_critical >= thrashing_limit`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for spec in KEYS {
+            // An unset optional key takes a derived default, in range
+            // whenever the keys it derives from are.
+            let Some(v) = self.get(spec.name) else {
+                continue;
+            };
+            check(spec, &v).map_err(|allowed| ConfigError::bad_value(spec.name, &v, allowed))?;
+        }
+        if self.lowmem_min_oom_score < LOWMEM_MIN_OOM_SCORE_FLOOR {
+            return Err(ConfigError::bad_value(
+                "lowmem_min_oom_score",
+                self.lowmem_min_oom_score,
+                format!(
+                    "must be between {LOWMEM_MIN_OOM_SCORE_FLOOR} and {ADJ_MAX} \
+                     (loaders raise lower values to {LOWMEM_MIN_OOM_SCORE_FLOOR})"
+                ),
+            ));
+        }
+        if let Some(crit) = self.thrashing_limit_critical {
+            if crit < self.thrashing_limit {
+                return Err(ConfigError::bad_value(
+                    "thrashing_limit_critical",
+                    crit,
+                    format!(
+                        "must be at least thrashing_limit ({})",
+                        self.thrashing_limit
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Layered load: defaults (low-RAM ones if `ro.config.low_ram`, or when
+    /// that is unset the file's `low_ram`, is true) < `file` (only the keys
+    /// it sets; any problem is an error) < `ro.lmk.*` <
+    /// `persist.device_config.lmkd_native.*`. A bad property value is skipped
+    /// (the previous value stays); the returned warnings, also logged, name
+    /// the property, its value and why. Our own keys are file-only.
+    pub fn load(
+        file: Option<&Path>,
+        props: &dyn PropertySource,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let low_ram = props.get(LOW_RAM_PROP).and_then(|v| parse_bool_prop(&v));
+        let text = file.map(read_config).transpose()?;
+        let with_file = |low_ram: bool| -> Result<Config, ConfigError> {
+            let mut cfg = Config::for_device(low_ram);
+            if let (Some(path), Some(text)) = (file, &text) {
+                cfg.apply_toml(text, Some(path))
+                    .map_err(|e| e.in_file(path))?;
+                cfg.validate().map_err(|e| e.in_file(path))?;
+            }
+            Ok(cfg)
+        };
+        let mut cfg = with_file(low_ram.unwrap_or(false))?;
+        if low_ram.is_none() && cfg.low_ram {
+            cfg = with_file(true)?;
+        }
+        let mut warnings = Vec::new();
+        for layer in 0..PROP_LAYERS {
+            for spec in KEYS {
+                let Some(name) = spec.property(layer) else {
+                    continue;
+                };
+                // Unset and empty are the same thing for Android properties.
+                let Some(raw) = props.get(&name).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let w = match cfg.apply_prop(spec, &raw) {
+                    Ok(None) => continue,
+                    Ok(Some(note)) => format!("property {name}={raw:?}: {note}"),
+                    Err(why) => format!("ignoring property {name}={raw:?}: {why}"),
+                };
+                log::warn!("{w}");
+                warnings.push(w);
+            }
+        }
+        Ok((cfg, warnings))
+    }
+
+    /// Start-up keys (in [`Startup`]) whose value in force differs in `new`.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        KEYS.iter()
+            .filter(|k| k.startup && self.effective(k.name) != new.effective(k.name))
+            .map(|k| k.name)
+            .collect()
+    }
+
+    /// What a reload puts in force: `new`, with the running start-up keys
+    /// kept whole; plus the start-up keys `new` wanted to change (for a
+    /// warning: they take effect at the next start).
+    pub fn reloaded(&self, mut new: Config) -> (Config, Vec<&'static str>) {
+        let kept = self.restart_only_changes(&new);
+        new.startup = self.startup.clone();
+        (new, kept)
+    }
+
+    /// All key names, in table order.
+    pub fn key_names() -> impl Iterator<Item = &'static str> {
+        KEYS.iter().map(|k| k.name)
+    }
+
+    /// Start-up key names (changed only by a restart).
+    pub fn startup_key_names() -> impl Iterator<Item = &'static str> {
+        KEYS.iter().filter(|k| k.startup).map(|k| k.name)
+    }
+
+    /// Keys read from both `ro.lmk.<key>` and
+    /// `persist.device_config.lmkd_native.<key>` (the ones device_config
+    /// may push, each needing an init trigger).
+    pub fn property_key_names() -> impl Iterator<Item = &'static str> {
+        KEYS.iter().filter(|k| k.prop == Prop::Lmk).map(|k| k.name)
+    }
+
+    /// Every property read, lowest precedence first, with its key.
+    pub fn property_names() -> Vec<(String, &'static str)> {
+        (0..PROP_LAYERS)
+            .flat_map(|layer| {
+                KEYS.iter()
+                    .filter_map(move |k| Some((k.property(layer)?, k.name)))
+            })
+            .collect()
+    }
+}
+
+/// `lmkd --check-config FILE`: load `path` with the system's properties
+/// (as the daemon would) and return the effective configuration as TOML,
+/// with any property warnings as leading comments.
+pub fn check_config_file(path: &Path) -> Result<String, ConfigError> {
+    let props = crate::props::system();
+    let (cfg, warnings) = Config::load(Some(path), &*props)?;
+    let mut out = String::new();
+    for w in warnings {
+        out.push_str(&format!("# warning: {w}\n"));
+    }
+    out.push_str(&cfg.to_toml());
+    Ok(out)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use key::Kind;
+
+    #[test]
+    fn every_key_has_a_field() {
+        let mut cfg = Config::default();
+        for spec in KEYS {
+            assert!(cfg.effective(spec.name).is_some(), "{}", spec.name);
+            // put reaches the field the row names.
+            let v = match spec.kind {
+                Kind::Bool => Val::Bool(cfg.effective(spec.name) != Some(Val::Bool(true))),
+                Kind::Int { min, .. } => Val::Int(min),
+                Kind::Path => Val::Path(PathBuf::from("/elsewhere")),
+                Kind::Uids => Val::Uids(vec![4242]),
+            };
+            cfg.put(spec.name, v.clone());
+            assert_eq!(cfg.get(spec.name), Some(v), "{}", spec.name);
+        }
+        assert_eq!(
+            Config::startup_key_names().collect::<Vec<_>>(),
+            [
+                "use_psi",
+                "use_new_strategy",
+                "log_stats",
+                "max_procs",
+                "socket_path",
+                "psi_path",
+                "proc_root",
+                "vmpressure_memcg",
+                "watchdog_timeout_ms"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        Config::low_ram().validate().unwrap();
+    }
+}
