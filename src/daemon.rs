@@ -19,12 +19,13 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use crate::commands::{Effect, Registry};
 use crate::config::Config;
+use crate::history::{History, KillRecord};
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
 use crate::proto;
 use crate::psi::Source;
 use crate::reaper::{self, Reaper, Release};
-use crate::report::{History, KillRecord, Note, Reporter};
+use crate::report::{Note, Reporter};
 use crate::server::{self, Accepted, Incoming, Server};
 use crate::snapshot::{self, Snapshot};
 use crate::sys::{self, ProcFs};
@@ -778,7 +779,7 @@ impl Daemon {
                         errno: done.signal_errno,
                     });
                 } else {
-                    self.report_kill(&v, &kill, &figures, done.signal_ns, event_ns);
+                    self.report_kill(&v, &kill, &figures, &snap, done.signal_ns, event_ns);
                     if !self.opts.dry_run {
                         self.policy.on_kill(&snap, &kill);
                     }
@@ -789,6 +790,14 @@ impl Daemon {
                     k.reaped = true;
                 }
                 match done.release {
+                    Release::Released => self.report.note(Note::Reaped {
+                        pid: done.pid,
+                        ms: done.released_ns.saturating_sub(done.signal_ns) / 1_000_000,
+                    }),
+                    Release::AlreadyExiting => self.report.note(Note::ReleaseFailed {
+                        pid: done.pid,
+                        errno: libc::ESRCH,
+                    }),
                     Release::Unsupported => self.report.note(Note::ReleaseFailed {
                         pid: done.pid,
                         errno: libc::ENOSYS,
@@ -849,6 +858,7 @@ impl Daemon {
         v: &Victim,
         kill: &policy::Kill,
         f: &policy::Figures,
+        snap: &Snapshot,
         signal_ns: u64,
         event_ns: u64,
     ) {
@@ -874,9 +884,21 @@ impl Daemon {
                 &self.report,
             );
         }
-        let mut rec = KillRecord::new(signal_ns / 1_000_000, &stat);
-        rec.pid = v.pid;
-        rec.reason_text = kill.reason.text();
+        let mut rec = KillRecord::new(signal_ns / 1_000_000, v.pid, *kill, *f);
+        rec.uid = v.uid;
+        rec.adj = v.adj;
+        rec.set_name(stat.name());
+        rec.mem = snap.mem;
+        rec.psi = snap.psi;
+        rec.minfree_kb = self
+            .reg
+            .targets
+            .as_slice()
+            .iter()
+            .find(|l| l.adj == kill.min_adj)
+            .map_or(0, |l| {
+                (l.minfree.max(0) as u64).saturating_mul(self.tunables.page_kb)
+            });
         rec.rss_kb = v.rss_kb;
         rec.swap_kb = v.swap_kb;
         rec.event_to_signal_us = signal_ns.saturating_sub(event_ns) / 1000;

@@ -8,6 +8,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod history;
 pub mod logging;
 pub mod policy;
 pub mod props;
