@@ -440,3 +440,74 @@ fn refused_connections_and_commands_are_limited_kills_are_not() {
         100
     );
 }
+
+/// The daemon end to end: a real victim killed on an injected event leaves
+/// lmkd's kill line, its killinfo record and its reap line in the log.
+#[test]
+fn a_real_kill_logs_lmkds_lines() {
+    use common::inproc::InProc;
+    use common::{logcap, need_root, prio, subscribe_all, Daemon, Sleeper};
+    use lmkd::client::Message;
+    use lmkd::proto::Command as Cmd;
+    use std::time::{Duration, Instant};
+
+    if !need_root("a_real_kill_logs_lmkds_lines") {
+        return;
+    }
+    logcap::install();
+    // lmkd logs the reap at debug level.
+    log::set_max_level(log::LevelFilter::Debug);
+    let s = Sleeper::new();
+    let pid = s.pid();
+    let d = InProc::start("reportlines", "small", &[pid], |_, _| {});
+    let c = d.connect();
+    subscribe_all(&c);
+    c.send(&Cmd::ProcPrio(prio(pid, 950))).unwrap();
+    Daemon::sync(&c);
+    d.raise_complete();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut killed = false;
+    while !killed && Instant::now() < end {
+        killed = matches!(
+            c.recv(Some(Duration::from_millis(100))).unwrap(),
+            Some(Message::Kill(k)) if k.pid == pid
+        );
+    }
+    assert!(killed, "no kill; log:\n{}", logcap::text());
+    let t = Duration::from_secs(5);
+    logcap::wait_for(&format!("killinfo: [{pid},"), t);
+    let done = format!("Process {pid} was reaped in ");
+    let failed = format!("process_mrelease {pid} failed: ");
+    assert!(
+        common::eventually(t, || {
+            let l = logcap::text();
+            l.contains(&done) || l.contains(&failed)
+        }),
+        "no reap line; log:\n{}",
+        logcap::text()
+    );
+    let text = logcap::text();
+    let kill = text
+        .lines()
+        .find(|l| l.contains("Kill '") && l.contains(&format!("({pid})")))
+        .expect("no kill line");
+    assert!(
+        kill.starts_with(&format!("INFO {KILL_TARGET}: Kill '")),
+        "{kill}"
+    );
+    assert!(matches(kill, r"Kill '[^']*' \(%d\)"), "{kill}");
+    assert!(matches(kill, "to free %ldkB rss, %ldkB swap"), "{kill}");
+    assert!(kill.contains(", oom_score_adj 950 to free "), "{kill}");
+    if let Some(reap) = text.lines().find(|l| l.contains(&done)) {
+        assert!(reap.starts_with("DEBUG "), "{reap}");
+        assert!(matches(reap, "Process %d was reaped in %ldms"), "{reap}");
+    }
+    let info = text
+        .lines()
+        .find(|l| l.contains(&format!("killinfo: [{pid},")))
+        .unwrap();
+    assert!(
+        info.contains(&format!("killinfo: [{pid},{},950,0,", prio(pid, 950).uid)),
+        "{info}"
+    );
+}
