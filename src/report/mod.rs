@@ -158,7 +158,8 @@ impl Note {
                 DecodeError::UnknownCommand { .. } => "malformed packet (command)",
             },
             Note::Connection { what, .. } => match what {
-                ConnEvent::Accepted | ConnEvent::Closed => "client connection",
+                ConnEvent::Accepted => "client connected",
+                ConnEvent::Closed => "client disconnected",
                 ConnEvent::TooMany => "refused connection (too many)",
                 ConnEvent::UidNotAllowed => "refused connection (uid)",
                 ConnEvent::NoCredentials => "refused connection (credentials)",
