@@ -688,8 +688,8 @@ impl Daemon {
             if !self.told_no_victim {
                 self.told_no_victim = true;
                 self.report.note(Note::NoVictim {
-                    min_adj: kill.min_adj,
-                    reason_text: kill.reason.text(),
+                    kill,
+                    figures: d.figures,
                 });
             }
             return;

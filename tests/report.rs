@@ -511,3 +511,25 @@ fn a_real_kill_logs_lmkds_lines() {
         "{info}"
     );
 }
+
+#[test]
+fn no_victim_line_gives_the_reason_and_min_adj() {
+    let k = record(KillReason::LowMem);
+    let mut out = Outputs::new(Capture::default());
+    out.note(
+        &Note::NoVictim {
+            kill: k.kill,
+            figures: k.figures,
+        },
+        0,
+    );
+    let line = out.sink().texts()[0].to_string();
+    assert!(
+        line.starts_with(&format!("memory pressure ({}", KillReason::LowMem.text())),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("no killable process with adj >= 201"),
+        "{line}"
+    );
+}

@@ -41,11 +41,17 @@ fn describe_reason(
 }
 
 /// Formats a kill's reason where it is written, on the logging thread.
-struct Reason<'a>(&'a KillRecord);
+struct Reason<'a>(&'a policy::Kill, &'a policy::Figures);
+
+impl<'a> Reason<'a> {
+    fn of(k: &'a KillRecord) -> Self {
+        Reason(&k.kill, &k.figures)
+    }
+}
 
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        describe_reason(f, &self.0.kill, &self.0.figures)
+        describe_reason(f, self.0, self.1)
     }
 }
 
@@ -78,7 +84,7 @@ fn kill_line(out: &mut dyn Sink, k: &KillRecord) {
             k.adj,
             k.rss_kb,
             k.swap_kb,
-            Reason(k)
+            Reason::of(k)
         ),
     );
 }
@@ -106,7 +112,7 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
             KILL_TARGET,
             format_args!(
                 "Dry run: would kill '{}' ({}), uid {}, oom_score_adj {} to free {}kB rss, {}kB swap; reason: {}",
-                k.name(), k.pid, k.uid, k.adj, k.rss_kb, k.swap_kb, Reason(k)
+                k.name(), k.pid, k.uid, k.adj, k.rss_kb, k.swap_kb, Reason::of(k)
             ),
         ),
         Note::Kill(ref k) => {
@@ -166,11 +172,13 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
                 );
             }
         }
-        Note::NoVictim { min_adj, reason_text } => out.line(
+        Note::NoVictim { kill, figures } => out.line(
             Level::Warn,
             TARGET,
             format_args!(
-                "memory pressure ({reason_text}) but no killable process with adj >= {min_adj}"
+                "memory pressure ({}) but no killable process with adj >= {}",
+                Reason(&kill, &figures),
+                kill.min_adj
             ),
         ),
         Note::Stale { pid } => out.line(

@@ -88,9 +88,10 @@ pub enum Note {
         pid: i32,
         errno: i32,
     },
+    /// The policy decided to kill but found nobody at or above its min adj.
     NoVictim {
-        min_adj: i32,
-        reason_text: &'static str,
+        kill: crate::policy::Kill,
+        figures: crate::policy::Figures,
     },
     /// A registered process exited without PROCREMOVE and its record was dropped.
     Stale {
