@@ -425,6 +425,13 @@ fn refused_connections_and_commands_are_limited_kills_are_not() {
     assert_eq!(count("outside [-1000, 1000]"), limit::BURST as usize);
     assert_eq!(count("pid must be positive"), 3);
 
+    // The logging thread's own overflow warning floods the same way.
+    let mut out = Outputs::new(Capture::default());
+    for total in 1..=1000 {
+        out.ring_full(total, 0);
+    }
+    assert_eq!(out.sink().0.len(), limit::BURST as usize);
+
     let mut out = Outputs::new(Capture::default());
     for pid in 0..100 {
         let mut k = record(KillReason::LowMem);

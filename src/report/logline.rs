@@ -71,6 +71,15 @@ pub fn suppressed(out: &mut dyn Sink, kind: &str, n: u64) {
     );
 }
 
+/// Notes were lost because the logging thread fell behind.
+pub fn ring_full(out: &mut dyn Sink, total: u64) {
+    out.line(
+        Level::Warn,
+        TARGET,
+        format_args!("report ring full: {total} notes dropped so far"),
+    );
+}
+
 /// The kill line as lmkd writes it (and `lmkd_tests` parses it).
 fn kill_line(out: &mut dyn Sink, k: &KillRecord) {
     out.line(

@@ -200,7 +200,7 @@ impl Reporter {
                     out.tick(sys::monotonic_ms());
                     let drops = rx.dropped();
                     if drops != seen_drops {
-                        log::warn!("report ring full: {} notes dropped so far", drops);
+                        out.ring_full(drops, sys::monotonic_ms());
                         seen_drops = drops;
                     }
                 }
@@ -249,6 +249,17 @@ impl<S: logline::Sink> Outputs<S> {
             if !k.dry_run {
                 killinfo::write(k, &mut self.sink);
             }
+        }
+    }
+
+    /// The ring overflowed: `total` notes lost so far. Limited like any
+    /// warning: under a flood the ring overflows on every wakeup.
+    pub fn ring_full(&mut self, total: u64, now_ms: u64) {
+        let sink = &mut self.sink;
+        if self.limiter.allow("report ring full", now_ms, &mut |k, n| {
+            logline::suppressed(sink, k, n)
+        }) {
+            logline::ring_full(&mut self.sink, total);
         }
     }
 
