@@ -541,3 +541,52 @@ fn no_victim_line_gives_the_reason_and_min_adj() {
         "{line}"
     );
 }
+
+/// The real daemon under a flood of malformed packets: a handful of lines
+/// per second and a count of the rest, and it still answers.
+#[test]
+fn a_malformed_flood_leaves_a_handful_of_lines() {
+    use common::{need_root, Daemon};
+    use std::time::{Duration, Instant};
+
+    if !need_root("a_malformed_flood_leaves_a_handful_of_lines") {
+        return;
+    }
+    let mut d = Daemon::start("flood", "");
+    let c = d.connect();
+    let started = Instant::now();
+    // Unknown command id 99: a malformed packet with no reply.
+    let bad: Vec<u8> = [99i32, 1, 2].iter().flat_map(|w| w.to_be_bytes()).collect();
+    for _ in 0..50_000 {
+        c.send_raw(&bad).unwrap();
+    }
+    Daemon::sync(&c);
+    // Let the last window close and be summed up.
+    std::thread::sleep(Duration::from_millis(limit::WINDOW_MS + 500));
+    let windows = started.elapsed().as_millis() as usize / limit::WINDOW_MS as usize + 1;
+    let text = d.log_text();
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("unknown command id 99"))
+        .count();
+    assert!(lines >= 1, "log:\n{text}");
+    assert!(
+        lines <= limit::BURST as usize * windows,
+        "{lines} lines in {windows} windows"
+    );
+    assert!(
+        text.contains("more malformed packet (command) messages suppressed"),
+        "no count of the suppressed lines; log:\n{text}"
+    );
+    assert!(
+        text.lines().count() < 100,
+        "{} lines for one flood",
+        text.lines().count()
+    );
+    assert!(d.alive());
+    eprintln!(
+        "flood: 50000 malformed packets in {:.1} s -> {lines} lines about them, {} lines in all",
+        started.elapsed().as_secs_f64(),
+        text.lines().count()
+    );
+}

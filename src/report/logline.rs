@@ -65,7 +65,8 @@ pub fn suppressed(out: &mut dyn Sink, kind: &str, n: u64) {
         Level::Warn,
         TARGET,
         format_args!(
-            "{n} more {kind} messages suppressed in the last {} ms",
+            "{n} more {kind} messages suppressed (at most {} per {} ms are written)",
+            super::limit::BURST,
             super::limit::WINDOW_MS
         ),
     );
