@@ -59,6 +59,17 @@ fn errno_text(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
 
+/// strerror's text alone, as lmkd prints it (no "(os error N)").
+struct Strerror(i32);
+
+impl fmt::Display for Strerror {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let full = errno_text(self.0).to_string();
+        let suffix = format!(" (os error {})", self.0);
+        f.write_str(full.strip_suffix(&suffix).unwrap_or(&full))
+    }
+}
+
 /// The summary of a flood: `kind` lines suppressed in the last window.
 pub fn suppressed(out: &mut dyn Sink, kind: &str, n: u64) {
     out.line(
@@ -170,7 +181,7 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
             out.line(
                 Level::Warn,
                 KILL_TARGET,
-                format_args!("process_mrelease {pid} failed: {}", errno_text(errno)),
+                format_args!("process_mrelease {pid} failed: {}", Strerror(errno)),
             );
             if errno == libc::ENOSYS {
                 out.line(
