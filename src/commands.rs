@@ -4,8 +4,9 @@
 
 use std::os::fd::{AsRawFd, IntoRawFd};
 
+use crate::history::KillCounts;
 use crate::proto::{self, event, Command, Prio, TargetTable};
-use crate::report::{KillCounts, Note, Refusal, Reporter};
+use crate::report::{Note, Refusal, Reporter};
 use crate::sys::{self, ProcFs};
 use crate::table::{Proc, ProcTable, NO_OWNER};
 

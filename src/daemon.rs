@@ -19,11 +19,11 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::config::Config;
+use crate::history::History;
 use crate::machine::{Edges, Input, Machine, Settings};
 use crate::props::PropertySource;
 use crate::psi::Source;
 use crate::reaper::{self, Reaper};
-use crate::report::History;
 use crate::snapshot::{self, ReadError, Snapshot};
 use crate::sys;
 use crate::token::Token;

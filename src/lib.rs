@@ -9,6 +9,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod history;
 pub mod kill;
 pub mod logging;
 pub mod machine;

@@ -1,21 +1,19 @@
 //! Logging backend for the `log` facade.
 //!
-//! On Android records go to logcat: tag `lmkd`, except records whose target
-//! is [`KILL_TAG`], which are logged under that tag because Android tools
-//! parse kill lines from it (`log::info!(target: KILL_TAG, ...)`).
+//! On Android every record goes to logcat under the tag [`KILL_TAG`]
+//! (`lowmemorykiller`), as lmkd logs: tools and lmkd's device tests read
+//! lmkd's lines under that one tag.
 //! Elsewhere each record is one line on stderr,
 //! `<UTC timestamp> <LEVEL> <target>: <message>`, formatted on the stack and
 //! written with a single write(2) so lines from threads never interleave and
-//! logging does not allocate.
+//! logging does not allocate. Kill lines use the target [`KILL_TAG`] there.
 //!
 //! The level follows the `debug` config key: Debug when set, Info otherwise.
 
 use log::LevelFilter;
 
-/// Logcat tag of kill lines (tools parse them).
-pub const KILL_TAG: &str = "lowmemorykiller";
-/// Logcat tag of everything else.
-pub const DAEMON_TAG: &str = "lmkd";
+/// Logcat tag of every line on Android; log target of kill lines elsewhere.
+pub const KILL_TAG: &str = crate::report::KILL_TARGET;
 
 fn level_for(debug: bool) -> LevelFilter {
     if debug {
@@ -40,58 +38,26 @@ pub fn set_debug(debug: bool) {
 
 #[cfg(target_os = "android")]
 mod backend {
-    use super::{DAEMON_TAG, KILL_TAG};
+    use super::KILL_TAG;
     use android_logger::{AndroidLogger, Config};
-    use log::{LevelFilter, Log, Metadata, Record};
+    use log::LevelFilter;
     use std::sync::OnceLock;
 
-    /// Two android_logger instances, one per tag: android_logger cannot pick
-    /// the tag per record when a tag is configured.
-    struct Router {
-        daemon: AndroidLogger,
-        kill: AndroidLogger,
-    }
+    static LOGGER: OnceLock<AndroidLogger> = OnceLock::new();
 
-    impl Router {
-        fn pick(&self, target: &str) -> &AndroidLogger {
-            if target == KILL_TAG {
-                &self.kill
-            } else {
-                &self.daemon
-            }
-        }
-    }
-
-    impl Log for Router {
-        fn enabled(&self, m: &Metadata) -> bool {
-            self.pick(m.target()).enabled(m)
-        }
-        fn log(&self, r: &Record) {
-            self.pick(r.target()).log(r)
-        }
-        fn flush(&self) {}
-    }
-
-    fn logger(tag: &str) -> AndroidLogger {
+    pub(super) fn install() -> bool {
         // The facade's max level does the filtering (set_debug); the message
         // is logged as is, without android_logger's module-path prefix, so
         // kill lines keep the exact wording tools expect.
-        AndroidLogger::new(
-            Config::default()
-                .with_tag(tag)
-                .with_max_level(LevelFilter::Trace)
-                .format(|w, r| write!(w, "{}", r.args())),
-        )
-    }
-
-    static ROUTER: OnceLock<Router> = OnceLock::new();
-
-    pub(super) fn install() -> bool {
-        let router = ROUTER.get_or_init(|| Router {
-            daemon: logger(DAEMON_TAG),
-            kill: logger(KILL_TAG),
+        let logger = LOGGER.get_or_init(|| {
+            AndroidLogger::new(
+                Config::default()
+                    .with_tag(KILL_TAG)
+                    .with_max_level(LevelFilter::Trace)
+                    .format(|w, r| write!(w, "{}", r.args())),
+            )
         });
-        log::set_logger(router).is_ok()
+        log::set_logger(logger).is_ok()
     }
 }
 

@@ -20,13 +20,14 @@ use std::sync::Arc;
 
 use crate::commands::Registry;
 use crate::config::Config;
-use crate::kill::InFlight;
+use crate::history::{History, KillRecord};
+use crate::kill::{InFlight, Signal};
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
 use crate::proto;
 use crate::psi::Source;
 use crate::reaper::{self, Release};
-use crate::report::{History, KillRecord, Note, Reporter};
+use crate::report::{Note, Reporter};
 use crate::server::Server;
 use crate::snapshot::{ReadError, Snapshot};
 use crate::sys::ProcFs;
@@ -346,8 +347,8 @@ impl Machine {
             if !self.told_no_victim {
                 self.told_no_victim = true;
                 self.report.note(Note::NoVictim {
-                    min_adj: kill.min_adj,
-                    reason_text: kill.reason.text(),
+                    kill,
+                    figures: d.figures,
                 });
             }
             return;
@@ -407,7 +408,7 @@ impl Machine {
         }
         self.signal_done(done.signal);
         if let Some(f) = done.finished {
-            self.reap_done(f.release);
+            self.reap_done(f);
         }
         if self.inflight.as_ref().is_some_and(InFlight::is_over) {
             self.finish_inflight(io);
@@ -431,7 +432,7 @@ impl Machine {
         match result {
             Err(errno) => self.report.note(Note::KillFailed { pid: v.pid, errno }),
             Ok(signal_ns) => {
-                self.report_kill(&v, &kill, &figures, signal_ns, event_ns);
+                self.report_kill(&v, &kill, &figures, &snap, signal_ns, event_ns);
                 if !self.settings.dry_run {
                     self.policy.on_kill(&snap, &kill);
                 }
@@ -440,16 +441,27 @@ impl Machine {
     }
 
     /// The reaper is done with the in-flight victim's pidfd.
-    fn reap_done(&mut self, release: Release) {
+    fn reap_done(&mut self, f: reaper::Finished) {
         let Some(k) = self.inflight.as_mut() else {
             return;
         };
         k.on_reaped();
         let pid = k.victim.pid;
-        let errno = match release {
+        let errno = match f.release {
+            Release::Released => {
+                let from = match k.signal() {
+                    Signal::Sent { at_ns } => at_ns,
+                    _ => f.at_ns,
+                };
+                let ms = f.at_ns.saturating_sub(from) / 1_000_000;
+                self.report.note(Note::Reaped { pid, ms });
+                return;
+            }
+            // lmkd reports a victim already on its way out as a failure.
+            Release::AlreadyExiting => libc::ESRCH,
             Release::Unsupported => libc::ENOSYS,
             Release::Failed(e) => e,
-            Release::Released | Release::AlreadyExiting | Release::Skipped => return,
+            Release::Skipped => return,
         };
         self.report.note(Note::ReleaseFailed { pid, errno });
     }
@@ -489,6 +501,7 @@ impl Machine {
         v: &Victim,
         kill: &policy::Kill,
         f: &policy::Figures,
+        snap: &Snapshot,
         signal_ns: u64,
         event_ns: u64,
     ) {
@@ -514,9 +527,21 @@ impl Machine {
                 &self.report,
             );
         }
-        let mut rec = KillRecord::new(signal_ns / 1_000_000, &stat);
-        rec.pid = v.pid;
-        rec.reason_text = kill.reason.text();
+        let mut rec = KillRecord::new(signal_ns / 1_000_000, v.pid, *kill, *f);
+        rec.uid = v.uid;
+        rec.adj = v.adj;
+        rec.set_name(stat.name());
+        rec.mem = snap.mem;
+        rec.psi = snap.psi;
+        rec.minfree_kb = self
+            .reg
+            .targets
+            .as_slice()
+            .iter()
+            .find(|l| l.adj == kill.min_adj)
+            .map_or(0, |l| {
+                (l.minfree.max(0) as u64).saturating_mul(self.tunables.page_kb)
+            });
         rec.rss_kb = v.rss_kb;
         rec.swap_kb = v.swap_kb;
         rec.event_to_signal_us = signal_ns.saturating_sub(event_ns) / 1000;

@@ -1,5 +1,6 @@
-//! A `log` backend that keeps every record (Info and above) in memory, for
-//! tests and benches that run the daemon in-process and read what it said.
+//! A `log` backend that keeps every record (Info and above, or down to the
+//! facade's max level if a test lowers it) in memory, for tests and benches
+//! that run the daemon in-process and read what it said.
 //! Lines look like `INFO lowmemorykiller: Kill '...' (...)`.
 
 use std::sync::{Mutex, Once};
@@ -11,7 +12,7 @@ struct Capture;
 
 impl log::Log for Capture {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Info
+        m.level() <= log::max_level()
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {

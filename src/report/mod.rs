@@ -1,0 +1,276 @@
+//! Reporting: the core pushes fixed-size [`Note`]s into a bounded ring and
+//! a logging thread hands each one to the outputs: text lines
+//! ([`logline`]), and for kills lmkd's `killinfo` event ([`killinfo`]).
+//! The core never formats and never waits: when the ring is full notes are
+//! dropped and counted. Floods of one kind of warning are cut down on the
+//! logging thread ([`limit`]). The atrace slice around the signal is the
+//! one output that must run on the kill path itself ([`trace`]).
+//!
+//! A new output is a new module here and a line in [`Outputs::note`]; the
+//! core and the kill history (`crate::history`) stay as they are.
+
+use std::io;
+use std::thread;
+
+use crate::history::KillRecord;
+use crate::proto::DecodeError;
+use crate::ring;
+use crate::sys;
+
+pub mod killinfo;
+pub mod limit;
+pub mod logline;
+pub mod trace;
+
+/// Log target of kill lines (and on Android the tag of every line): Android
+/// tools parse lines under this tag.
+pub const KILL_TARGET: &str = "lowmemorykiller";
+
+/// Why a command was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    AdjOutOfRange(i32),
+    TypeOutOfRange(i32),
+    BadPid,
+    /// `Tgid != pid`: a thread, not a process.
+    Thread(i32),
+    /// The process could not be opened: it is gone.
+    Dead(i32),
+    /// The record belongs to another connection (its peer pid).
+    NotOwner(i32),
+    TableFull(usize),
+    UnknownPid,
+    BadEvent(i32),
+    /// TARGET within 1 s of the previous one.
+    RateLimited,
+    BadTarget,
+}
+
+/// Why a connection was closed or refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnEvent {
+    Accepted,
+    TooMany,
+    UidNotAllowed,
+    NoCredentials,
+    Closed,
+    Error(i32),
+}
+
+/// Everything the core wants said. Copy and fixed-size by design: a kill
+/// note is large (about 400 bytes), but boxing it would allocate on the core.
+#[derive(Clone, Copy, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Note {
+    Kill(KillRecord),
+    /// Time to exit became known for an earlier kill.
+    Exited {
+        pid: i32,
+        time_to_exit_ms: u64,
+    },
+    /// The victim did not exit within kill_timeout_ms.
+    ExitTimeout {
+        pid: i32,
+        waited_ms: u64,
+    },
+    KillFailed {
+        pid: i32,
+        errno: i32,
+    },
+    /// `process_mrelease` returned: the victim's memory is back.
+    Reaped {
+        pid: i32,
+        ms: u64,
+    },
+    /// The reaper's memory release failed (ESRCH included: the victim was
+    /// already tearing itself down) or is unsupported (ENOSYS).
+    ReleaseFailed {
+        pid: i32,
+        errno: i32,
+    },
+    /// The policy decided to kill but found nobody at or above its min adj.
+    NoVictim {
+        kill: crate::policy::Kill,
+        figures: crate::policy::Figures,
+    },
+    /// A registered process exited without PROCREMOVE and its record was dropped.
+    Stale {
+        pid: i32,
+    },
+    Refused {
+        cmd: i32,
+        pid: i32,
+        peer: i32,
+        why: Refusal,
+    },
+    OomAdjWriteFailed {
+        pid: i32,
+        errno: i32,
+    },
+    Malformed {
+        peer: i32,
+        err: DecodeError,
+    },
+    Connection {
+        peer: i32,
+        uid: u32,
+        what: ConnEvent,
+    },
+    SubscriberDropped {
+        peer: i32,
+    },
+    /// A memory snapshot could not be read; the event was skipped.
+    SnapshotFailed(crate::snapshot::ReadError),
+    Info(&'static str),
+}
+
+impl Note {
+    /// The flood this note belongs to, for rate limiting; None for notes
+    /// that are always written (kills and their outcome: one per kill).
+    pub fn kind(&self) -> Option<&'static str> {
+        Some(match self {
+            Note::Kill(_) | Note::Exited { .. } | Note::Reaped { .. } | Note::Info(_) => {
+                return None
+            }
+            Note::ExitTimeout { .. } => "exit timeout",
+            Note::KillFailed { .. } => "failed kill",
+            Note::ReleaseFailed { .. } => "failed release",
+            Note::NoVictim { .. } => "no victim",
+            Note::Stale { .. } => "stale record",
+            Note::Refused { why, .. } => match why {
+                Refusal::AdjOutOfRange(_) => "refused command (adj)",
+                Refusal::TypeOutOfRange(_) => "refused command (type)",
+                Refusal::BadPid => "refused command (pid)",
+                Refusal::Thread(_) => "refused command (thread)",
+                Refusal::Dead(_) => "refused command (dead)",
+                Refusal::NotOwner(_) => "refused command (owner)",
+                Refusal::TableFull(_) => "refused command (table full)",
+                Refusal::UnknownPid => "refused command (unknown pid)",
+                Refusal::BadEvent(_) => "refused command (event)",
+                Refusal::RateLimited => "refused command (rate)",
+                Refusal::BadTarget => "refused command (target)",
+            },
+            Note::OomAdjWriteFailed { .. } => "oom_score_adj write",
+            Note::Malformed { err, .. } => match err {
+                DecodeError::Short { .. } => "malformed packet (short)",
+                DecodeError::TooLong { .. } => "malformed packet (long)",
+                DecodeError::Unaligned { .. } => "malformed packet (unaligned)",
+                DecodeError::BadArgCount { .. } => "malformed packet (arguments)",
+                DecodeError::UnknownCommand { .. } => "malformed packet (command)",
+            },
+            Note::Connection { what, .. } => match what {
+                ConnEvent::Accepted => "client connected",
+                ConnEvent::Closed => "client disconnected",
+                ConnEvent::TooMany => "refused connection (too many)",
+                ConnEvent::UidNotAllowed => "refused connection (uid)",
+                ConnEvent::NoCredentials => "refused connection (credentials)",
+                ConnEvent::Error(_) => "connection error",
+            },
+            Note::SubscriberDropped { .. } => "dropped notification",
+            Note::SnapshotFailed(_) => "snapshot failure",
+        })
+    }
+}
+
+/// The core's end of the report ring.
+pub struct Reporter {
+    tx: ring::Sender<Note>,
+}
+
+/// Notes buffered between the core and the logging thread.
+const RING: usize = 256;
+
+impl Reporter {
+    /// Starts the logging thread.
+    pub fn start(on_start: fn(&'static str)) -> io::Result<Reporter> {
+        let (tx, rx) = ring::channel::<Note>(RING)?;
+        thread::Builder::new()
+            .name("lmkd-report".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                on_start("report");
+                let mut out = Outputs::new(logline::Log);
+                let mut seen_drops = 0;
+                loop {
+                    rx.wait(limit::WINDOW_MS as i32);
+                    rx.ack();
+                    while let Some(n) = rx.pop() {
+                        out.note(&n, sys::monotonic_ms());
+                    }
+                    out.tick(sys::monotonic_ms());
+                    let drops = rx.dropped();
+                    if drops != seen_drops {
+                        out.ring_full(drops, sys::monotonic_ms());
+                        seen_drops = drops;
+                    }
+                }
+            })
+            .map_err(|e| io::Error::new(e.kind(), format!("spawn report thread: {e}")))?;
+        Ok(Reporter { tx })
+    }
+
+    pub fn note(&self, n: Note) {
+        self.tx.push(n);
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.tx.dropped()
+    }
+}
+
+/// Every output a note goes to, on the logging thread. Public so tests can
+/// drive it with a capturing sink and a fake clock.
+pub struct Outputs<S: logline::Sink> {
+    sink: S,
+    limiter: limit::Limiter,
+}
+
+impl<S: logline::Sink> Outputs<S> {
+    pub fn new(sink: S) -> Self {
+        Outputs {
+            sink,
+            limiter: limit::Limiter::new(limit::BURST, limit::WINDOW_MS),
+        }
+    }
+
+    /// Writes one note, unless its kind is flooding.
+    pub fn note(&mut self, n: &Note, now_ms: u64) {
+        if let Some(kind) = n.kind() {
+            let sink = &mut self.sink;
+            if !self
+                .limiter
+                .allow(kind, now_ms, &mut |k, n| logline::suppressed(sink, k, n))
+            {
+                return;
+            }
+        }
+        logline::write(n, &mut self.sink);
+        if let Note::Kill(k) = n {
+            if !k.dry_run {
+                killinfo::write(k, &mut self.sink);
+            }
+        }
+    }
+
+    /// The ring overflowed: `total` notes lost so far. Limited like any
+    /// warning: under a flood the ring overflows on every wakeup.
+    pub fn ring_full(&mut self, total: u64, now_ms: u64) {
+        let sink = &mut self.sink;
+        if self.limiter.allow("report ring full", now_ms, &mut |k, n| {
+            logline::suppressed(sink, k, n)
+        }) {
+            logline::ring_full(&mut self.sink, total);
+        }
+    }
+
+    /// Says how many of each kind were suppressed in windows now closed.
+    pub fn tick(&mut self, now_ms: u64) {
+        let sink = &mut self.sink;
+        self.limiter
+            .flush(now_ms, &mut |k, n| logline::suppressed(sink, k, n));
+    }
+
+    pub fn sink(&mut self) -> &mut S {
+        &mut self.sink
+    }
+}
