@@ -7,7 +7,7 @@
 //! the table and the epoll event array all exist already.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -705,18 +705,16 @@ impl Daemon {
         wake_ns: u64,
     ) {
         let dry_run = self.opts.dry_run;
-        let (pidfd, raw) = if dry_run {
-            let raw = self.reg.table.get(victim.pid).map_or(-1, |p| p.pidfd);
-            (None, raw)
+        let (pidfd, job) = if dry_run {
+            (None, reaper::Job::new(victim.pid, None, true))
         } else {
             // The record leaves the table now: it must not be chosen twice.
-            let Some(rec) = self.reg.table.remove(victim.pid) else {
+            let Some((_, rec)) = self.reg.table.remove(victim.pid) else {
                 return;
             };
             self.candidate_dirty = true;
-            // SAFETY: the record owned this pidfd; ownership moves here.
-            let fd = unsafe { OwnedFd::from_raw_fd(rec.pidfd) };
-            (Some(fd), rec.pidfd)
+            let job = reaper::Job::new(victim.pid, rec.pidfd.as_ref().map(|f| f.as_fd()), false);
+            (rec.pidfd, job)
         };
         if let Some(fd) = &pidfd {
             let _ = self
@@ -741,11 +739,7 @@ impl Daemon {
             .polling
             .until_ms
             .max(wake_ns / 1_000_000 + POLL_WINDOW_MS);
-        if !self.reaper.submit(reaper::Job {
-            pid: victim.pid,
-            pidfd: raw,
-            dry_run,
-        }) {
+        if !self.reaper.submit(job) {
             self.report.note(Note::KillFailed {
                 pid: victim.pid,
                 errno: libc::EAGAIN,
@@ -900,9 +894,11 @@ impl Daemon {
         let current = self.heartbeat.candidate_pid();
         match found {
             Some(p) if p.pid == current => {}
-            Some(p) => self
-                .heartbeat
-                .set_candidate(watchdog::dup(p.pidfd).map(|fd| (p.pid, p.adj as i32, fd))),
+            Some(p) => self.heartbeat.set_candidate(
+                (self.reg.table.pidfd(p.pid))
+                    .and_then(|fd| fd.try_clone_to_owned().ok())
+                    .map(|fd| (p.pid, p.adj as i32, fd)),
+            ),
             None => self.heartbeat.set_candidate(None),
         }
     }

@@ -4,7 +4,7 @@
 //! preallocated rings; it never waits for the reaper.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -12,14 +12,88 @@ use std::thread;
 use crate::ring;
 use crate::sys;
 
-/// A kill to carry out. The pidfd stays owned (and open) by the core until
-/// the matching [`Done`] with `finished` set comes back.
-#[derive(Clone, Copy, Debug)]
+/// How the reaper reaches the victim.
+#[derive(Debug)]
+pub enum Target {
+    /// Through the reaper's own duplicate of the victim's pidfd: it can
+    /// never reach a process that reused the pid, and it stays open for as
+    /// long as the reaper needs it, whatever the core does with its copy.
+    Pidfd(OwnedFd),
+    /// By pid with `kill(2)`, for a process registered without a pidfd
+    /// (kernel without `pidfd_open`); the core checked its start time just
+    /// before. Nothing to release.
+    Pid,
+    /// The kill could not be prepared (errno of the failed `dup`); reported
+    /// as a failed signal.
+    Unusable(i32),
+}
+
+/// A kill to carry out.
+#[derive(Debug)]
 pub struct Job {
     pub pid: i32,
-    pub pidfd: RawFd,
+    pub target: Target,
     /// Only pretend: `--dry-run`.
     pub dry_run: bool,
+}
+
+impl Job {
+    /// A kill of `pid` through a duplicate of `pidfd` (one `fcntl`, no
+    /// allocation), or by pid when the record has none.
+    pub fn new(pid: i32, pidfd: Option<BorrowedFd<'_>>, dry_run: bool) -> Job {
+        let target = match pidfd.map(|fd| fd.try_clone_to_owned()) {
+            None => Target::Pid,
+            Some(Ok(fd)) => Target::Pidfd(fd),
+            Some(Err(e)) => Target::Unusable(e.raw_os_error().unwrap_or(libc::EBADF)),
+        };
+        Job {
+            pid,
+            target,
+            dry_run,
+        }
+    }
+}
+
+/// A [`Job`] as it crosses the ring (whose items are `Copy`): the pidfd
+/// travels as its number. Only [`Reaper::submit`] makes one, from a `Job`
+/// it consumes, and the reaper thread turns each one back exactly once.
+#[derive(Clone, Copy)]
+struct Wire {
+    pid: i32,
+    /// >= 0: an owned pidfd; -1: by pid; below: `-1 - errno` of `Unusable`.
+    fd: RawFd,
+    dry_run: bool,
+}
+
+impl Wire {
+    fn from_job(job: Job) -> Wire {
+        let fd = match job.target {
+            Target::Pidfd(fd) => fd.into_raw_fd(),
+            Target::Pid => -1,
+            Target::Unusable(errno) => -1 - errno.max(1),
+        };
+        Wire {
+            pid: job.pid,
+            fd,
+            dry_run: job.dry_run,
+        }
+    }
+
+    fn into_job(self) -> Job {
+        let target = match self.fd {
+            // SAFETY: `from_job` took this number from an `OwnedFd` it
+            // consumed, and each `Wire` is popped from the ring (or handed
+            // back by a failed push) exactly once, so this is its only owner.
+            fd if fd >= 0 => Target::Pidfd(unsafe { OwnedFd::from_raw_fd(fd) }),
+            -1 => Target::Pid,
+            e => Target::Unusable(-1 - e),
+        };
+        Job {
+            pid: self.pid,
+            target,
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 /// How the memory release went.
@@ -55,7 +129,7 @@ pub struct Done {
 }
 
 pub struct Reaper {
-    jobs: ring::Sender<Job>,
+    jobs: ring::Sender<Wire>,
     done: ring::Receiver<Done>,
 }
 
@@ -66,7 +140,7 @@ impl Reaper {
     /// Starts the reaper thread. `on_start` runs first on that thread
     /// (tests use it to watch the thread's allocations).
     pub fn start(on_start: fn(&'static str)) -> io::Result<Reaper> {
-        let (jobs, job_rx) = ring::channel::<Job>(DEPTH)?;
+        let (jobs, job_rx) = ring::channel::<Wire>(DEPTH)?;
         let (done_tx, done) = ring::channel::<Done>(DEPTH)?;
         let reaping = Arc::new(AtomicBool::new(true));
         thread::Builder::new()
@@ -80,12 +154,14 @@ impl Reaper {
                 loop {
                     job_rx.wait(-1);
                     job_rx.ack();
-                    while let Some(job) = job_rx.pop() {
-                        let sent = signal(job);
+                    while let Some(wire) = job_rx.pop() {
+                        let job = wire.into_job();
+                        let sent = signal(&job);
                         done_tx.push(sent);
                         if !sent.finished {
-                            done_tx.push(release(job, sent, &reaping));
+                            done_tx.push(release(&job, sent, &reaping));
                         }
+                        // Dropping the job closes the reaper's pidfd.
                     }
                 }
             })
@@ -94,9 +170,15 @@ impl Reaper {
     }
 
     /// Hands a job over; false if the ring is full (never expected with
-    /// one kill at a time).
+    /// one kill at a time), and the job is dropped.
     pub fn submit(&self, job: Job) -> bool {
-        self.jobs.push(job)
+        let wire = Wire::from_job(job);
+        if self.jobs.push(wire) {
+            return true;
+        }
+        // Not queued: take the descriptor back so it closes.
+        drop(wire.into_job());
+        false
     }
 
     /// Clears the doorbell; call when the completion fd is readable, then
@@ -119,18 +201,16 @@ impl AsFd for Reaper {
 
 /// Signals one victim and releases its memory (both steps, in one call).
 pub fn run(job: Job, reaping: &AtomicBool) -> Done {
-    let sent = signal(job);
+    let sent = signal(&job);
     if sent.finished {
         return sent;
     }
-    release(job, sent, reaping)
+    release(&job, sent, reaping)
 }
 
-/// Sends SIGKILL through the pidfd. The result is `finished` when there is
-/// nothing to release (dry run, or the signal failed).
-pub fn signal(job: Job) -> Done {
-    // SAFETY: the core keeps the pidfd open until it sees a finished Done.
-    let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
+/// Sends SIGKILL through the pidfd (or by pid). The result is `finished`
+/// when there is nothing to release (dry run, by pid, or the signal failed).
+pub fn signal(job: &Job) -> Done {
     let mut done = Done {
         pid: job.pid,
         finished: true,
@@ -143,23 +223,33 @@ pub fn signal(job: Job) -> Done {
         done.signal_ns = sys::monotonic_ns();
         return done;
     }
-    let sig = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+    let sig = match &job.target {
+        Target::Pidfd(fd) => sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL),
+        Target::Pid => sys::kill_pid(job.pid, libc::SIGKILL),
+        Target::Unusable(errno) => Err(sys::SysError {
+            what: "dup pidfd",
+            errno: *errno,
+        }),
+    };
     done.signal_ns = sys::monotonic_ns();
     match sig {
-        Ok(()) => done.finished = false,
+        // process_mrelease needs a pidfd.
+        Ok(()) => done.finished = !matches!(job.target, Target::Pidfd(_)),
         Err(e) => done.signal_errno = e.errno,
     }
     done
 }
 
 /// Releases a signalled victim's memory with `process_mrelease`.
-pub fn release(job: Job, sent: Done, reaping: &AtomicBool) -> Done {
-    // SAFETY: the core keeps the pidfd open until it sees a finished Done.
-    let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
+pub fn release(job: &Job, sent: Done, reaping: &AtomicBool) -> Done {
     let mut done = Done {
         finished: true,
         ..sent
     };
+    let Target::Pidfd(pidfd) = &job.target else {
+        return done;
+    };
+    let pidfd = pidfd.as_fd();
     if reaping.load(Ordering::Relaxed) {
         done.release = match sys::process_mrelease(pidfd) {
             Ok(()) => Release::Released,

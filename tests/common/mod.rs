@@ -342,10 +342,8 @@ impl Remote {
         msg[4..8].copy_from_slice(&flags.to_ne_bytes());
         msg[8..8 + pkt.len()].copy_from_slice(pkt);
         // SAFETY: writing a live buffer to our pipe.
-        assert_eq!(
-            unsafe { libc::write(self.to_child, msg.as_ptr() as *const _, msg.len()) },
-            msg.len() as isize
-        );
+        let n = unsafe { libc::write(self.to_child, msg.as_ptr() as *const _, msg.len()) };
+        assert_eq!(n, msg.len() as isize);
         let mut st = [0u8; 8];
         // SAFETY: reading into a live buffer.
         let n = unsafe { libc::read(self.from_child, st.as_mut_ptr() as *mut _, 8) };
