@@ -264,3 +264,59 @@ pub fn release(job: &Job, sent: Done, reaping: &AtomicBool) -> Done {
     done.released_ns = sys::monotonic_ns();
     done
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn fd_open(fd: RawFd) -> bool {
+        std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists()
+    }
+
+    #[test]
+    fn a_job_crosses_the_ring_with_its_descriptor() {
+        let own = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let job = Job::new(7, Some(own.as_fd()), false);
+        let Target::Pidfd(dup) = &job.target else {
+            panic!("no duplicate: {job:?}");
+        };
+        let raw = dup.as_raw_fd();
+        assert_ne!(raw, own.as_raw_fd());
+        let back = Wire::from_job(job).into_job();
+        assert!(matches!(&back.target, Target::Pidfd(fd) if fd.as_raw_fd() == raw));
+        drop(back);
+        assert!(!fd_open(raw), "the reaper's copy leaked");
+        assert!(fd_open(own.as_raw_fd()), "the core's copy was closed");
+        for t in [
+            Target::Pid,
+            Target::Unusable(libc::EPERM),
+            Target::Unusable(libc::EMFILE),
+        ] {
+            let want = format!("{t:?}");
+            let job = Job {
+                pid: 1,
+                target: t,
+                dry_run: true,
+            };
+            let back = Wire::from_job(job).into_job();
+            assert_eq!(format!("{:?}", back.target), want);
+            assert!(back.dry_run);
+        }
+    }
+
+    #[test]
+    fn kills_by_pid_without_a_pidfd() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let job = Job::new(child.id() as i32, None, false);
+        let done = run(job, &AtomicBool::new(true));
+        assert_eq!(done.signal_errno, 0);
+        assert!(done.finished);
+        assert_eq!(done.release, Release::Skipped);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+}

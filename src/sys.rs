@@ -562,3 +562,33 @@ pub fn seqpacket_socket(path: &std::path::Path) -> io::Result<(OwnedFd, libc::so
     // SAFETY: a fresh descriptor we own.
     Ok((unsafe { OwnedFd::from_raw_fd(fd) }, addr))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_field_counts_after_the_command_name() {
+        let line =
+            b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 777 0 3 0 10 5 0 0 20 0 1 0 4200 123 45\n";
+        assert_eq!(stat_field(line, 3), None, "state is not a number");
+        assert_eq!(stat_field(line, 4), Some(1));
+        assert_eq!(stat_field(line, 10), Some(777));
+        assert_eq!(stat_field(line, 22), Some(4200));
+        assert_eq!(stat_field(line, 24), Some(45));
+        assert_eq!(stat_field(line, 25), None);
+        assert_eq!(stat_field(line, 2), None);
+        assert_eq!(stat_field(b"no paren", 22), None);
+    }
+
+    #[test]
+    fn start_ticks_of_self_is_stable() {
+        let procfs = ProcFs::new(Path::new("/proc")).unwrap();
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let t = procfs.start_ticks(me).unwrap();
+        assert!(t > 0);
+        assert_eq!(procfs.start_ticks(me), Ok(t));
+        assert!(procfs.start_ticks(i32::MAX).is_err());
+    }
+}
