@@ -153,60 +153,64 @@ impl Registry {
         }
         if let Some(e) = self.table.entry(p.pid) {
             let owner = e.proc().owner;
-            if gone(&self.procfs, &e) {
-                // The registered process died without PROCREMOVE and its pid
-                // came back: forget the old one, register the new one below.
-                self.table.remove(p.pid);
-                report.note(Note::Stale { pid: p.pid });
-            } else if owner != peer && owner != NO_OWNER {
+            let mine = owner == peer || owner == NO_OWNER;
+            // A write through the descriptor kept from registration checks
+            // liveness by itself (it fails once the process is gone); any
+            // other update asks the pidfd (or the start time) first.
+            let via_fd = mine && e.oom_adj_fd().is_some() && self.must_write(p, &e);
+            let alive = if via_fd {
+                self.update(p, peer, report)
+            } else if gone(&self.procfs, &e) {
+                false
+            } else if !mine {
                 return Self::refuse(report, cmd, p.pid, peer, Refusal::NotOwner(owner));
             } else {
-                return self.update(p, peer, report);
+                self.update(p, peer, report)
+            };
+            if alive {
+                return;
             }
+            // The registered process died without PROCREMOVE and its pid
+            // may have come back: forget the old one, register anew.
+            self.table.remove(p.pid);
+            report.note(Note::Stale { pid: p.pid });
         }
         self.register(p, peer, report);
     }
 
-    /// A record for a registered, live process: write the adj through the
-    /// descriptor kept from registration (no /proc path walk, no thread
-    /// check: the pidfd proved that once), then update the table.
-    fn update(&mut self, p: &Prio, peer: i32, report: &Reporter) {
+    /// Whether a record for a registered process needs a write: not for
+    /// lmkd only, and not the value we wrote last (rewriting it changes
+    /// nothing; a process that raised its own oom_score_adj meanwhile
+    /// keeps it until its adj changes).
+    fn must_write(&self, p: &Prio, e: &Entry<'_>) -> bool {
+        !p.for_lmkd_only && e.written_adj() != Some(p.adj as i16)
+    }
+
+    /// A record for a registered process: write the adj (through the
+    /// descriptor kept from registration: no /proc path walk, no thread
+    /// check, the pidfd proved that once), then update the table. False,
+    /// with nothing changed, if the write found the process gone.
+    fn update(&mut self, p: &Prio, peer: i32, report: &Reporter) -> bool {
         let adj = p.adj as i16;
-        if !p.for_lmkd_only {
-            let Some(e) = self.table.entry(p.pid) else {
-                return;
+        let Some(e) = self.table.entry(p.pid) else {
+            return false;
+        };
+        if self.must_write(p, &e) {
+            let r = match e.oom_adj_fd() {
+                Some(fd) => sys::write_oom_adj_fd(fd, p.adj),
+                None => self.procfs.write_oom_score_adj(p.pid, p.adj),
             };
-            // Rewriting the value we wrote last changes nothing. (A process
-            // may raise its own oom_score_adj meanwhile; lmkd does not undo
-            // that either until the adj changes.)
-            if e.written_adj() != Some(adj) {
-                let r = match e.oom_adj_fd() {
-                    Some(fd) => sys::write_oom_adj_fd(fd, p.adj),
-                    None => self.procfs.write_oom_score_adj(p.pid, p.adj),
-                };
-                match r {
-                    Ok(()) => {
-                        self.table.set_written_adj(p.pid, Some(adj));
-                    }
-                    Err(e) if is_gone(e) => {
-                        // Died since the check: the record goes with it.
-                        self.table.remove(p.pid);
-                        report.note(Note::Stale { pid: p.pid });
-                        return Self::refuse(
-                            report,
-                            proto::id::PROCPRIO,
-                            p.pid,
-                            peer,
-                            Refusal::Dead(e.errno),
-                        );
-                    }
-                    Err(e) => {
-                        self.table.set_written_adj(p.pid, None);
-                        report.note(Note::OomAdjWriteFailed {
-                            pid: p.pid,
-                            errno: e.errno,
-                        });
-                    }
+            match r {
+                Ok(()) => {
+                    self.table.set_written_adj(p.pid, Some(adj));
+                }
+                Err(e) if is_gone(e) => return false,
+                Err(e) => {
+                    self.table.set_written_adj(p.pid, None);
+                    report.note(Note::OomAdjWriteFailed {
+                        pid: p.pid,
+                        errno: e.errno,
+                    });
                 }
             }
         }
@@ -216,6 +220,7 @@ impl Registry {
         self.table.set_uid(p.pid, p.uid);
         self.table.set_ptype(p.pid, p.ptype as u8);
         self.table.set_adj(p.pid, adj);
+        true
     }
 
     /// A record for a pid not in the table: prove it is a live process (not

@@ -36,22 +36,6 @@ fn pidfds() -> usize {
         .count()
 }
 
-/// A `sleep` child with pid `pid` (which must be free), made by setting
-/// the pid namespace's last pid just below it; other processes forking
-/// meanwhile can take it, so this retries. None if it never worked.
-fn spawn_with_pid(pid: i32) -> Option<Sleeper> {
-    for _ in 0..200 {
-        if fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).is_err() {
-            return None;
-        }
-        let s = Sleeper::new();
-        if s.pid() == pid {
-            return Some(s);
-        }
-    }
-    None
-}
-
 #[test]
 fn without_pidfds_kills_by_pid_and_never_a_reused_pid() {
     let test = "without_pidfds_kills_by_pid_and_never_a_reused_pid";
@@ -81,7 +65,7 @@ fn without_pidfds_kills_by_pid_and_never_a_reused_pid() {
     old.0.kill().unwrap();
     old.0.wait().unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let Some(mut newcomer) = spawn_with_pid(reused_pid) else {
+    let Some(mut newcomer) = sleeper_with_pid(reused_pid) else {
         panic!("could not get pid {reused_pid} reused (ns_last_pid)");
     };
     let mut seen = vec![];

@@ -168,6 +168,34 @@ fn a_dead_process_is_refused_on_update() {
     d.wait_log(&format!("for pid {pid} refused: process is gone"), T);
 }
 
+#[test]
+fn a_reused_pid_with_the_same_adj_is_registered_and_written() {
+    if !need_root("a_reused_pid_with_the_same_adj_is_registered_and_written") {
+        return;
+    }
+    let d = Daemon::start("registry-reuse", "");
+    let c = d.connect();
+    let mut s = Sleeper::new();
+    let pid = s.pid();
+    c.send(&Cmd::ProcPrio(prio(pid, 700))).unwrap();
+    Daemon::sync(&c);
+    s.0.kill().unwrap();
+    s.0.wait().unwrap();
+    let Some(n) = sleeper_with_pid(pid) else {
+        panic!("could not get pid {pid} reused (ns_last_pid)");
+    };
+    assert_eq!(n.oom_adj(), 0);
+    // Same pid, same adj: not "unchanged", since it is another process.
+    c.send(&Cmd::ProcPrio(prio(pid, 700))).unwrap();
+    Daemon::sync(&c);
+    assert_eq!(
+        n.oom_adj(),
+        700,
+        "the new process's oom_score_adj was not written"
+    );
+    d.wait_log(&format!("process {pid} exited without PROCREMOVE"), T);
+}
+
 /// Kill notifications (pid) seen on `c` within `wait`.
 fn kills(c: &Client, wait: Duration) -> Vec<i32> {
     let end = Instant::now() + wait;

@@ -201,6 +201,22 @@ pub fn spawn_sleep() -> Child {
     c.spawn().expect("spawn sleep")
 }
 
+/// A `sleep` child with pid `pid` (which must be free), made by setting
+/// the pid namespace's last pid just below it; other processes forking
+/// meanwhile can take it, so this retries. None if it never worked.
+pub fn sleeper_with_pid(pid: i32) -> Option<Sleeper> {
+    for _ in 0..200 {
+        if fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).is_err() {
+            return None;
+        }
+        let s = Sleeper::new();
+        if s.pid() == pid {
+            return Some(s);
+        }
+    }
+    None
+}
+
 impl Sleeper {
     pub fn new() -> Sleeper {
         Sleeper(spawn_sleep())
