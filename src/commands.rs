@@ -216,11 +216,13 @@ impl Registry {
         }
         // Claim an unowned record (its client reconnected) and move it to
         // the head of its adj list.
-        self.table.set_owner(p.pid, peer);
-        self.table.set_uid(p.pid, p.uid);
-        self.table.set_ptype(p.pid, p.ptype as u8);
-        self.table.set_adj(p.pid, adj);
-        true
+        self.table.refresh(Proc {
+            pid: p.pid,
+            uid: p.uid,
+            adj,
+            ptype: p.ptype as u8,
+            owner: peer,
+        })
     }
 
     /// A record for a pid not in the table: prove it is a live process (not

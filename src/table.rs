@@ -585,6 +585,24 @@ impl ProcTable {
         true
     }
 
+    /// Replaces a record's fields with `p`'s (same pid) and moves it to the
+    /// head of `p.adj`'s list, in one lookup. False if the pid is unknown
+    /// or the adj out of range (nothing changes).
+    pub fn refresh(&mut self, p: Proc) -> bool {
+        let Some(a) = adj_index(p.adj) else {
+            return false;
+        };
+        let l = self.layout;
+        let mut parts = self.parts_mut();
+        let Some(i) = parts.find(&l, p.pid) else {
+            return false;
+        };
+        parts.unlink_adj(i);
+        parts.slots[i as usize].proc = p;
+        parts.push_head(i, a);
+        true
+    }
+
     fn update(&mut self, pid: i32, f: impl FnOnce(&mut Proc)) -> bool {
         let l = self.layout;
         let parts = self.parts_mut();
@@ -902,6 +920,16 @@ mod tests {
         t.remove(1);
         assert_eq!(pids_at(&t, 900), [4, 5]);
         assert!(!t.set_adj(42, 0));
+        // refresh: new fields and a move to the head, like set_adj.
+        assert!(t.refresh(Proc {
+            uid: 9,
+            ..rec(4, 900)
+        }));
+        assert_eq!(pids_at(&t, 900), [5, 4]);
+        assert_eq!(t.get(4).unwrap().uid, 9);
+        assert!(t.refresh(rec(5, 0)));
+        assert_eq!((pids_at(&t, 900), pids_at(&t, 0)), (vec![4], vec![5]));
+        assert!(!t.refresh(rec(42, 0)) && !t.refresh(rec(4, 1001)));
         check(&t);
     }
 
