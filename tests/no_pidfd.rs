@@ -12,20 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::inproc::InProc;
 use common::*;
-use lmkd::client::{Client, Message};
 use lmkd::proto::Command as Cmd;
-
-/// Kill notifications (pid) seen on `c` within `wait`.
-fn kills(c: &Client, wait: Duration) -> Vec<i32> {
-    let end = Instant::now() + wait;
-    let mut out = vec![];
-    while Instant::now() < end {
-        if let Ok(Some(Message::Kill(k))) = c.recv(Some(Duration::from_millis(50))) {
-            out.push(k.pid);
-        }
-    }
-    out
-}
 
 /// Pidfds this process holds (the in-process daemon's show here).
 fn pidfds() -> usize {

@@ -8,11 +8,10 @@ mod common;
 
 use std::fs;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::inproc::InProc;
 use common::*;
-use lmkd::client::{Client, Message};
 use lmkd::proto::{Command as Cmd, PrioBatch};
 
 const T: Duration = Duration::from_secs(5);
@@ -194,18 +193,6 @@ fn a_reused_pid_with_the_same_adj_is_registered_and_written() {
         "the new process's oom_score_adj was not written"
     );
     d.wait_log(&format!("process {pid} exited without PROCREMOVE"), T);
-}
-
-/// Kill notifications (pid) seen on `c` within `wait`.
-fn kills(c: &Client, wait: Duration) -> Vec<i32> {
-    let end = Instant::now() + wait;
-    let mut out = vec![];
-    while Instant::now() < end {
-        if let Ok(Some(Message::Kill(k))) = c.recv(Some(Duration::from_millis(50))) {
-            out.push(k.pid);
-        }
-    }
-    out
 }
 
 #[test]

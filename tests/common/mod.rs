@@ -248,6 +248,18 @@ pub fn subscribe_all(c: &Client) {
     .unwrap();
 }
 
+/// Kill notifications (pid) seen on `c` within `wait`.
+pub fn kills(c: &Client, wait: Duration) -> Vec<i32> {
+    let end = Instant::now() + wait;
+    let mut out = vec![];
+    while Instant::now() < end {
+        if let Ok(Some(lmkd::client::Message::Kill(k))) = c.recv(Some(Duration::from_millis(50))) {
+            out.push(k.pid);
+        }
+    }
+    out
+}
+
 /// GETKILLCNT over [min, max].
 pub fn kill_count(c: &Client, min_adj: i32, max_adj: i32) -> i32 {
     c.request(
