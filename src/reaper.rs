@@ -2,6 +2,13 @@
 //! `process_mrelease` so its memory comes back even if it is frozen or
 //! starved of CPU. The core hands jobs over and reads completions through
 //! preallocated rings; it never waits for the reaper.
+//!
+//! A job owns its own duplicate of the victim's pidfd (one `fcntl` on the
+//! kill path, no allocation) rather than borrowing the core's: the core
+//! keeps its copy to watch for the exit and may drop it whenever it likes,
+//! and the reaper closes its copy when it is done. Moving the core's one
+//! descriptor here instead would leave the core without an exit watch, or
+//! bring back a lifetime rule spread over two threads.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
