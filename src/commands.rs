@@ -195,7 +195,11 @@ impl Registry {
         let Some(e) = self.table.entry(p.pid) else {
             return false;
         };
-        if self.must_write(p, &e) {
+        if p.for_lmkd_only && e.written_adj().is_some() {
+            // Someone else writes oom_score_adj now: what we wrote last says
+            // nothing about its value any more.
+            self.table.set_written_adj(p.pid, None);
+        } else if self.must_write(p, &e) {
             let r = match e.oom_adj_fd() {
                 Some(fd) => sys::write_oom_adj_fd(fd, p.adj),
                 None => self.procfs.write_oom_score_adj(p.pid, p.adj),

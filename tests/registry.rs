@@ -148,6 +148,28 @@ fn update_of_a_registered_process_opens_nothing() {
 }
 
 #[test]
+fn a_write_by_the_framework_is_not_mistaken_for_ours() {
+    if !need_root("a_write_by_the_framework_is_not_mistaken_for_ours") {
+        return;
+    }
+    let d = Daemon::start("registry-lmkd-only", "");
+    let c = d.connect();
+    let s = Sleeper::new();
+    c.send(&Cmd::ProcPrio(prio(s.pid(), 700))).unwrap();
+    Daemon::sync(&c);
+    assert_eq!(s.oom_adj(), 700);
+    // The framework writes 900 itself and tells us (for_lmkd_only)...
+    fs::write(format!("/proc/{}/oom_score_adj", s.pid()), "900").unwrap();
+    let mut only = prio(s.pid(), 900);
+    only.for_lmkd_only = true;
+    c.send(&Cmd::ProcPrio(only)).unwrap();
+    // ...then asks us for 700 again: that is a change, not a repeat.
+    c.send(&Cmd::ProcPrio(prio(s.pid(), 700))).unwrap();
+    Daemon::sync(&c);
+    assert_eq!(s.oom_adj(), 700);
+}
+
+#[test]
 fn a_dead_process_is_refused_on_update() {
     if !need_root("a_dead_process_is_refused_on_update") {
         return;
