@@ -14,7 +14,7 @@
 mod clients;
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ use crate::sys::ProcFs;
 use crate::table::ProcTable;
 use crate::token::Token;
 use crate::victim::{self, Rules, Stale, Victim};
-use crate::watchdog::{self, Heartbeat};
+use crate::watchdog::Heartbeat;
 
 /// After a pressure event, keep re-checking for this long (as lmkd).
 pub const POLL_WINDOW_MS: u64 = 1000;
@@ -357,25 +357,23 @@ impl Machine {
             None
         } else {
             // The record leaves the table now: it must not be chosen twice.
-            let Some(rec) = self.reg.table.remove(victim.pid) else {
+            let Some((_, handles)) = self.reg.table.remove(victim.pid) else {
                 return;
             };
             self.candidate_dirty = true;
-            // SAFETY: the record owned this pidfd; ownership moves here.
-            Some(unsafe { OwnedFd::from_raw_fd(rec.pidfd) })
+            handles.pidfd
         };
         let k = InFlight::new(victim, kill, d.figures, snap, now_ns, pidfd);
         self.kill(k, now_ns, io);
     }
 
     fn kill(&mut self, k: InFlight, now_ns: u64, io: &mut dyn Edges) {
-        let raw = match k.pidfd() {
-            Some(fd) => {
-                let _ = io.watch(fd, Token::Victim, false);
-                fd.as_raw_fd()
-            }
-            None => self.reg.table.get(k.victim.pid).map_or(-1, |p| p.pidfd),
-        };
+        if let Some(fd) = k.pidfd() {
+            let _ = io.watch(fd, Token::Victim, false);
+        }
+        // The reaper gets its own copy of the pidfd (or kills by pid when
+        // the kernel gave none); a dry run signals nobody.
+        let job = reaper::Job::new(k.victim.pid, k.pidfd(), self.settings.dry_run);
         let pid = k.victim.pid;
         self.inflight = Some(k);
         self.polling.interval_ms = policy::PollInterval::Fast.ms();
@@ -383,11 +381,6 @@ impl Machine {
             .polling
             .until_ms
             .max(now_ns / 1_000_000 + POLL_WINDOW_MS);
-        let job = reaper::Job {
-            pid,
-            pidfd: raw,
-            dry_run: self.settings.dry_run,
-        };
         if !io.submit(job) {
             self.report.note(Note::KillFailed {
                 pid,
@@ -565,9 +558,11 @@ impl Machine {
         let current = self.heartbeat.candidate_pid();
         match found {
             Some(p) if p.pid == current => {}
-            Some(p) => self
-                .heartbeat
-                .set_candidate(watchdog::dup(p.pidfd).map(|fd| (p.pid, p.adj as i32, fd))),
+            Some(p) => self.heartbeat.set_candidate(
+                (self.reg.table.pidfd(p.pid))
+                    .and_then(|fd| fd.try_clone_to_owned().ok())
+                    .map(|fd| (p.pid, p.adj as i32, fd)),
+            ),
             None => self.heartbeat.set_candidate(None),
         }
     }

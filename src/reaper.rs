@@ -2,9 +2,16 @@
 //! `process_mrelease` so its memory comes back even if it is frozen or
 //! starved of CPU. The core hands jobs over and reads completions through
 //! preallocated rings; it never waits for the reaper.
+//!
+//! A job owns its own duplicate of the victim's pidfd (one `fcntl` on the
+//! kill path, no allocation) rather than borrowing the core's: the core
+//! keeps its copy to watch for the exit and may drop it whenever it likes,
+//! and the reaper closes its copy when it is done. Moving the core's one
+//! descriptor here instead would leave the core without an exit watch, or
+//! bring back a lifetime rule spread over two threads.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -12,14 +19,88 @@ use std::thread;
 use crate::ring;
 use crate::sys;
 
-/// A kill to carry out. The pidfd stays owned (and open) by the core until
-/// the matching [`Done`] with `finished` set comes back.
-#[derive(Clone, Copy, Debug)]
+/// How the reaper reaches the victim.
+#[derive(Debug)]
+pub enum Target {
+    /// Through the reaper's own duplicate of the victim's pidfd: it can
+    /// never reach a process that reused the pid, and it stays open for as
+    /// long as the reaper needs it, whatever the core does with its copy.
+    Pidfd(OwnedFd),
+    /// By pid with `kill(2)`, for a process registered without a pidfd
+    /// (kernel without `pidfd_open`); the core checked its start time just
+    /// before. Nothing to release.
+    Pid,
+    /// The kill could not be prepared (errno of the failed `dup`); reported
+    /// as a failed signal.
+    Unusable(i32),
+}
+
+/// A kill to carry out.
+#[derive(Debug)]
 pub struct Job {
     pub pid: i32,
-    pub pidfd: RawFd,
+    pub target: Target,
     /// Only pretend: `--dry-run`.
     pub dry_run: bool,
+}
+
+impl Job {
+    /// A kill of `pid` through a duplicate of `pidfd` (one `fcntl`, no
+    /// allocation), or by pid when the record has none.
+    pub fn new(pid: i32, pidfd: Option<BorrowedFd<'_>>, dry_run: bool) -> Job {
+        let target = match pidfd.map(|fd| fd.try_clone_to_owned()) {
+            None => Target::Pid,
+            Some(Ok(fd)) => Target::Pidfd(fd),
+            Some(Err(e)) => Target::Unusable(e.raw_os_error().unwrap_or(libc::EBADF)),
+        };
+        Job {
+            pid,
+            target,
+            dry_run,
+        }
+    }
+}
+
+/// A [`Job`] as it crosses the ring (whose items are `Copy`): the pidfd
+/// travels as its number. Only [`Reaper::submit`] makes one, from a `Job`
+/// it consumes, and the reaper thread turns each one back exactly once.
+#[derive(Clone, Copy)]
+struct Wire {
+    pid: i32,
+    /// >= 0: an owned pidfd; -1: by pid; below: `-1 - errno` of `Unusable`.
+    fd: RawFd,
+    dry_run: bool,
+}
+
+impl Wire {
+    fn from_job(job: Job) -> Wire {
+        let fd = match job.target {
+            Target::Pidfd(fd) => fd.into_raw_fd(),
+            Target::Pid => -1,
+            Target::Unusable(errno) => -1 - errno.max(1),
+        };
+        Wire {
+            pid: job.pid,
+            fd,
+            dry_run: job.dry_run,
+        }
+    }
+
+    fn into_job(self) -> Job {
+        let target = match self.fd {
+            // SAFETY: `from_job` took this number from an `OwnedFd` it
+            // consumed, and each `Wire` is popped from the ring (or handed
+            // back by a failed push) exactly once, so this is its only owner.
+            fd if fd >= 0 => Target::Pidfd(unsafe { OwnedFd::from_raw_fd(fd) }),
+            -1 => Target::Pid,
+            e => Target::Unusable(-1 - e),
+        };
+        Job {
+            pid: self.pid,
+            target,
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 /// How the memory release went.
@@ -58,7 +139,7 @@ pub struct Finished {
 }
 
 pub struct Reaper {
-    jobs: ring::Sender<Job>,
+    jobs: ring::Sender<Wire>,
     done: ring::Receiver<Done>,
 }
 
@@ -69,7 +150,7 @@ impl Reaper {
     /// Starts the reaper thread. `on_start` runs first on that thread
     /// (tests use it to watch the thread's allocations).
     pub fn start(on_start: fn(&'static str)) -> io::Result<Reaper> {
-        let (jobs, job_rx) = ring::channel::<Job>(DEPTH)?;
+        let (jobs, job_rx) = ring::channel::<Wire>(DEPTH)?;
         let (done_tx, done) = ring::channel::<Done>(DEPTH)?;
         let reaping = Arc::new(AtomicBool::new(true));
         thread::Builder::new()
@@ -83,12 +164,14 @@ impl Reaper {
                 loop {
                     job_rx.wait(-1);
                     job_rx.ack();
-                    while let Some(job) = job_rx.pop() {
-                        let sent = signal(job);
+                    while let Some(wire) = job_rx.pop() {
+                        let job = wire.into_job();
+                        let sent = signal(&job);
                         done_tx.push(sent);
                         if sent.finished.is_none() {
-                            done_tx.push(release(job, sent, &reaping));
+                            done_tx.push(release(&job, sent, &reaping));
                         }
+                        // Dropping the job closes the reaper's pidfd.
                     }
                 }
             })
@@ -97,9 +180,15 @@ impl Reaper {
     }
 
     /// Hands a job over; false if the ring is full (never expected with
-    /// one kill at a time).
+    /// one kill at a time), and the job is dropped.
     pub fn submit(&self, job: Job) -> bool {
-        self.jobs.push(job)
+        let wire = Wire::from_job(job);
+        if self.jobs.push(wire) {
+            return true;
+        }
+        // Not queued: take the descriptor back so it closes.
+        drop(wire.into_job());
+        false
     }
 
     /// Clears the doorbell; call when the completion fd is readable, then
@@ -122,46 +211,46 @@ impl AsFd for Reaper {
 
 /// Signals one victim and releases its memory (both steps, in one call).
 pub fn run(job: Job, reaping: &AtomicBool) -> Done {
-    let sent = signal(job);
+    let sent = signal(&job);
     if sent.finished.is_some() {
         return sent;
     }
-    release(job, sent, reaping)
+    release(&job, sent, reaping)
 }
 
-/// Sends SIGKILL through the pidfd. The result is finished when there is
-/// nothing to release (dry run, or the signal failed).
-pub fn signal(job: Job) -> Done {
+/// Sends SIGKILL through the pidfd (or by pid). The result is finished
+/// when there is nothing to release (dry run, by pid, or the signal failed).
+pub fn signal(job: &Job) -> Done {
     let sig = if job.dry_run {
         Ok(())
     } else {
-        // SAFETY: the core keeps the pidfd open until it sees a finished Done.
-        let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
-        sys::pidfd_send_signal(pidfd, libc::SIGKILL)
+        match &job.target {
+            Target::Pidfd(fd) => sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL),
+            Target::Pid => sys::kill_pid(job.pid, libc::SIGKILL),
+            Target::Unusable(errno) => Err(sys::SysError {
+                what: "dup pidfd",
+                errno: *errno,
+            }),
+        }
     };
     let at_ns = sys::monotonic_ns();
-    let skipped = Some(Finished {
-        release: Release::Skipped,
-        at_ns,
-    });
+    // process_mrelease needs a pidfd and a signal that went out.
+    let nothing_to_release = sig.is_err() || job.dry_run || !matches!(job.target, Target::Pidfd(_));
     Done {
         pid: job.pid,
         signal: sig.as_ref().map(|_| at_ns).map_err(|e| e.errno),
-        finished: if sig.is_err() || job.dry_run {
-            skipped
-        } else {
-            None
-        },
+        finished: nothing_to_release.then_some(Finished {
+            release: Release::Skipped,
+            at_ns,
+        }),
     }
 }
 
 /// Releases a signalled victim's memory with `process_mrelease`.
-pub fn release(job: Job, sent: Done, reaping: &AtomicBool) -> Done {
+pub fn release(job: &Job, sent: Done, reaping: &AtomicBool) -> Done {
     let mut release = Release::Skipped;
-    if reaping.load(Ordering::Relaxed) {
-        // SAFETY: the core keeps the pidfd open until it sees a finished Done.
-        let pidfd = unsafe { BorrowedFd::borrow_raw(job.pidfd) };
-        release = match sys::process_mrelease(pidfd) {
+    if let (Target::Pidfd(pidfd), true) = (&job.target, reaping.load(Ordering::Relaxed)) {
+        release = match sys::process_mrelease(pidfd.as_fd()) {
             Ok(()) => Release::Released,
             Err(e) if e.errno == libc::ESRCH => Release::AlreadyExiting,
             Err(e) if e.errno == libc::ENOSYS => {
@@ -177,5 +266,60 @@ pub fn release(job: Job, sent: Done, reaping: &AtomicBool) -> Done {
             at_ns: sys::monotonic_ns(),
         }),
         ..sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn fd_open(fd: RawFd) -> bool {
+        std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists()
+    }
+
+    #[test]
+    fn a_job_crosses_the_ring_with_its_descriptor() {
+        let own = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let job = Job::new(7, Some(own.as_fd()), false);
+        let Target::Pidfd(dup) = &job.target else {
+            panic!("no duplicate: {job:?}");
+        };
+        let raw = dup.as_raw_fd();
+        assert_ne!(raw, own.as_raw_fd());
+        let back = Wire::from_job(job).into_job();
+        assert!(matches!(&back.target, Target::Pidfd(fd) if fd.as_raw_fd() == raw));
+        drop(back);
+        assert!(!fd_open(raw), "the reaper's copy leaked");
+        assert!(fd_open(own.as_raw_fd()), "the core's copy was closed");
+        for t in [
+            Target::Pid,
+            Target::Unusable(libc::EPERM),
+            Target::Unusable(libc::EMFILE),
+        ] {
+            let want = format!("{t:?}");
+            let job = Job {
+                pid: 1,
+                target: t,
+                dry_run: true,
+            };
+            let back = Wire::from_job(job).into_job();
+            assert_eq!(format!("{:?}", back.target), want);
+            assert!(back.dry_run);
+        }
+    }
+
+    #[test]
+    fn kills_by_pid_without_a_pidfd() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let job = Job::new(child.id() as i32, None, false);
+        let done = run(job, &AtomicBool::new(true));
+        assert!(done.signal.is_ok());
+        assert_eq!(done.finished.map(|f| f.release), Some(Release::Skipped));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 }

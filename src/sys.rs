@@ -6,6 +6,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An `io::Error` from errno with a static description of the attempt.
 /// Static so that building it on the hot path does not allocate.
@@ -59,7 +60,32 @@ fn retry<T: PartialOrd + Default>(what: &'static str, mut f: impl FnMut() -> T) 
     }
 }
 
+/// Environment variable that makes [`pidfd_open`] fail with ENOSYS, as on
+/// kernels older than 5.3, so tests can drive the daemon's fallback (kill
+/// by pid behind a start-time check) on this kernel. Read once, by
+/// [`apply_test_faults`] at start-up.
+pub const NO_PIDFD_ENV: &str = "LMKD_TEST_NO_PIDFD";
+
+static NO_PIDFD: AtomicBool = AtomicBool::new(false);
+
+/// Reads the fault switches from the environment (start-up only: it
+/// allocates). Returns whether `pidfd_open` now pretends to be missing.
+pub fn apply_test_faults() -> bool {
+    let on = std::env::var_os(NO_PIDFD_ENV).is_some_and(|v| v == "1");
+    NO_PIDFD.store(on, Ordering::Relaxed);
+    on
+}
+
+/// `pidfd_open(2)` without `PIDFD_THREAD`: refuses a thread id (EINVAL on
+/// older kernels, ENOENT on newer ones) and a dead pid (ESRCH), so success
+/// also proves the pid is a live thread-group leader.
 pub fn pidfd_open(pid: i32) -> SysResult<OwnedFd> {
+    if NO_PIDFD.load(Ordering::Relaxed) {
+        return Err(SysError {
+            what: "pidfd_open",
+            errno: libc::ENOSYS,
+        });
+    }
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = retry("pidfd_open", || unsafe {
         libc::syscall(libc::SYS_pidfd_open, pid, 0)
@@ -80,6 +106,71 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> SysResult<()> {
         )
     })
     .map(drop)
+}
+
+/// `kill(2)`: for kernels without pidfds only; the caller checks the
+/// process's identity (its start time) just before.
+pub fn kill_pid(pid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: kill takes plain integers; a positive pid names one process.
+    retry("kill", || unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Writes an `oom_score_adj` value through a descriptor opened at
+/// registration: one `pwrite`, no path walk. Fails with ESRCH once the
+/// process is gone, so it can never reach a process that reused the pid.
+pub fn write_oom_adj_fd(fd: BorrowedFd<'_>, adj: i32) -> SysResult<()> {
+    let mut digits = [0u8; 12];
+    let s = fmt_i64(adj as i64, &mut digits);
+    // SAFETY: s is a valid byte slice for the call.
+    retry("write oom_score_adj", || unsafe {
+        libc::pwrite(
+            fd.as_raw_fd(),
+            s.as_ptr() as *const libc::c_void,
+            s.len(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Raises `RLIMIT_NOFILE` (soft, and hard when permitted) to at least
+/// `want`. Returns the soft limit in force afterwards, and the error of a
+/// refused raise.
+pub fn raise_nofile(want: u64) -> (u64, Option<SysError>) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: r is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } < 0 {
+        return (0, Some(SysError::last("getrlimit RLIMIT_NOFILE")));
+    }
+    if r.rlim_cur >= want {
+        return (r.rlim_cur, None);
+    }
+    let set = |cur: u64, max: u64| {
+        let n = libc::rlimit {
+            rlim_cur: cur,
+            rlim_max: max,
+        };
+        // SAFETY: n is a valid rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &n) } < 0 {
+            Err(SysError::last("setrlimit RLIMIT_NOFILE"))
+        } else {
+            Ok(())
+        }
+    };
+    // Above the hard limit only with CAP_SYS_RESOURCE; up to it, always.
+    match set(want, r.rlim_max.max(want)) {
+        Ok(()) => (want, None),
+        Err(e) => {
+            let cur = want.min(r.rlim_max);
+            match set(cur, r.rlim_max) {
+                Ok(()) => (cur, Some(e)),
+                Err(_) => (r.rlim_cur, Some(e)),
+            }
+        }
+    }
 }
 
 /// `process_mrelease(2)`: reap a SIGKILLed process's memory now, from our
@@ -181,21 +272,31 @@ impl ProcFs {
         read_fd(fd.as_raw_fd(), buf, "read proc file")
     }
 
-    /// Writes `oom_score_adj` of a process.
-    pub fn write_oom_score_adj(&self, pid: i32, adj: i32) -> SysResult<()> {
+    /// Opens `oom_score_adj` of a process for writing, to keep.
+    pub fn open_oom_score_adj(&self, pid: i32) -> SysResult<OwnedFd> {
         let mut p = [0; 192];
-        let fd = open(
+        open(
             self.path(Some(pid), "oom_score_adj", &mut p),
             libc::O_WRONLY,
             "open oom_score_adj",
-        )?;
-        let mut digits = [0u8; 12];
-        let s = fmt_i64(adj as i64, &mut digits);
-        // SAFETY: s is a valid byte slice for the call.
-        retry("write oom_score_adj", || unsafe {
-            libc::write(fd.as_raw_fd(), s.as_ptr() as *const libc::c_void, s.len())
+        )
+    }
+
+    /// Writes `oom_score_adj` of a process once (open, write, close).
+    pub fn write_oom_score_adj(&self, pid: i32, adj: i32) -> SysResult<()> {
+        let fd = self.open_oom_score_adj(pid)?;
+        write_oom_adj_fd(std::os::fd::AsFd::as_fd(&fd), adj)
+    }
+
+    /// Start time of a process in clock ticks since boot (field 22 of
+    /// `/proc/<pid>/stat`): with the pid, it names one process for good.
+    pub fn start_ticks(&self, pid: i32) -> SysResult<u64> {
+        let mut buf = [0u8; 1024];
+        let n = self.read(Some(pid), "stat", &mut buf)?;
+        stat_field(&buf[..n], 22).ok_or(SysError {
+            what: "parse start time in stat",
+            errno: libc::EINVAL,
         })
-        .map(drop)
     }
 
     /// The `Tgid` of a process (a thread id has Tgid != pid).
@@ -239,6 +340,18 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8], what: &'static str) -> SysResult<usize
         n += r as usize;
     }
     Ok(n)
+}
+
+/// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line, for
+/// fields after the command name. The name may hold spaces and
+/// parentheses, so counting starts after its last ')'.
+pub fn stat_field(text: &[u8], n: usize) -> Option<u64> {
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let tok = text[close + 1..]
+        .split(|&b| b == b' ' || b == b'\n')
+        .filter(|t| !t.is_empty())
+        .nth(n.checked_sub(3)?)?;
+    parse_u64(tok)
 }
 
 /// Finds `key` at the start of a line in a `/proc/<pid>/status`-like text
@@ -448,4 +561,34 @@ pub fn seqpacket_socket(path: &std::path::Path) -> io::Result<(OwnedFd, libc::so
     }
     // SAFETY: a fresh descriptor we own.
     Ok((unsafe { OwnedFd::from_raw_fd(fd) }, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_field_counts_after_the_command_name() {
+        let line =
+            b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 777 0 3 0 10 5 0 0 20 0 1 0 4200 123 45\n";
+        assert_eq!(stat_field(line, 3), None, "state is not a number");
+        assert_eq!(stat_field(line, 4), Some(1));
+        assert_eq!(stat_field(line, 10), Some(777));
+        assert_eq!(stat_field(line, 22), Some(4200));
+        assert_eq!(stat_field(line, 24), Some(45));
+        assert_eq!(stat_field(line, 25), None);
+        assert_eq!(stat_field(line, 2), None);
+        assert_eq!(stat_field(b"no paren", 22), None);
+    }
+
+    #[test]
+    fn start_ticks_of_self_is_stable() {
+        let procfs = ProcFs::new(Path::new("/proc")).unwrap();
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let t = procfs.start_ticks(me).unwrap();
+        assert!(t > 0);
+        assert_eq!(procfs.start_ticks(me), Ok(t));
+        assert!(procfs.start_ticks(i32::MAX).is_err());
+    }
 }

@@ -14,8 +14,15 @@
 //! Links are `u32` slot indices with [`NIL`] for "none", so the mapping holds
 //! no pointers and every bit pattern in it is a valid value. Free slots form a
 //! singly linked list through `Slot::next`.
+//!
+//! The table is the one owner of every record's descriptors (its pidfd and
+//! its open `oom_score_adj`): it takes them as [`Handles`] on insertion,
+//! lends them out as `BorrowedFd`s tied to a borrow of the table, gives them
+//! back on removal and closes what is left when dropped. No other module
+//! turns a raw number into a descriptor.
 
 use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use memmap2::MmapOptions;
 
@@ -37,19 +44,37 @@ const NIL: u32 = u32::MAX;
 /// `Slot::list` of a free slot.
 const FREE: u16 = u16::MAX;
 
-/// One registered process.
+/// One registered process, as its client described it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Proc {
     pub pid: i32,
     pub uid: i32,
     pub adj: i16,
     pub ptype: u8,
-    /// The pidfd opened at registration; the table never closes it.
-    pub pidfd: i32,
     /// Peer pid of the registering connection, or [`NO_OWNER`].
     pub owner: i32,
 }
+
+/// What the table keeps for a process beyond its [`Proc`]: proof of its
+/// identity and the way to its `oom_score_adj`. Owned by the table while
+/// the record is in it; handed back when the record leaves.
+#[derive(Debug, Default)]
+pub struct Handles {
+    /// The pidfd opened at registration (None on kernels without
+    /// `pidfd_open`).
+    pub pidfd: Option<OwnedFd>,
+    /// `/proc/<pid>/oom_score_adj` opened for writing at registration.
+    pub oom_adj: Option<OwnedFd>,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22),
+    /// recorded when there is no pidfd to tell a reused pid apart; 0 if
+    /// not recorded.
+    pub start_ticks: u64,
+}
+
+/// `Slot::written_adj` when we have not written the process's
+/// `oom_score_adj` (or the last write failed).
+const NOT_WRITTEN: i16 = i16::MIN;
 
 /// Insertion refused because the table is at capacity (see
 /// [`ProcTable::insert`] for the other refusals it stands for).
@@ -84,6 +109,11 @@ impl std::error::Error for InsertError {}
 #[derive(Clone, Copy)]
 struct Slot {
     proc: Proc,
+    /// `Handles::start_ticks`.
+    start_ticks: u64,
+    /// Owned descriptors (-1: none), closed only through `&mut ProcTable`.
+    pidfd: RawFd,
+    oom_adj_fd: RawFd,
     /// Next slot in the same hash bucket.
     hnext: u32,
     /// Towards the head of the adj list (more recently moved).
@@ -92,13 +122,77 @@ struct Slot {
     next: u32,
     /// Adj list index, or [`FREE`].
     list: u16,
-    _pad: u16,
+    /// The adj we last wrote to `oom_score_adj`, or [`NOT_WRITTEN`].
+    written_adj: i16,
 }
 
 impl Slot {
     fn in_use(&self) -> bool {
         self.list != FREE
     }
+
+    /// Moves the descriptors out of a slot that is leaving the table.
+    fn take_handles(&mut self) -> Handles {
+        let h = Handles {
+            pidfd: take_fd(&mut self.pidfd),
+            oom_adj: take_fd(&mut self.oom_adj_fd),
+            start_ticks: self.start_ticks,
+        };
+        self.start_ticks = 0;
+        self.written_adj = NOT_WRITTEN;
+        h
+    }
+}
+
+/// Turns a slot's descriptor number back into the owned descriptor it
+/// stands for, leaving -1 behind.
+fn take_fd(fd: &mut RawFd) -> Option<OwnedFd> {
+    let raw = std::mem::replace(fd, -1);
+    // SAFETY: a slot's descriptor came from `OwnedFd::into_raw_fd` in
+    // `try_insert_with` and nothing else closes it; replacing it with -1
+    // above makes this the only owner.
+    (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A registered record with what the table keeps beside it.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    slot: &'a Slot,
+}
+
+impl<'a> Entry<'a> {
+    pub fn proc(&self) -> &'a Proc {
+        &self.slot.proc
+    }
+
+    /// The record's pidfd, valid while the table is borrowed.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'a>> {
+        borrow(self.slot.pidfd)
+    }
+
+    /// The record's open `oom_score_adj`, valid while the table is borrowed.
+    pub fn oom_adj_fd(&self) -> Option<BorrowedFd<'a>> {
+        borrow(self.slot.oom_adj_fd)
+    }
+
+    /// See [`Handles::start_ticks`].
+    pub fn start_ticks(&self) -> u64 {
+        self.slot.start_ticks
+    }
+
+    /// The adj we last wrote to the process's `oom_score_adj`, if the write
+    /// went through.
+    pub fn written_adj(&self) -> Option<i16> {
+        (self.slot.written_adj != NOT_WRITTEN).then_some(self.slot.written_adj)
+    }
+}
+
+/// Lends a slot's descriptor for as long as the table is borrowed.
+fn borrow<'a>(fd: RawFd) -> Option<BorrowedFd<'a>> {
+    // SAFETY: the slot owns `fd` (see `take_fd`) and closes it only through
+    // `&mut ProcTable`, which cannot coexist with the `&'a` borrow of the
+    // table this lifetime comes from.
+    (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// Byte offsets of the sections inside the mapping.
@@ -346,18 +440,17 @@ impl ProcTable {
         for (i, s) in p.slots.iter_mut().enumerate() {
             *s = Slot {
                 proc: Proc {
-                    pid: 0,
-                    uid: 0,
-                    adj: 0,
-                    ptype: 0,
-                    pidfd: -1,
                     owner: NO_OWNER,
+                    ..Proc::default()
                 },
+                start_ticks: 0,
+                pidfd: -1,
+                oom_adj_fd: -1,
                 hnext: NIL,
                 prev: NIL,
                 next: if i + 1 < n { (i + 1) as u32 } else { NIL },
                 list: FREE,
-                _pad: 0,
+                written_adj: NOT_WRITTEN,
             };
         }
         p.buckets.fill(NIL);
@@ -405,16 +498,26 @@ impl ProcTable {
     }
 
     pub fn get(&self, pid: i32) -> Option<&Proc> {
+        self.entry(pid).map(|e| e.proc())
+    }
+
+    /// A record with its descriptors and write state.
+    pub fn entry(&self, pid: i32) -> Option<Entry<'_>> {
         let p = self.parts();
         let mut i = p.buckets[self.layout.bucket(pid)];
         while i != NIL {
             let s = &p.slots[i as usize];
             if s.proc.pid == pid {
-                return Some(&s.proc);
+                return Some(Entry { slot: s });
             }
             i = s.hnext;
         }
         None
+    }
+
+    /// The pidfd of a registered process, valid while the table is borrowed.
+    pub fn pidfd(&self, pid: i32) -> Option<BorrowedFd<'_>> {
+        self.entry(pid)?.pidfd()
     }
 
     pub fn contains(&self, pid: i32) -> bool {
@@ -432,6 +535,12 @@ impl ProcTable {
 
     /// [`insert`](Self::insert) with the reason for a refusal.
     pub fn try_insert(&mut self, p: Proc) -> Result<(), InsertError> {
+        self.try_insert_with(p, Handles::default())
+    }
+
+    /// [`try_insert`](Self::try_insert) of a record with its descriptors.
+    /// The table owns them from here on; a refused record's are closed.
+    pub fn try_insert_with(&mut self, p: Proc, h: Handles) -> Result<(), InsertError> {
         let a = adj_index(p.adj).ok_or(InsertError::BadAdj)?;
         let l = self.layout;
         let free = self.free;
@@ -447,6 +556,10 @@ impl ProcTable {
         let s = &mut parts.slots[i as usize];
         self.free = s.next;
         s.proc = p;
+        s.pidfd = h.pidfd.map_or(-1, IntoRawFd::into_raw_fd);
+        s.oom_adj_fd = h.oom_adj.map_or(-1, IntoRawFd::into_raw_fd);
+        s.start_ticks = h.start_ticks;
+        s.written_adj = NOT_WRITTEN;
         s.hnext = parts.buckets[b];
         parts.buckets[b] = i;
         parts.push_head(i, a);
@@ -468,6 +581,24 @@ impl ProcTable {
         };
         parts.unlink_adj(i);
         parts.slots[i as usize].proc.adj = adj;
+        parts.push_head(i, a);
+        true
+    }
+
+    /// Replaces a record's fields with `p`'s (same pid) and moves it to the
+    /// head of `p.adj`'s list, in one lookup. False if the pid is unknown
+    /// or the adj out of range (nothing changes).
+    pub fn refresh(&mut self, p: Proc) -> bool {
+        let Some(a) = adj_index(p.adj) else {
+            return false;
+        };
+        let l = self.layout;
+        let mut parts = self.parts_mut();
+        let Some(i) = parts.find(&l, p.pid) else {
+            return false;
+        };
+        parts.unlink_adj(i);
+        parts.slots[i as usize].proc = p;
         parts.push_head(i, a);
         true
     }
@@ -497,8 +628,23 @@ impl ProcTable {
         self.update(pid, |p| p.ptype = ptype)
     }
 
+    /// Remembers what we last wrote to the process's `oom_score_adj`
+    /// (None: unknown, e.g. the write failed), so an unchanged adj need
+    /// not be written again.
+    pub fn set_written_adj(&mut self, pid: i32, adj: Option<i16>) -> bool {
+        let l = self.layout;
+        let parts = self.parts_mut();
+        match parts.find(&l, pid) {
+            Some(i) => {
+                parts.slots[i as usize].written_adj = adj.unwrap_or(NOT_WRITTEN);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Frees slot `i`, which must be in use, and returns its record.
-    fn remove_slot(&mut self, i: u32) -> Proc {
+    fn remove_slot(&mut self, i: u32) -> (Proc, Handles) {
         let l = self.layout;
         let free = self.free;
         let mut parts = split_mut(&mut self.map, &l);
@@ -506,17 +652,19 @@ impl ProcTable {
         parts.unlink_adj(i);
         let s = &mut parts.slots[i as usize];
         let p = s.proc;
+        let h = s.take_handles();
         s.list = FREE;
         s.hnext = NIL;
         s.prev = NIL;
         s.next = free;
         self.free = i;
         self.len -= 1;
-        p
+        (p, h)
     }
 
-    /// Removes a record and returns it; closing its pidfd is the caller's job.
-    pub fn remove(&mut self, pid: i32) -> Option<Proc> {
+    /// Removes a record and hands it back with its descriptors (dropping
+    /// them closes them).
+    pub fn remove(&mut self, pid: i32) -> Option<(Proc, Handles)> {
         let l = self.layout;
         let i = self.parts_mut().find(&l, pid)?;
         Some(self.remove_slot(i))
@@ -559,7 +707,7 @@ impl ProcTable {
     }
 
     /// Removes every record for which `pred` is true, handing each removed
-    /// record to `on_removed` (to close its pidfd).
+    /// record to `on_removed`; their descriptors are closed.
     pub fn remove_where(
         &mut self,
         mut pred: impl FnMut(&Proc) -> bool,
@@ -568,7 +716,7 @@ impl ProcTable {
         for i in 0..self.layout.cap {
             let s = self.parts().slots[i];
             if s.in_use() && pred(&s.proc) {
-                on_removed(self.remove_slot(i as u32));
+                on_removed(self.remove_slot(i as u32).0);
             }
         }
     }
@@ -580,6 +728,15 @@ impl ProcTable {
             .iter()
             .filter(|s| s.in_use())
             .map(|s| &s.proc)
+    }
+}
+
+impl Drop for ProcTable {
+    /// Closes the descriptors of the records still in the table.
+    fn drop(&mut self) {
+        for s in self.parts_mut().slots.iter_mut().filter(|s| s.in_use()) {
+            drop(s.take_handles());
+        }
     }
 }
 
@@ -613,7 +770,6 @@ mod tests {
             uid: 10_000 + pid,
             adj,
             ptype: 0,
-            pidfd: 100 + pid,
             owner: 7,
         }
     }
@@ -703,12 +859,10 @@ mod tests {
         assert!(t.set_ptype(100, 1));
         assert!(!t.set_uid(300, 5));
         assert!(!t.set_owner(300, 5));
-        let got = t.remove(100).unwrap();
-        assert_eq!(
-            (got.uid, got.owner, got.ptype, got.pidfd),
-            (5, NO_OWNER, 1, 200)
-        );
-        assert_eq!(t.remove(100), None);
+        let (got, h) = t.remove(100).unwrap();
+        assert_eq!((got.uid, got.owner, got.ptype), (5, NO_OWNER, 1));
+        assert!(h.pidfd.is_none() && h.oom_adj.is_none());
+        assert!(t.remove(100).is_none());
         assert_eq!(t.get(100), None);
         assert_eq!(t.tail(900), None);
         assert_eq!(t.len(), 1);
@@ -766,6 +920,16 @@ mod tests {
         t.remove(1);
         assert_eq!(pids_at(&t, 900), [4, 5]);
         assert!(!t.set_adj(42, 0));
+        // refresh: new fields and a move to the head, like set_adj.
+        assert!(t.refresh(Proc {
+            uid: 9,
+            ..rec(4, 900)
+        }));
+        assert_eq!(pids_at(&t, 900), [5, 4]);
+        assert_eq!(t.get(4).unwrap().uid, 9);
+        assert!(t.refresh(rec(5, 0)));
+        assert_eq!((pids_at(&t, 900), pids_at(&t, 0)), (vec![4], vec![5]));
+        assert!(!t.refresh(rec(42, 0)) && !t.refresh(rec(4, 1001)));
         check(&t);
     }
 
@@ -805,10 +969,10 @@ mod tests {
         let mut closed = Vec::new();
         t.remove_where(
             |p| p.owner == 2 || p.owner == NO_OWNER,
-            |p| closed.push(p.pidfd),
+            |p| closed.push(p.pid),
         );
         closed.sort();
-        assert_eq!(closed, [101, 102, 104, 105, 107, 108, 110]);
+        assert_eq!(closed, [1, 2, 4, 5, 7, 8, 10]);
         let mut left: Vec<i32> = t.iter().map(|p| p.pid).collect();
         left.sort();
         assert_eq!(left, [3, 6, 9]);
@@ -816,6 +980,55 @@ mod tests {
         t.remove_where(|_| true, |_| {});
         assert!(t.is_empty());
         check(&t);
+    }
+
+    /// Whether `fd` is an open descriptor of this process.
+    fn is_open(fd: RawFd) -> bool {
+        std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists()
+    }
+
+    #[test]
+    fn owns_descriptors_until_they_leave() {
+        use std::os::fd::{AsRawFd, OwnedFd};
+        let open = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let mut t = ProcTable::new(4).unwrap();
+        let (a, b, c) = (open(), open(), open());
+        let (ra, rb, rc) = (a.as_raw_fd(), b.as_raw_fd(), c.as_raw_fd());
+        let h = |pidfd, oom_adj| Handles {
+            pidfd: Some(pidfd),
+            oom_adj,
+            start_ticks: 42,
+        };
+        t.try_insert_with(rec(1, 0), h(a, Some(b))).unwrap();
+        t.try_insert_with(rec(2, 0), h(c, None)).unwrap();
+        let e = t.entry(1).unwrap();
+        assert_eq!(e.pidfd().map(|f| f.as_raw_fd()), Some(ra));
+        assert_eq!(e.oom_adj_fd().map(|f| f.as_raw_fd()), Some(rb));
+        assert_eq!((e.start_ticks(), e.written_adj()), (42, None));
+        assert!(t.set_written_adj(1, Some(0)));
+        assert_eq!(t.entry(1).unwrap().written_adj(), Some(0));
+        // A refused record's descriptors are closed, not leaked.
+        let d = open();
+        let rd = d.as_raw_fd();
+        assert_eq!(
+            t.try_insert_with(rec(1, 5), h(d, None)),
+            Err(InsertError::Duplicate)
+        );
+        assert!(!is_open(rd));
+        // Removal hands them back open; dropping them closes them.
+        let (p, got) = t.remove(1).unwrap();
+        assert_eq!(p.pid, 1);
+        assert!(is_open(ra) && is_open(rb));
+        assert_eq!(got.pidfd.as_ref().map(|f| f.as_raw_fd()), Some(ra));
+        drop(got);
+        assert!(!is_open(ra) && !is_open(rb));
+        // A slot reused without descriptors has none.
+        t.insert(rec(3, 0)).unwrap();
+        assert!(t.pidfd(3).is_none() && t.entry(3).unwrap().written_adj().is_none());
+        // The table closes what it still holds when dropped.
+        assert!(is_open(rc));
+        drop(t);
+        assert!(!is_open(rc));
     }
 
     #[test]
@@ -838,7 +1051,7 @@ mod tests {
         }
         // Remove from the middle, the chain head and the end of the chain.
         for &p in &[pids[1], pids[3], pids[0], pids[2]] {
-            assert_eq!(t.remove(p).unwrap().pid, p);
+            assert_eq!(t.remove(p).unwrap().0.pid, p);
             assert_eq!(t.get(p), None);
             check(&t);
         }
@@ -908,7 +1121,6 @@ mod tests {
                             uid: rng.below(5) as i32,
                             adj,
                             ptype: rng.below(2) as u8,
-                            pidfd: step,
                             owner: rng.below(4) as i32 - 1,
                         };
                         let want = if !ok_adj {
@@ -941,7 +1153,7 @@ mod tests {
                             m.unlink(pid);
                             m.recs.remove(&pid);
                         }
-                        assert_eq!(t.remove(pid), want, "step {step}");
+                        assert_eq!(t.remove(pid).map(|(p, _)| p), want, "step {step}");
                     }
                     7 => {
                         let uid = rng.below(100) as i32;

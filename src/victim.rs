@@ -2,8 +2,7 @@
 //! minimum and pick one process worth killing. Reads a few `/proc/<pid>`
 //! files into stack buffers; never allocates.
 
-use std::os::fd::{BorrowedFd, RawFd};
-
+use crate::commands;
 use crate::proto::{self, KillStat};
 use crate::sys::{self, ProcFs};
 use crate::table::{Proc, ProcTable};
@@ -71,7 +70,7 @@ pub fn select(
             if p.pid <= 1 || p.pid == rules.self_pid {
                 continue;
             }
-            if sys::pidfd_exited(borrow(p.pidfd)) {
+            if exited(table, procfs, p.pid) {
                 stale.push(p.pid);
                 continue;
             }
@@ -93,8 +92,10 @@ pub fn select(
         if let Some((p, rss_kb)) = best {
             // The pid is ours only while the pidfd says it is alive; check
             // again after reading per-pid files so stats match the victim.
+            // Without a pidfd this start-time check is the last one before
+            // the reaper's kill(2).
             let v = describe(procfs, &p, rss_kb);
-            if sys::pidfd_exited(borrow(p.pidfd)) {
+            if exited(table, procfs, p.pid) {
                 stale.push(p.pid);
                 continue;
             }
@@ -104,10 +105,11 @@ pub fn select(
     None
 }
 
-fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: table records own their pidfd until removed, and the table
-    // is not modified while a selection borrows it.
-    unsafe { BorrowedFd::borrow_raw(fd) }
+/// See [`commands::gone`]; a pid missing from the table counts as exited.
+fn exited(table: &ProcTable, procfs: &ProcFs, pid: i32) -> bool {
+    table
+        .entry(pid)
+        .map_or(true, |e| commands::gone(procfs, &e))
 }
 
 /// Resident set size from `/proc/<pid>/statm` (second field, pages).

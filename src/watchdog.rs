@@ -7,7 +7,7 @@
 //! core may read) and can never hit a recycled pid.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -18,7 +18,9 @@ use crate::sys;
 pub struct Heartbeat {
     /// CLOCK_MONOTONIC ms when the current handler started; 0 when idle.
     busy_since_ms: AtomicU64,
-    /// Owned duplicate pidfd of the fallback victim, or -1.
+    /// Owned duplicate pidfd of the fallback victim, or -1: an `OwnedFd`
+    /// kept as its number so that the core and the watchdog can swap it
+    /// without a lock. Only [`Heartbeat::swap_fd`] touches it.
     candidate_fd: AtomicI32,
     candidate_pid: AtomicI32,
     candidate_adj: AtomicI32,
@@ -35,6 +37,12 @@ impl Default for Heartbeat {
     }
 }
 
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.swap_fd(None));
+    }
+}
+
 impl Heartbeat {
     pub fn enter(&self, now_ms: u64) {
         self.busy_since_ms.store(now_ms.max(1), Ordering::Release);
@@ -48,13 +56,22 @@ impl Heartbeat {
     /// Takes ownership of `pidfd`; the previous one is closed.
     pub fn set_candidate(&self, c: Option<(i32, i32, OwnedFd)>) {
         let (pid, adj, fd) = match c {
-            Some((pid, adj, fd)) => (pid, adj, std::os::fd::IntoRawFd::into_raw_fd(fd)),
-            None => (0, 0, -1),
+            Some((pid, adj, fd)) => (pid, adj, Some(fd)),
+            None => (0, 0, None),
         };
         self.candidate_pid.store(pid, Ordering::Relaxed);
         self.candidate_adj.store(adj, Ordering::Relaxed);
-        let old = self.candidate_fd.swap(fd, Ordering::AcqRel);
-        close(old);
+        // Dropping the previous one closes it.
+        drop(self.swap_fd(fd));
+    }
+
+    /// Puts `fd` in the candidate slot and takes out what was there.
+    fn swap_fd(&self, fd: Option<OwnedFd>) -> Option<OwnedFd> {
+        let raw: RawFd = fd.map_or(-1, IntoRawFd::into_raw_fd);
+        let old = self.candidate_fd.swap(raw, Ordering::AcqRel);
+        // SAFETY: the slot only ever holds -1 or a number taken from an
+        // `OwnedFd` above; the atomic swap hands it to exactly one caller.
+        (old >= 0).then(|| unsafe { OwnedFd::from_raw_fd(old) })
     }
 
     pub fn candidate_pid(&self) -> i32 {
@@ -71,29 +88,16 @@ impl Heartbeat {
 
     /// Kills the published candidate once; returns its pid and adj.
     pub fn kill_candidate(&self) -> Option<(i32, i32)> {
-        let fd = self.candidate_fd.swap(-1, Ordering::AcqRel);
-        if fd < 0 {
-            return None;
-        }
+        let fd = self.swap_fd(None)?;
         let (pid, adj) = (
             self.candidate_pid.load(Ordering::Relaxed),
             self.candidate_adj.load(Ordering::Relaxed),
         );
-        // SAFETY: we took sole ownership of fd out of the slot above.
-        let pidfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let ok = sys::pidfd_send_signal(pidfd, libc::SIGKILL).is_ok();
+        let ok = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL).is_ok();
         if ok {
-            let _ = sys::process_mrelease(pidfd);
+            let _ = sys::process_mrelease(fd.as_fd());
         }
-        close(fd);
         ok.then_some((pid, adj))
-    }
-}
-
-fn close(fd: i32) {
-    if fd >= 0 {
-        // SAFETY: fd was owned by the candidate slot and is no longer reachable.
-        unsafe { libc::close(fd) };
     }
 }
 
@@ -130,13 +134,6 @@ pub fn start(hb: Arc<Heartbeat>, timeout_ms: u64, on_start: fn(&'static str)) ->
         })
         .map(drop)
         .map_err(|e| io::Error::new(e.kind(), format!("spawn watchdog thread: {e}")))
-}
-
-/// Duplicates a pidfd for the candidate slot.
-pub fn dup(fd: i32) -> Option<OwnedFd> {
-    // SAFETY: borrowing a live pidfd just to duplicate it.
-    let b = unsafe { BorrowedFd::borrow_raw(fd) };
-    b.try_clone_to_owned().ok().filter(|f| f.as_raw_fd() >= 0)
 }
 
 #[cfg(test)]

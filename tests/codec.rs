@@ -892,7 +892,6 @@ fn process_table_does_not_allocate_after_new() {
                     uid: 10_000,
                     adj,
                     ptype: 0,
-                    pidfd: -1,
                     owner: round,
                 };
                 t.insert(p).unwrap();

@@ -7,22 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::inproc::InProc;
 use common::*;
-use lmkd::client::{Client, Message};
 use lmkd::proto::Command as Cmd;
 
 const T: Duration = Duration::from_secs(5);
-
-/// Kill notifications (pid) seen on `c` within `wait`.
-fn kills(c: &Client, wait: Duration) -> Vec<i32> {
-    let end = Instant::now() + wait;
-    let mut out = vec![];
-    while Instant::now() < end {
-        if let Ok(Some(Message::Kill(k))) = c.recv(Some(Duration::from_millis(50))) {
-            out.push(k.pid);
-        }
-    }
-    out
-}
 
 #[test]
 fn dry_run_kills_nobody() {

@@ -699,11 +699,7 @@ fn frozen_victim_memory_is_released_by_process_mrelease() {
     let pidfd = lmkd::sys::pidfd_open(pid).expect("pidfd_open");
     let t0 = Instant::now();
     let done = lmkd::reaper::run(
-        lmkd::reaper::Job {
-            pid,
-            pidfd: pidfd.as_raw_fd(),
-            dry_run: false,
-        },
+        lmkd::reaper::Job::new(pid, Some(pidfd.as_fd()), false),
         &AtomicBool::new(true),
     );
     let took = t0.elapsed();

@@ -465,10 +465,8 @@ fn packet_without_credentials_closes_only_that_connection() {
     d.wait_log_count("client connected", 2, T);
     let pkt = words(&[proto::id::GETKILLCNT, 0, 1000]);
     // SAFETY: sending from a live buffer.
-    assert_eq!(
-        unsafe { libc::send(bare, pkt.as_ptr() as *const _, pkt.len(), 0) },
-        pkt.len() as isize
-    );
+    let n = unsafe { libc::send(bare, pkt.as_ptr() as *const _, pkt.len(), 0) };
+    assert_eq!(n, pkt.len() as isize);
     d.wait_log("packet without credentials", T);
     // The bare connection was closed without an answer...
     let mut buf = [0u8; 16];

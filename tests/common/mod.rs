@@ -227,6 +227,22 @@ pub fn spawn_sleep() -> Child {
     c.spawn().expect("spawn sleep")
 }
 
+/// A `sleep` child with pid `pid` (which must be free), made by setting
+/// the pid namespace's last pid just below it; other processes forking
+/// meanwhile can take it, so this retries. None if it never worked.
+pub fn sleeper_with_pid(pid: i32) -> Option<Sleeper> {
+    for _ in 0..200 {
+        if fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).is_err() {
+            return None;
+        }
+        let s = Sleeper::new();
+        if s.pid() == pid {
+            return Some(s);
+        }
+    }
+    None
+}
+
 impl Sleeper {
     pub fn new() -> Sleeper {
         Sleeper(spawn_sleep())
@@ -288,6 +304,18 @@ pub fn subscribe_all(c: &Client) {
         event: proto::event::STAT,
     })
     .unwrap();
+}
+
+/// Kill notifications (pid) seen on `c` within `wait`.
+pub fn kills(c: &Client, wait: Duration) -> Vec<i32> {
+    let end = Instant::now() + wait;
+    let mut out = vec![];
+    while Instant::now() < end {
+        if let Ok(Some(lmkd::client::Message::Kill(k))) = c.recv(Some(Duration::from_millis(50))) {
+            out.push(k.pid);
+        }
+    }
+    out
 }
 
 /// GETKILLCNT over [min, max].
@@ -400,10 +428,8 @@ impl Remote {
         msg[4..8].copy_from_slice(&flags.to_ne_bytes());
         msg[8..8 + pkt.len()].copy_from_slice(pkt);
         // SAFETY: writing a live buffer to our pipe.
-        assert_eq!(
-            unsafe { libc::write(self.to_child, msg.as_ptr() as *const _, msg.len()) },
-            msg.len() as isize
-        );
+        let n = unsafe { libc::write(self.to_child, msg.as_ptr() as *const _, msg.len()) };
+        assert_eq!(n, msg.len() as isize);
         let mut st = [0u8; 8];
         // SAFETY: reading into a live buffer.
         let n = unsafe { libc::read(self.from_child, st.as_mut_ptr() as *mut _, 8) };

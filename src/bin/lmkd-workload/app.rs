@@ -74,6 +74,7 @@ pub fn run(p: &AppParams) -> Result<(), String> {
     // Die with the driver: an orphaned hog would distort the next run.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: getppid has no preconditions.
     if unsafe { libc::getppid() } == 1 {
         return Err("driver already gone".into());
     }
