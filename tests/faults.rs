@@ -489,7 +489,9 @@ fn failed_signal_drops_the_record_and_kills_the_next_victim() {
         "small",
         &[foreign.pid(), next.pid()],
         move |cfg, _| {
-            cfg.kill_timeout_ms = 500;
+            // Long: the next kill must not wait for a victim that was
+            // never signalled.
+            cfg.kill_timeout_ms = 60_000;
             flag.store(drop_cap_kill_on_this_thread(), Ordering::SeqCst);
         },
     );
