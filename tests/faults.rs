@@ -18,22 +18,10 @@ use std::time::{Duration, Instant};
 
 use common::inproc::InProc;
 use common::*;
-use lmkd::client::{Client, Message};
+use lmkd::client::Client;
 use lmkd::proto::{self, Command as Cmd};
 
 const T: Duration = Duration::from_secs(5);
-
-/// Kill notifications (pids) seen on `c` within `wait`.
-fn kills(c: &Client, wait: Duration) -> Vec<i32> {
-    let end = Instant::now() + wait;
-    let mut out = vec![];
-    while Instant::now() < end {
-        if let Ok(Some(Message::Kill(k))) = c.recv(Some(Duration::from_millis(50))) {
-            out.push(k.pid);
-        }
-    }
-    out
-}
 
 /// Raises fresh pressure until a kill comes; asserts it is `want` and that
 /// `want` really died of SIGKILL.
@@ -154,7 +142,7 @@ fn snapshot_file_fault(file: &str) {
     Daemon::sync(&c);
 
     let label = match file {
-        "pressure" => "memory pressure:",
+        "pressure" => "memory pressure",
         f => f,
     };
     let mut next = 0;

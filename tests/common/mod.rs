@@ -499,3 +499,15 @@ unsafe fn remote_child(path: &Path, rx: i32, tx: i32) -> ! {
         }
     }
 }
+
+/// Kill notifications (pids) seen on `c` within `wait`.
+pub fn kills(c: &Client, wait: Duration) -> Vec<i32> {
+    let end = Instant::now() + wait;
+    let mut out = vec![];
+    while Instant::now() < end {
+        if let Ok(Some(lmkd::client::Message::Kill(k))) = c.recv(Some(Duration::from_millis(50))) {
+            out.push(k.pid);
+        }
+    }
+    out
+}
