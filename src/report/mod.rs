@@ -167,7 +167,14 @@ impl Note {
                 ConnEvent::Error(_) => "connection error",
             },
             Note::SubscriberDropped { .. } => "dropped notification",
-            Note::SnapshotFailed(_) => "snapshot failure",
+            // Each file fails on its own: one file's flood must not hide
+            // another's first failure.
+            Note::SnapshotFailed(e) => match e.file {
+                crate::snapshot::FileKind::MemInfo => "snapshot failure (meminfo)",
+                crate::snapshot::FileKind::VmStat => "snapshot failure (vmstat)",
+                crate::snapshot::FileKind::ZoneInfo => "snapshot failure (zoneinfo)",
+                crate::snapshot::FileKind::Psi => "snapshot failure (pressure)",
+            },
         })
     }
 }

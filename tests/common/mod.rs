@@ -4,6 +4,7 @@
 pub mod counting;
 pub mod inproc;
 pub mod logcap;
+pub mod pressure;
 
 use std::fs;
 use std::io::Read;
