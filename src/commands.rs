@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsRawFd, IntoRawFd};
 
+use crate::memcg::AppMemcg;
 use crate::proto::{self, event, Command, Prio, TargetTable};
 use crate::report::{KillCounts, Note, Refusal, Reporter};
 use crate::sys::{self, ProcFs};
@@ -16,6 +17,8 @@ pub const TARGET_INTERVAL_MS: u64 = 1000;
 pub struct Registry {
     pub table: ProcTable,
     pub procfs: ProcFs,
+    /// Per-app memcgs, when `per_app_memcg` is on.
+    pub memcg: Option<AppMemcg>,
     pub kills: KillCounts,
     pub targets: TargetTable,
     last_target_ms: Option<u64>,
@@ -39,10 +42,11 @@ pub enum Effect {
 }
 
 impl Registry {
-    pub fn new(table: ProcTable, procfs: ProcFs) -> Registry {
+    pub fn new(table: ProcTable, procfs: ProcFs, memcg: Option<AppMemcg>) -> Registry {
         Registry {
             table,
             procfs,
+            memcg,
             kills: KillCounts::default(),
             targets: TargetTable::default(),
             last_target_ms: None,
@@ -146,7 +150,8 @@ impl Registry {
                 });
             }
         }
-        let adj = p.adj as i16;
+        // An app's soft limit follows its adj; the launcher ranks lower.
+        let adj = self.memcg.as_ref().map_or(p.adj, |m| m.on_prio(p, report)) as i16;
         if self.table.get(p.pid).is_some() {
             // Claim an unowned record (its client reconnected) and move it
             // to the head of its adj list.

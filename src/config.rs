@@ -24,6 +24,8 @@ use crate::props::PropertySource;
 
 /// Property holding lmkd's low-RAM device flag.
 pub const LOW_RAM_PROP: &str = "ro.config.low_ram";
+/// Property turning per-app memcg handling on (default: the low-RAM flag).
+pub const PER_APP_MEMCG_PROP: &str = "ro.config.per_app_memcg";
 /// Prefix of the read-only (build time) lmkd properties.
 pub const RO_PREFIX: &str = "ro.lmk.";
 /// Prefix of the server-pushed (device_config) lmkd properties; wins over `ro.lmk.`.
@@ -62,6 +64,9 @@ pub struct Config {
     pub direct_reclaim_threshold_ms: u32,
     pub swap_compression_ratio: u32,
     pub delay_monitors_until_boot: bool,
+    /// Per-app memcg soft limits and kill stats (`ro.config.per_app_memcg`;
+    /// default on for low-RAM devices). See `memcg`.
+    pub per_app_memcg: bool,
     // --- ours -----------------------------------------------------------
     /// Capacity of the process table (fixed at start-up).
     pub max_procs: u32,
@@ -78,6 +83,9 @@ pub struct Config {
     pub vmpressure_memcg: PathBuf,
     /// A stuck core handler older than this makes the watchdog kill.
     pub watchdog_timeout_ms: u32,
+    /// Parent of the per-app groups `uid_<uid>/pid_<pid>/` (tests point it
+    /// at groups of their own).
+    pub memcg_apps_root: PathBuf,
 }
 
 impl Default for Config {
@@ -105,6 +113,7 @@ impl Default for Config {
             direct_reclaim_threshold_ms: 0,
             swap_compression_ratio: 1,
             delay_monitors_until_boot: false,
+            per_app_memcg: false,
             max_procs: 4096,
             socket_path: PathBuf::from("/run/lmkd.sock"),
             allowed_uids: vec![0, 1000],
@@ -112,6 +121,7 @@ impl Default for Config {
             proc_root: PathBuf::from("/proc"),
             vmpressure_memcg: PathBuf::from("/sys/fs/cgroup/memory"),
             watchdog_timeout_ms: 2000,
+            memcg_apps_root: PathBuf::from("/dev/memcg/apps"),
         }
     }
 }
@@ -196,6 +206,8 @@ const KEYS: &[KeySpec] = &[
     // Multiplier on reclaimable memory when estimating free swap; 0: use SwapFree alone.
     int("swap_compression_ratio", 0, 100),
     flag("delay_monitors_until_boot"),
+    // lmkd's, but read from `ro.config.per_app_memcg` only (see `load`).
+    ours("per_app_memcg", Kind::Bool),
     ours(
         "max_procs",
         Kind::Int {
@@ -215,6 +227,7 @@ const KEYS: &[KeySpec] = &[
             max: 60_000,
         },
     ),
+    ours("memcg_apps_root", Kind::Path),
 ];
 
 /// Keys that shape start-up (allocation, bound socket, opened files).
@@ -224,6 +237,8 @@ const RESTART_ONLY: &[&str] = &[
     "psi_path",
     "proc_root",
     "vmpressure_memcg",
+    "per_app_memcg",
+    "memcg_apps_root",
 ];
 
 fn spec(name: &str) -> Option<&'static KeySpec> {
@@ -305,6 +320,7 @@ impl Config {
             "direct_reclaim_threshold_ms" => Int(self.direct_reclaim_threshold_ms.into()),
             "swap_compression_ratio" => Int(self.swap_compression_ratio.into()),
             "delay_monitors_until_boot" => Bool(self.delay_monitors_until_boot),
+            "per_app_memcg" => Bool(self.per_app_memcg),
             "max_procs" => Int(self.max_procs.into()),
             "socket_path" => Path(self.socket_path.clone()),
             "allowed_uids" => Uids(self.allowed_uids.clone()),
@@ -312,6 +328,7 @@ impl Config {
             "proc_root" => Path(self.proc_root.clone()),
             "vmpressure_memcg" => Path(self.vmpressure_memcg.clone()),
             "watchdog_timeout_ms" => Int(self.watchdog_timeout_ms.into()),
+            "memcg_apps_root" => Path(self.memcg_apps_root.clone()),
             _ => return None,
         })
     }
@@ -346,6 +363,7 @@ impl Config {
             }
             ("swap_compression_ratio", Val::Int(i)) => self.swap_compression_ratio = narrow(i),
             ("delay_monitors_until_boot", Val::Bool(b)) => self.delay_monitors_until_boot = b,
+            ("per_app_memcg", Val::Bool(b)) => self.per_app_memcg = b,
             ("max_procs", Val::Int(i)) => self.max_procs = narrow(i),
             ("socket_path", Val::Path(p)) => self.socket_path = p,
             ("allowed_uids", Val::Uids(u)) => self.allowed_uids = u,
@@ -353,6 +371,7 @@ impl Config {
             ("proc_root", Val::Path(p)) => self.proc_root = p,
             ("vmpressure_memcg", Val::Path(p)) => self.vmpressure_memcg = p,
             ("watchdog_timeout_ms", Val::Int(i)) => self.watchdog_timeout_ms = narrow(i),
+            ("memcg_apps_root", Val::Path(p)) => self.memcg_apps_root = p,
             // Unreachable by construction (callers go through KEYS); ignoring
             // is safer than panicking in a daemon.
             (other, v) => log::error!("internal: no config field for {other} = {v}"),
@@ -736,12 +755,14 @@ fn parse_int_prop(s: &str) -> Option<i64> {
 
 impl Config {
     /// lmkd's defaults for a low-RAM device (`ro.config.low_ram` true):
-    /// react earlier to partial stalls and treat less refaulting as thrashing.
+    /// react earlier to partial stalls, treat less refaulting as thrashing,
+    /// and use the per-app memcgs.
     pub fn low_ram() -> Config {
         Config {
             psi_partial_stall_ms: 200,
             thrashing_limit: 30,
             thrashing_limit_decay: 50,
+            per_app_memcg: true,
             ..Config::default()
         }
     }
@@ -811,7 +832,8 @@ impl Config {
     }
 
     /// Layered load: defaults (low-RAM ones if `ro.config.low_ram` is true) <
-    /// `file` (only the keys it sets; any problem is an error) < `ro.lmk.*` <
+    /// `file` (only the keys it sets; any problem is an error) <
+    /// `ro.config.per_app_memcg` and `ro.lmk.*` <
     /// `persist.device_config.lmkd_native.*`. A bad property value is skipped
     /// (the previous value stays); the returned warnings, also logged, name
     /// the property, its value and why. Our own keys are file-only.
@@ -835,18 +857,22 @@ impl Config {
             cfg.validate().map_err(|e| e.in_file(path))?;
         }
         let mut warnings = Vec::new();
-        for prefix in [RO_PREFIX, PERSIST_PREFIX] {
-            for spec in KEYS.iter().filter(|k| k.prop) {
-                let name = format!("{prefix}{}", spec.name);
-                // Unset and empty are the same thing for Android properties.
-                let Some(raw) = props.get(&name).filter(|v| !v.trim().is_empty()) else {
-                    continue;
-                };
-                if let Err(why) = cfg.apply_prop(spec, &raw) {
-                    let w = format!("ignoring property {name}={raw:?}: {why}");
-                    log::warn!("{w}");
-                    warnings.push(w);
-                }
+        // lmkd reads this one under its own name, not `ro.lmk.`.
+        let per_app = spec("per_app_memcg").map(|k| (PER_APP_MEMCG_PROP.to_string(), k));
+        let lmk = [RO_PREFIX, PERSIST_PREFIX].into_iter().flat_map(|prefix| {
+            KEYS.iter()
+                .filter(|k| k.prop)
+                .map(move |k| (format!("{prefix}{}", k.name), k))
+        });
+        for (name, spec) in per_app.into_iter().chain(lmk) {
+            // Unset and empty are the same thing for Android properties.
+            let Some(raw) = props.get(&name).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            if let Err(why) = cfg.apply_prop(spec, &raw) {
+                let w = format!("ignoring property {name}={raw:?}: {why}");
+                log::warn!("{w}");
+                warnings.push(w);
             }
         }
         Ok((cfg, warnings))

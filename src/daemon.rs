@@ -19,6 +19,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use crate::commands::{Effect, Registry};
 use crate::config::Config;
+use crate::memcg::AppMemcg;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
 use crate::proto;
@@ -207,7 +208,7 @@ impl Daemon {
             opts,
             epoll,
             server,
-            reg: Registry::new(table, procfs),
+            reg: Registry::new(table, procfs, AppMemcg::from_config(&config)?),
             source: None,
             reader,
             policy: policy::State::new(),
@@ -677,7 +678,8 @@ impl Daemon {
             self_pid: self.self_pid,
         };
         let mut stale = Stale::default();
-        let chosen = victim::select(&self.reg.table, &self.reg.procfs, rules, &mut stale);
+        let memcg = self.reg.memcg.as_ref();
+        let chosen = victim::select(&self.reg.table, &self.reg.procfs, memcg, rules, &mut stale);
         for &pid in stale.as_slice() {
             self.reg.forget(pid);
             self.report.note(Note::Stale { pid });

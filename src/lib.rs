@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod memcg;
 pub mod policy;
 pub mod props;
 pub mod protect;

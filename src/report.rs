@@ -147,6 +147,12 @@ pub enum Note {
         pid: i32,
         errno: i32,
     },
+    /// An app's per-app memcg soft limit could not be set.
+    MemcgWriteFailed {
+        pid: i32,
+        uid: i32,
+        errno: i32,
+    },
     Malformed {
         peer: i32,
         err: DecodeError,
@@ -263,6 +269,10 @@ pub fn log_note(n: &Note) {
         Note::OomAdjWriteFailed { pid, errno } => {
             log::warn!("writing oom_score_adj of {pid} failed: {}", errno_text(errno))
         }
+        Note::MemcgWriteFailed { pid, uid, errno } => log::error!(
+            "setting the memcg soft limit of pid {pid} (uid {uid}) failed: {}",
+            errno_text(errno)
+        ),
         Note::Malformed { peer, err } => log::warn!("malformed packet from peer {peer}: {err}"),
         Note::Connection { peer, uid, what } => match what {
             ConnEvent::Accepted => log::info!("client connected: pid {peer} uid {uid}"),

@@ -4,6 +4,7 @@
 
 use std::os::fd::{BorrowedFd, RawFd};
 
+use crate::memcg::AppMemcg;
 use crate::proto::{self, KillStat};
 use crate::sys::{self, ProcFs};
 use crate::table::{Proc, ProcTable};
@@ -60,6 +61,7 @@ pub struct Rules {
 pub fn select(
     table: &ProcTable,
     procfs: &ProcFs,
+    memcg: Option<&AppMemcg>,
     rules: Rules,
     stale: &mut Stale,
 ) -> Option<Victim> {
@@ -93,7 +95,7 @@ pub fn select(
         if let Some((p, rss_kb)) = best {
             // The pid is ours only while the pidfd says it is alive; check
             // again after reading per-pid files so stats match the victim.
-            let v = describe(procfs, &p, rss_kb);
+            let v = describe(procfs, memcg, &p, rss_kb);
             if sys::pidfd_exited(borrow(p.pidfd)) {
                 stale.push(p.pid);
                 continue;
@@ -130,7 +132,7 @@ fn page_kb() -> u64 {
 }
 
 /// Gathers the kill line and stats packet figures. Missing files leave -1.
-fn describe(procfs: &ProcFs, p: &Proc, rss_kb: u64) -> Victim {
+fn describe(procfs: &ProcFs, memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64) -> Victim {
     let mut stat = KillStat::default();
     let mut buf = [0u8; 2048];
     let mut swap_kb = 0;
@@ -151,6 +153,10 @@ fn describe(procfs: &ProcFs, p: &Proc, rss_kb: u64) -> Victim {
         parse_stat(&buf[..n], &mut stat);
     }
     stat.rss_bytes = (rss_kb * 1024) as i64;
+    // With per-app memcgs an app's stats are what its group charged.
+    if let Some(m) = memcg.filter(|_| p.ptype == proto::ptype::APP as u8) {
+        m.read_stat(p.uid, p.pid, &mut stat);
+    }
     stat.uid = p.uid;
     stat.oom_score_adj = p.adj as i32;
     Victim {

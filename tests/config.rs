@@ -99,11 +99,13 @@ fn low_ram_defaults() {
     assert_eq!(low.thrashing_limit, 30);
     assert_eq!(low.thrashing_limit_decay, 50);
     assert_eq!(low.thrashing_limit_critical(), 90);
+    assert!(low.per_app_memcg);
     // Everything else is the normal default.
     let normalised = Config {
         psi_partial_stall_ms: 70,
         thrashing_limit: 100,
         thrashing_limit_decay: 10,
+        per_app_memcg: false,
         ..low
     };
     assert_eq!(normalised, Config::default());
