@@ -111,10 +111,17 @@ pub struct AppMemcg {
 
 impl AppMemcg {
     pub fn new(root: &Path) -> io::Result<AppMemcg> {
-        Ok(AppMemcg {
-            root: ProcFs::new(root)
-                .map_err(|e| io::Error::new(e.kind(), format!("memcg_apps_root: {e}")))?,
-        })
+        // Paths are built in fixed buffers: the root gets 127 bytes.
+        let root = ProcFs::new(root).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "memcg_apps_root {}: must be shorter than 128 bytes, without NUL",
+                    root.display()
+                ),
+            )
+        })?;
+        Ok(AppMemcg { root })
     }
 
     /// The groups to use, or `None` when `per_app_memcg` is off.
