@@ -50,7 +50,10 @@ fn own_memcg() -> Result<PathBuf, String> {
         fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
     let rel = text
         .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            rest.split_once(':')
+        })
         .find(|(ctrls, _)| ctrls.split(',').any(|c| c == "memory"))
         .map(|(_, path)| path.trim_start_matches('/').to_string())
         .ok_or("no memory controller line in /proc/self/cgroup (no memcg v1)")?;
@@ -96,13 +99,6 @@ impl Groups {
         let d = self.dir(uid, pid);
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join("cgroup.procs"), pid.to_string()).unwrap();
-        d
-    }
-
-    /// Makes the app's group without moving anyone into it.
-    fn make(&self, uid: i32, pid: i32) -> PathBuf {
-        let d = self.dir(uid, pid);
-        fs::create_dir_all(&d).unwrap();
         d
     }
 
