@@ -3,6 +3,7 @@
 //! need the rest of the daemon (reload, monitors, boot) are returned.
 
 use crate::history::KillCounts;
+use crate::memcg::AppMemcg;
 use crate::proto::{self, event, Command, Prio, TargetTable};
 use crate::report::{Note, Refusal, Reporter};
 use crate::sys::{self, ProcFs, SysError};
@@ -23,6 +24,8 @@ pub const TARGET_INTERVAL_MS: u64 = 1000;
 pub struct Registry {
     pub table: ProcTable,
     pub procfs: ProcFs,
+    /// Per-app memcgs, when `per_app_memcg` is on.
+    pub memcg: Option<AppMemcg>,
     pub kills: KillCounts,
     pub targets: TargetTable,
     last_target_ms: Option<u64>,
@@ -48,7 +51,7 @@ pub enum Effect {
 impl Registry {
     /// Start-up: also applies the test fault switches and raises
     /// `RLIMIT_NOFILE` so a full table can keep its descriptors.
-    pub fn new(table: ProcTable, procfs: ProcFs) -> Registry {
+    pub fn new(table: ProcTable, procfs: ProcFs, memcg: Option<AppMemcg>) -> Registry {
         if sys::apply_test_faults() {
             log::warn!(
                 "{}=1: pidfd_open fails with ENOSYS; processes are killed by pid",
@@ -69,6 +72,7 @@ impl Registry {
         Registry {
             table,
             procfs,
+            memcg,
             kills: KillCounts::default(),
             targets: TargetTable::default(),
             last_target_ms: None,
@@ -152,6 +156,10 @@ impl Registry {
         if p.pid <= 0 {
             return Self::refuse(report, cmd, p.pid, peer, Refusal::BadPid);
         }
+        // An app's soft limit follows its adj, and the launcher ranks with
+        // perceptible apps in our table (per-app memcg only; the
+        // oom_score_adj written stays what the client sent).
+        let table_adj = self.memcg.as_ref().map_or(p.adj, |m| m.on_prio(p, report)) as i16;
         if let Some(e) = self.table.entry(p.pid) {
             let owner = e.proc().owner;
             let mine = owner == peer || owner == NO_OWNER;
@@ -160,13 +168,13 @@ impl Registry {
             // other update asks the pidfd (or the start time) first.
             let via_fd = mine && e.oom_adj_fd().is_some() && self.must_write(p, &e);
             let alive = if via_fd {
-                self.update(p, peer, report)
+                self.update(p, table_adj, peer, report)
             } else if gone(&self.procfs, &e) {
                 false
             } else if !mine {
                 return Self::refuse(report, cmd, p.pid, peer, Refusal::NotOwner(owner));
             } else {
-                self.update(p, peer, report)
+                self.update(p, table_adj, peer, report)
             };
             if alive {
                 return;
@@ -176,7 +184,7 @@ impl Registry {
             self.table.remove(p.pid);
             report.note(Note::Stale { pid: p.pid });
         }
-        self.register(p, peer, report);
+        self.register(p, table_adj, peer, report);
     }
 
     /// Whether a record for a registered process needs a write: not for
@@ -191,8 +199,7 @@ impl Registry {
     /// descriptor kept from registration: no /proc path walk, no thread
     /// check, the pidfd proved that once), then update the table. False,
     /// with nothing changed, if the write found the process gone.
-    fn update(&mut self, p: &Prio, peer: i32, report: &Reporter) -> bool {
-        let adj = p.adj as i16;
+    fn update(&mut self, p: &Prio, adj: i16, peer: i32, report: &Reporter) -> bool {
         let Some(e) = self.table.entry(p.pid) else {
             return false;
         };
@@ -207,7 +214,7 @@ impl Registry {
             };
             match r {
                 Ok(()) => {
-                    self.table.set_written_adj(p.pid, Some(adj));
+                    self.table.set_written_adj(p.pid, Some(p.adj as i16));
                 }
                 Err(e) if is_gone(e) => return false,
                 Err(e) => {
@@ -233,7 +240,7 @@ impl Registry {
     /// A record for a pid not in the table: prove it is a live process (not
     /// a thread), keep what identifies it and its `oom_score_adj`, write
     /// the adj, insert.
-    fn register(&mut self, p: &Prio, peer: i32, report: &Reporter) {
+    fn register(&mut self, p: &Prio, adj: i16, peer: i32, report: &Reporter) {
         let cmd = proto::id::PROCPRIO;
         let mut h = Handles::default();
         match sys::pidfd_open(p.pid) {
@@ -305,7 +312,7 @@ impl Registry {
         let rec = Proc {
             pid: p.pid,
             uid: p.uid,
-            adj: p.adj as i16,
+            adj,
             ptype: p.ptype as u8,
             owner: peer,
         };

@@ -13,6 +13,7 @@ pub mod history;
 pub mod kill;
 pub mod logging;
 pub mod machine;
+pub mod memcg;
 pub mod policy;
 pub mod props;
 pub mod protect;

@@ -22,6 +22,7 @@ use crate::commands::Registry;
 use crate::config::Config;
 use crate::history::{History, KillRecord};
 use crate::kill::{InFlight, Signal};
+use crate::memcg::AppMemcg;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
 use crate::proto;
@@ -135,7 +136,7 @@ impl Machine {
             tunables: Tunables::from_config(&config),
             settings,
             server,
-            reg: Registry::new(table, procfs),
+            reg: Registry::new(table, procfs, AppMemcg::from_config(&config)?),
             source: None,
             policy: policy::State::new(),
             report,
@@ -337,7 +338,8 @@ impl Machine {
             self_pid: self.self_pid,
         };
         let mut stale = Stale::default();
-        let chosen = victim::select(&self.reg.table, &self.reg.procfs, rules, &mut stale);
+        let memcg = self.reg.memcg.as_ref();
+        let chosen = victim::select(&self.reg.table, &self.reg.procfs, memcg, rules, &mut stale);
         for &pid in stale.as_slice() {
             self.reg.forget(pid);
             self.report.note(Note::Stale { pid });

@@ -3,6 +3,7 @@
 //! files into stack buffers; never allocates.
 
 use crate::commands;
+use crate::memcg::AppMemcg;
 use crate::proto::{self, KillStat};
 use crate::sys::{self, ProcFs};
 use crate::table::{Proc, ProcTable};
@@ -59,6 +60,7 @@ pub struct Rules {
 pub fn select(
     table: &ProcTable,
     procfs: &ProcFs,
+    memcg: Option<&AppMemcg>,
     rules: Rules,
     stale: &mut Stale,
 ) -> Option<Victim> {
@@ -94,7 +96,7 @@ pub fn select(
             // again after reading per-pid files so stats match the victim.
             // Without a pidfd this start-time check is the last one before
             // the reaper's kill(2).
-            let v = describe(procfs, &p, rss_kb);
+            let v = describe(procfs, memcg, &p, rss_kb);
             if exited(table, procfs, p.pid) {
                 stale.push(p.pid);
                 continue;
@@ -132,7 +134,7 @@ fn page_kb() -> u64 {
 }
 
 /// Gathers the kill line and stats packet figures. Missing files leave -1.
-fn describe(procfs: &ProcFs, p: &Proc, rss_kb: u64) -> Victim {
+fn describe(procfs: &ProcFs, memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64) -> Victim {
     let mut stat = KillStat::default();
     let mut buf = [0u8; 2048];
     let mut swap_kb = 0;
@@ -153,6 +155,10 @@ fn describe(procfs: &ProcFs, p: &Proc, rss_kb: u64) -> Victim {
         parse_stat(&buf[..n], &mut stat);
     }
     stat.rss_bytes = (rss_kb * 1024) as i64;
+    // With per-app memcgs an app's stats are what its group charged.
+    if let Some(m) = memcg.filter(|_| p.ptype == proto::ptype::APP as u8) {
+        m.read_stat(p.uid, p.pid, &mut stat);
+    }
     stat.uid = p.uid;
     stat.oom_score_adj = p.adj as i32;
     Victim {

@@ -99,14 +99,16 @@ fn low_ram_defaults() {
     assert_eq!(low.thrashing_limit, 30);
     assert_eq!(low.thrashing_limit_decay, 50);
     assert_eq!(low.thrashing_limit_critical(), 90);
+    assert!(low.startup.per_app_memcg);
     // Everything else is the normal default.
-    let normalised = Config {
+    let mut normalised = Config {
         low_ram: false,
         psi_partial_stall_ms: 70,
         thrashing_limit: 100,
         thrashing_limit_decay: 10,
         ..low
     };
+    normalised.startup.per_app_memcg = false;
     assert_eq!(normalised, Config::default());
 
     for flag in ["true", "1"] {

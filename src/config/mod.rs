@@ -41,6 +41,8 @@ pub use property::{parse_bool_prop, parse_int_prop};
 
 /// Property holding lmkd's low-RAM device flag.
 pub const LOW_RAM_PROP: &str = "ro.config.low_ram";
+/// Property turning per-app memcg handling on (default: the low-RAM flag).
+pub const PER_APP_MEMCG_PROP: &str = "ro.config.per_app_memcg";
 /// Prefix of the read-only (build time) lmkd properties.
 pub const RO_PREFIX: &str = "ro.lmk.";
 /// Prefix of the server-pushed (device_config) lmkd properties; wins over `ro.lmk.`.
@@ -129,20 +131,29 @@ config_keys! {
         /// A stuck core handler older than this makes the watchdog kill
         /// (the watchdog thread is started with it).
         watchdog_timeout_ms: u32 = 2000, int(500, 60_000), Prop::File;
+        /// Per-app memcg soft limits and kill stats (`ro.config.per_app_memcg`,
+        /// default on for low-RAM devices; see `memcg`).
+        per_app_memcg: bool = false, FLAG, Prop::Named(PER_APP_MEMCG_PROP);
+        /// Parent of the per-app groups `uid_<uid>/pid_<pid>/` (tests point it
+        /// at groups of their own).
+        memcg_apps_root: PathBuf = PathBuf::from("/dev/memcg/apps"), PATH, Prop::File;
     }
 }
 
 impl Config {
     /// lmkd's defaults for a low-RAM device (`ro.config.low_ram` true):
-    /// react earlier to partial stalls and treat less refaulting as thrashing.
+    /// react earlier to partial stalls, treat less refaulting as thrashing,
+    /// and use the per-app memcgs.
     pub fn low_ram() -> Config {
-        Config {
+        let mut c = Config {
             low_ram: true,
             psi_partial_stall_ms: 200,
             thrashing_limit: 30,
             thrashing_limit_decay: 50,
             ..Config::default()
-        }
+        };
+        c.startup.per_app_memcg = true;
+        c
     }
 
     fn for_device(low_ram: bool) -> Config {
@@ -349,7 +360,9 @@ mod tests {
                 "psi_path",
                 "proc_root",
                 "vmpressure_memcg",
-                "watchdog_timeout_ms"
+                "watchdog_timeout_ms",
+                "per_app_memcg",
+                "memcg_apps_root"
             ]
         );
     }

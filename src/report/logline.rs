@@ -230,6 +230,14 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
             TARGET,
             format_args!("writing oom_score_adj of {pid} failed: {}", errno_text(errno)),
         ),
+        Note::MemcgWriteFailed { pid, uid, errno } => out.line(
+            Level::Error,
+            TARGET,
+            format_args!(
+                "setting the memcg soft limit of pid {pid} (uid {uid}) failed: {}",
+                errno_text(errno)
+            ),
+        ),
         Note::Malformed { peer, err } => out.line(
             Level::Warn,
             TARGET,

@@ -107,6 +107,12 @@ pub enum Note {
         pid: i32,
         errno: i32,
     },
+    /// An app's per-app memcg soft limit could not be set.
+    MemcgWriteFailed {
+        pid: i32,
+        uid: i32,
+        errno: i32,
+    },
     Malformed {
         peer: i32,
         err: DecodeError,
@@ -151,6 +157,7 @@ impl Note {
                 Refusal::BadTarget => "refused command (target)",
             },
             Note::OomAdjWriteFailed { .. } => "oom_score_adj write",
+            Note::MemcgWriteFailed { .. } => "memcg soft limit write",
             Note::Malformed { err, .. } => match err {
                 DecodeError::Short { .. } => "malformed packet (short)",
                 DecodeError::TooLong { .. } => "malformed packet (long)",
