@@ -862,6 +862,19 @@ impl Config {
             .collect()
     }
 
+    /// Sets one tuning key (a key also read from properties) from its text
+    /// form, checked as a property value is; `self` is unchanged on error.
+    pub fn set_key(&mut self, name: &str, raw: &str) -> Result<(), ConfigError> {
+        let spec = spec(name)
+            .filter(|s| s.prop)
+            .ok_or_else(|| ConfigError::UnknownKey {
+                at: Location::default(),
+                key: name.to_string(),
+            })?;
+        self.apply_prop(spec, raw)
+            .map_err(|allowed| ConfigError::bad_value(name, raw, allowed))
+    }
+
     /// All key names, in struct order.
     pub fn key_names() -> impl Iterator<Item = &'static str> {
         KEYS.iter().map(|k| k.name)

@@ -19,6 +19,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use crate::commands::{Effect, Registry};
 use crate::config::Config;
+use crate::control;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
 use crate::proto;
@@ -40,6 +41,7 @@ const T_COMPLETE: u64 = 3;
 const T_TIMER: u64 = 4;
 const T_REAPER: u64 = 5;
 const T_VICTIM: u64 = 6;
+const T_CONTROL: u64 = 7;
 const T_CONN: u64 = 16;
 
 /// After a pressure event, keep re-checking for this long (as lmkd).
@@ -59,6 +61,8 @@ pub struct Options {
     /// thread when `run` begins (tests watch allocations with it).
     pub on_thread_start: fn(&'static str),
     pub props: Box<dyn PropertySource>,
+    /// Control socket path; None: init's `lmkd_ctl`, else beside the data socket.
+    pub control: Option<PathBuf>,
 }
 
 fn no_hook(_: &'static str) {}
@@ -72,6 +76,7 @@ impl Options {
             source: None,
             on_thread_start: no_hook,
             props,
+            control: None,
         }
     }
 }
@@ -127,6 +132,7 @@ pub struct Daemon {
     /// A NoVictim note was sent for the current pressure window.
     told_no_victim: bool,
     watermarks_fresh: bool,
+    control: control::Publisher,
 }
 
 fn ctx<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> io::Error {
@@ -200,6 +206,21 @@ impl Daemon {
             )?;
         }
 
+        let endpoint = control::endpoint(opts.control.as_deref(), &config.socket_path);
+        let control = control::start(
+            &config,
+            opts.config_path.clone(),
+            endpoint,
+            crate::props::system(),
+            hook,
+        )?;
+        add(
+            control.doorbell(),
+            EpollFlags::EPOLLIN,
+            T_CONTROL,
+            "epoll add control",
+        )?;
+
         let tunables = Tunables::from_config(&config);
         let source = opts.source.take();
         let mut d = Daemon {
@@ -229,6 +250,7 @@ impl Daemon {
             exit: false,
             told_no_victim: false,
             watermarks_fresh: false,
+            control,
             config,
         };
         if let Some(src) = source {
@@ -302,6 +324,7 @@ impl Daemon {
             if self.candidate_dirty {
                 self.publish_candidate();
             }
+            self.control.tick(&self.reg.table, &self.report);
             self.heartbeat.leave();
         }
         log::info!("exiting on signal");
@@ -358,6 +381,11 @@ impl Daemon {
             }
             T_REAPER => self.on_reaped(),
             T_VICTIM => self.on_victim_exit(),
+            T_CONTROL => match self.control.serve(&self.reg.table) {
+                control::Ask::Reload => _ = self.reload(),
+                control::Ask::Apply(new) => _ = self.apply_config(*new),
+                control::Ask::Nothing => {}
+            },
             t if t >= T_CONN && t < T_CONN + server::MAX_CONNECTIONS as u64 => {
                 self.on_client((t - T_CONN) as usize, flags);
             }
@@ -454,6 +482,7 @@ impl Daemon {
             }
         };
         self.candidate_dirty = true;
+        self.control.command(cmd.id());
         let now_ms = sys::monotonic_ms();
         match self.reg.apply(&cmd, peer, now_ms, &self.report) {
             Effect::None => {}
@@ -534,10 +563,16 @@ impl Daemon {
             Ok((c, _warnings)) => c,
             Err(e) => {
                 log::error!("reload failed, keeping the running configuration: {e}");
+                self.control.config_changed(&self.config, false);
                 return false;
             }
         };
-        let mut new = new;
+        self.apply_config(new)
+    }
+
+    /// Puts a loaded (validated) configuration in force; keys that size or
+    /// name start-up resources keep their running values.
+    fn apply_config(&mut self, mut new: Config) -> bool {
         for key in self.config.restart_only_changes(&new) {
             log::warn!("reload: {key} changes only at restart; keeping the running value");
         }
@@ -558,6 +593,7 @@ impl Daemon {
                 log::error!("re-arming PSI triggers after reload: {e}");
             }
         }
+        self.control.config_changed(&self.config, true);
         log::info!("configuration reloaded");
         // Only visible when the new level really is in force.
         log::debug!("debug logging is on");
@@ -647,6 +683,7 @@ impl Daemon {
             self.watermarks_fresh = true;
             self.reader.refresh_watermarks();
         }
+        self.control.pressure(p as usize);
         let snap = match self.reader.read(now_ms) {
             Ok(s) => *s,
             Err(e) => {
@@ -787,6 +824,7 @@ impl Daemon {
             if done.finished {
                 if let Some(k) = self.inflight.as_mut() {
                     k.reaped = true;
+                    self.control.reaped(done.pid, k.signal_ns, done.released_ns);
                 }
                 match done.release {
                     Release::Unsupported => self.report.note(Note::ReleaseFailed {
@@ -821,6 +859,7 @@ impl Daemon {
             };
             let ms = now.saturating_sub(from / 1_000_000);
             self.history.set_exit(k.victim.pid, ms);
+            self.control.exited(k.victim.pid, ms);
             self.report.note(Note::Exited {
                 pid: k.victim.pid,
                 time_to_exit_ms: ms,
@@ -882,6 +921,7 @@ impl Daemon {
         rec.event_to_signal_us = signal_ns.saturating_sub(event_ns) / 1000;
         rec.dry_run = dry_run;
         self.history.push(rec);
+        self.control.kill(&rec);
         self.report.note(Note::Kill(rec));
     }
 

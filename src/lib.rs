@@ -7,6 +7,7 @@
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod logging;
 pub mod policy;

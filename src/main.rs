@@ -1,6 +1,7 @@
 //! `lmkd`: the daemon, and its one-shot client modes.
 //!
-//!   lmkd [--config FILE] [--socket PATH] [--dry-run]   run the daemon
+//!   lmkd [--config FILE] [--socket PATH] [--control PATH] [--dry-run]
+//!                                                      run the daemon
 //!   lmkd --check-config FILE                           print the effective config
 //!   lmkd --reinit | --boot_completed [--socket PATH]   ask a running daemon
 
@@ -15,7 +16,7 @@ use lmkd::{client, logging, props, protect, proto};
 /// How long a one-shot client waits for the daemon's answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-const USAGE: &str = "usage: lmkd [--config FILE] [--socket PATH] [--dry-run]
+const USAGE: &str = "usage: lmkd [--config FILE] [--socket PATH] [--control PATH] [--dry-run]
        lmkd --check-config FILE
        lmkd --reinit [--config FILE] [--socket PATH]
        lmkd --boot_completed [--config FILE] [--socket PATH]
@@ -33,6 +34,8 @@ struct Args {
     mode: Mode,
     config: Option<PathBuf>,
     socket: Option<PathBuf>,
+    /// Control socket (lmkctl); default: init's, else `<socket>.ctl`.
+    control: Option<PathBuf>,
     dry_run: bool,
 }
 
@@ -41,6 +44,7 @@ fn parse_args() -> Result<Args, String> {
         mode: Mode::Daemon,
         config: None,
         socket: None,
+        control: None,
         dry_run: false,
     };
     let mut it = std::env::args_os().skip(1);
@@ -53,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         match arg.to_str().unwrap_or("") {
             "--config" => a.config = Some(value(&mut it, "--config")?),
             "--socket" => a.socket = Some(value(&mut it, "--socket")?),
+            "--control" => a.control = Some(value(&mut it, "--control")?),
             "--dry-run" => a.dry_run = true,
             "--check-config" => a.mode = Mode::CheckConfig(value(&mut it, "--check-config")?),
             "--reinit" => a.mode = Mode::Request(proto::Command::UpdateProps),
@@ -121,6 +126,7 @@ fn daemon(args: Args) -> ExitCode {
     logging::set_debug(cfg.debug);
     let mut opts = Options::new(args.config.clone(), props::system());
     opts.dry_run = args.dry_run;
+    opts.control = args.control.clone();
     let mut d = match Daemon::new(cfg, opts) {
         Ok(d) => d,
         Err(e) => {

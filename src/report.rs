@@ -167,6 +167,8 @@ pub enum Note {
 /// The core's end of the report ring.
 pub struct Reporter {
     tx: ring::Sender<Note>,
+    /// Refused commands and connections, for the control socket's stats.
+    refused: std::cell::Cell<(u64, u64)>,
 }
 
 /// Notes buffered between the core and the logging thread.
@@ -196,11 +198,28 @@ impl Reporter {
                 }
             })
             .map_err(|e| io::Error::new(e.kind(), format!("spawn report thread: {e}")))?;
-        Ok(Reporter { tx })
+        Ok(Reporter {
+            tx,
+            refused: std::cell::Cell::new((0, 0)),
+        })
     }
 
     pub fn note(&self, n: Note) {
+        let (cmds, conns) = self.refused.get();
+        match n {
+            Note::Refused { .. } => self.refused.set((cmds + 1, conns)),
+            Note::Connection {
+                what: ConnEvent::TooMany | ConnEvent::UidNotAllowed,
+                ..
+            } => self.refused.set((cmds, conns + 1)),
+            _ => {}
+        }
         self.tx.push(n);
+    }
+
+    /// (refused commands, refused connections) so far.
+    pub fn refusals(&self) -> (u64, u64) {
+        self.refused.get()
     }
 
     pub fn dropped(&self) -> u64 {
