@@ -229,6 +229,7 @@ mod tests {
         let r: Request = serde_json::from_str(r#"{"cmd":"kills"}"#).unwrap();
         assert_eq!(r, Request::Kills { follow: false });
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"shutdown"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"stats","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"config_set","key":"a"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"kills","follow":1}"#).is_err());
     }
 }
