@@ -281,6 +281,10 @@ fn serve(stream: UnixStream, ctx: &Ctx) -> io::Result<()> {
     let uid = peer_uid(&stream).unwrap_or(u32::MAX);
     let mut out = stream.try_clone()?;
     let Some(role) = role(uid) else {
+        // Read the request first: closing with it unread would reset the
+        // connection and the client would never see why.
+        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let _ = BufReader::new(&stream).read_line(&mut String::new());
         return send(
             &mut out,
             &error(
