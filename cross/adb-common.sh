@@ -86,3 +86,16 @@ built_binary() {
     [[ -x $path ]] || die "$path not found; build it first with: cross/build.sh $target"
     echo "$path"
 }
+
+# Makes sure $device_dir/lmkctl is the local build for TARGET.
+lmkctl_on_device() {
+    local bin local_sum remote_sum
+    bin=$(built_binary "$1" lmkctl)
+    local_sum=$(sha256sum "$bin" | cut -d' ' -f1)
+    remote_sum=$(adb shell "sha256sum $device_dir/lmkctl 2>/dev/null" | tr -d '\r' | cut -d' ' -f1 || true)
+    if [[ $local_sum != "$remote_sum" ]]; then
+        adb shell mkdir -p "$device_dir"
+        adb push "$bin" "$device_dir/lmkctl" >/dev/null || die "could not push lmkctl to $device_dir"
+        adb shell chmod 0755 "$device_dir/lmkctl"
+    fi
+}
