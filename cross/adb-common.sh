@@ -17,6 +17,18 @@ note() {
     echo "${0##*/}: $*"
 }
 
+# The running script's header comment is its help: `-h`/`--help` prints it
+# and exits 0, no argument at all prints it and exits 2.
+help_if_asked() {
+    case ${1-} in
+        -h | --help | '')
+            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+            [[ -n ${1-} ]] && exit 0
+            exit 2
+            ;;
+    esac
+}
+
 # Checks that adb exists and exactly one device is ready; honours
 # ANDROID_SERIAL the way adb itself does.
 need_device() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs lmkctl on the attached device or emulator, pushing it first when the
-# device's copy is missing or older than the local build.
+# device's copy is missing or differs from the local build.
 #
 #   cross/lmkctl.sh [--target TARGET] LMKCTL-ARGS...
 #
@@ -23,13 +23,7 @@ if [[ ${1:-} == --target ]]; then
     target=$2
     shift 2
 fi
-case ${1:-} in
-    -h | --help | '')
-        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
-        [[ -n ${1:-} ]] && exit 0
-        exit 2
-        ;;
-esac
+help_if_asked "${1:-}"
 need_device
 [[ -n $target ]] || target=$(device_target)
 [[ " $* " == *" set "* || " $* " == *" reload "* ]] && need_root

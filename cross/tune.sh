@@ -29,12 +29,8 @@ case ${1:-} in
         echo "$names"
         exit 0
         ;;
-    -h | --help | '')
-        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
-        [[ -n ${1:-} ]] && exit 0
-        exit 2
-        ;;
 esac
+help_if_asked "${1:-}"
 [[ $# -eq 2 ]] || die "usage: cross/tune.sh NAME VALUE (or --list)"
 name=$1 value=$2
 grep -qx -- "$name" <<<"$names" || die "'$name' is not an lmkd tunable; known names: $(echo "$names" | tr '\n' ' ')"

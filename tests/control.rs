@@ -447,3 +447,28 @@ fn kills_follow_sees_a_real_kill() {
         .clone();
     assert_eq!(band, "cached (900-1000)");
 }
+
+#[test]
+fn init_socket_is_served_when_init_passes_one() {
+    if !need_root("init_socket_is_served_when_init_passes_one") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("control-init");
+    let path = dir.path("lmkd_ctl");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let fd = listener.as_raw_fd();
+    // SAFETY: clearing close-on-exec on our own descriptor so the daemon
+    // inherits it, as it inherits init's.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    let d = Daemon::start_with("control-init", "", &[], |cmd| {
+        cmd.env(lmkd::control::ANDROID_SOCKET_ENV, fd.to_string());
+    });
+    drop(listener);
+    assert!(
+        !exists(&ctl_path(&d)),
+        "with init's socket the daemon binds no path of its own"
+    );
+    let j = ok_json(&lmkctl(&path, &["--json", "status"]));
+    assert_eq!(j["pid"], d.child.id());
+}

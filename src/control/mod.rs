@@ -166,28 +166,9 @@ pub fn start(
 
 fn open(endpoint: Endpoint) -> io::Result<(UnixListener, Option<PathBuf>)> {
     let path = match endpoint {
-        Endpoint::InitOr(p) => match std::env::var(ANDROID_SOCKET_ENV) {
-            Ok(v) => {
-                let fd: RawFd = v.trim().parse().map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("{ANDROID_SOCKET_ENV}={v:?} is not a descriptor number"),
-                    )
-                })?;
-                // SAFETY: fcntl F_GETFD only checks the descriptor exists.
-                if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("{ANDROID_SOCKET_ENV}={fd} is not an open descriptor"),
-                    ));
-                }
-                // SAFETY: init handed this descriptor to us; nobody else owns it.
-                let l = unsafe { UnixListener::from_raw_fd(fd) };
-                // SAFETY: close-on-exec on our own descriptor.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-                return Ok((l, None));
-            }
-            Err(_) => p,
+        Endpoint::InitOr(p) => match crate::server::init_socket(ANDROID_SOCKET_ENV)? {
+            Some(fd) => return Ok((UnixListener::from(fd), None)),
+            None => p,
         },
         Endpoint::Path(p) => p,
     };

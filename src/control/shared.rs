@@ -540,13 +540,14 @@ impl Publisher {
     }
 
     /// On the doorbell: copies the next chunk of a table read, and returns
-    /// a configuration change to make. The doorbell is cleared only once
-    /// nothing is left, so the core comes back for the next chunk on its
-    /// next epoll round, after whatever else is pending.
+    /// a configuration change to make. With rows left, the core rings its
+    /// own doorbell and comes back for the next chunk on its next epoll
+    /// round, after whatever else is pending.
     pub fn serve(&self, table: &ProcTable) -> Ask {
         let s = &self.shared;
+        // Clear before looking: a request posted after this is not lost.
+        self.bell.clear();
         let asked = s.table_asked.load(Ordering::Acquire);
-        let mut busy = false;
         if asked != s.table_done.load(Ordering::Relaxed) {
             let mut rows = self.rows.get();
             let mut next = self.cursor.get();
@@ -568,11 +569,8 @@ impl Publisher {
             } else {
                 self.cursor.set(next);
                 self.rows.set(rows);
-                busy = true;
+                self.bell.ring();
             }
-        }
-        if !busy {
-            self.bell.clear();
         }
         if s.reload_asked.swap(false, Ordering::AcqRel) {
             return Ask::Reload;
