@@ -479,3 +479,38 @@ fn init_socket_is_served_when_init_passes_one() {
     let j = ok_json(&lmkctl(&path, &["--json", "status"]));
     assert_eq!(j["pid"], d.child.id());
 }
+
+#[test]
+fn too_many_control_clients_are_told_so() {
+    if !need_root("too_many_control_clients_are_told_so") {
+        return;
+    }
+    let d = start();
+    let sock = ctl_path(&d);
+    let held: Vec<UnixStream> = (0..lmkd::control::MAX_CLIENTS)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    // Each held connection has its thread once `stats` answers on it.
+    for s in &held {
+        let mut w = s;
+        w.write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        assert!(line.starts_with("{\"stats\""), "{line}");
+    }
+    let o = lmkctl(&sock, &["status"]);
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "the ninth client is told to retry"
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("control clients are connected already"), "{e}");
+    drop(held);
+    assert!(
+        eventually(Duration::from_secs(5), || lmkctl(&sock, &["status"])
+            .status
+            .success()),
+        "a slot frees when a client leaves"
+    );
+}

@@ -215,17 +215,24 @@ fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>) {
                 continue;
             }
         };
-        while ctx.clients.load(Ordering::Acquire) >= MAX_CLIENTS {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        ctx.clients.fetch_add(1, Ordering::AcqRel);
+        // Over the limit a client is told so at once (on a short-lived
+        // thread: the refusal reads its request first).
+        let full = ctx.clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS;
         let c = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("lmkd-control-c".into())
             .stack_size(256 * 1024)
             .spawn(move || {
                 (c.on_start)("control");
-                let _ = serve(stream, &c);
+                let _ = if full {
+                    refuse(
+                        &stream,
+                        ErrorKind::Busy,
+                        format!("{MAX_CLIENTS} control clients are connected already; try again"),
+                    )
+                } else {
+                    serve(stream, &c)
+                };
                 c.clients.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
@@ -258,25 +265,28 @@ fn failure(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
     }
 }
 
+/// Answers a connection's first request with an error, then closes.
+fn refuse(stream: &UnixStream, kind: ErrorKind, message: String) -> io::Result<()> {
+    // Read the request first: closing with it unread would reset the
+    // connection and the client would never see why.
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let _ = BufReader::new(stream).read_line(&mut String::new());
+    send(&mut &*stream, &error(kind, message))
+}
+
 fn serve(stream: UnixStream, ctx: &Ctx) -> io::Result<()> {
     let uid = peer_uid(&stream).unwrap_or(u32::MAX);
-    let mut out = stream.try_clone()?;
     let Some(role) = role(uid) else {
-        // Read the request first: closing with it unread would reset the
-        // connection and the client would never see why.
-        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-        let _ = BufReader::new(&stream).read_line(&mut String::new());
-        return send(
-            &mut out,
-            &error(
-                ErrorKind::Denied,
-                format!(
-                    "uid {uid} may not use the lmkd control socket \
-                     (root and system may change settings, shell may read)"
-                ),
+        return refuse(
+            &stream,
+            ErrorKind::Denied,
+            format!(
+                "uid {uid} may not use the lmkd control socket \
+                 (root and system may change settings, shell may read)"
             ),
         );
     };
+    let mut out = stream.try_clone()?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut lines = BufReader::new(stream.try_clone()?);
     let mut line = String::new();

@@ -224,8 +224,13 @@ impl Conn {
 
 fn run(args: &Args) -> Result<(), Failure> {
     let mut c = Conn::open(&args.socket)?;
-    c.send(&args.req)?;
-    let first = c.recv(Some(REPLY_TIMEOUT))?;
+    // A daemon that refuses the peer may answer and close before the
+    // request is out: its reply, if any, says more than the send error.
+    let sent = c.send(&args.req);
+    let first = match (c.recv(Some(REPLY_TIMEOUT)), sent) {
+        (Err(Failure::Protocol(_)), Err(e)) => return Err(e),
+        (r, _) => r?,
+    };
     let out = &mut std::io::stdout().lock();
     let follow = matches!(args.req, Request::Kills { follow: true });
     match first {
