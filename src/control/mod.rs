@@ -69,7 +69,7 @@ pub fn default_path(data_socket: &Path) -> PathBuf {
 pub struct Bell(Arc<OwnedFd>);
 
 impl Bell {
-    fn new(what: &'static str) -> io::Result<Bell> {
+    pub(crate) fn new(what: &'static str) -> io::Result<Bell> {
         // SAFETY: eventfd(2) with valid flags; checked below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {

@@ -647,6 +647,72 @@ mod tests {
         assert_eq!(Histogram::bucket_of(u64::MAX), HIST_BUCKETS - 1);
     }
 
+    fn publisher(cap: usize) -> Publisher {
+        let shared = std::sync::Arc::new(Shared::new(cap, &Config::default()));
+        let bell = crate::control::Bell::new("test").unwrap();
+        let reply = crate::control::Bell::new("test").unwrap();
+        Publisher::new(shared, bell, reply)
+    }
+
+    #[test]
+    fn table_is_copied_a_chunk_per_wakeup() {
+        let cap = 1024;
+        let mut t = ProcTable::new(cap).unwrap();
+        let n = 2 * TABLE_CHUNK + 7;
+        for pid in 1..=n as i32 {
+            let p = Proc {
+                pid,
+                uid: 10_000 + pid,
+                adj: (pid % 1000) as i16,
+                ptype: 0,
+                pidfd: -1,
+                owner: 7,
+            };
+            t.insert(p).unwrap();
+        }
+        let p = publisher(cap);
+        let s = p.shared.clone();
+        s.table_asked.store(1, Ordering::Release);
+        let mut wakeups = 0;
+        while s.table_done.load(Ordering::Acquire) != 1 {
+            assert!(matches!(p.serve(&t), Ask::Nothing));
+            wakeups += 1;
+            assert!(wakeups <= 4, "the copy does not finish");
+        }
+        assert_eq!(wakeups, 3, "{n} rows take three chunks of {TABLE_CHUNK}");
+        assert_eq!(s.table_rows.load(Ordering::Relaxed), n as u64);
+        let mut pids: Vec<i32> = (0..n).map(|i| s.row(i).unwrap().pid).collect();
+        pids.sort_unstable();
+        assert_eq!(pids, (1..=n as i32).collect::<Vec<_>>());
+        let r = s.row(0).unwrap();
+        assert_eq!(r.uid, 10_000 + r.pid);
+        assert_eq!(r.owner, 7);
+        // Idle afterwards: nothing is copied again.
+        assert!(matches!(p.serve(&t), Ask::Nothing));
+        assert_eq!(s.table_done.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn kills_are_amended_with_exit_and_reap_times() {
+        let p = publisher(8);
+        let mut r = KillRecord::new(5, &crate::proto::KillStat::default());
+        r.pid = 42;
+        r.event_to_signal_us = 300;
+        p.kill(&r);
+        p.exited(41, 9); // another pid: ignored
+        p.exited(42, 3);
+        p.reaped(42, 1_000_000, 3_500_000);
+        let e = p.shared.kill(1).unwrap();
+        assert_eq!(e.pid, 42);
+        assert_eq!(e.signal_to_exit_us, 3000);
+        assert_eq!(e.reap_us, 2500);
+        assert_eq!(p.shared.kill(2), None);
+        assert_eq!(
+            p.shared.event_to_signal.counts()[Histogram::bucket_of(300)],
+            1
+        );
+    }
+
     #[test]
     fn seqcell_reads_whole_records_under_writes() {
         let c = std::sync::Arc::new(SeqCell::<4>::default());
