@@ -206,12 +206,10 @@ impl Daemon {
             )?;
         }
 
-        let endpoint = control::endpoint(opts.control.as_deref(), &config.socket_path);
         let control = control::start(
             &config,
             opts.config_path.clone(),
-            endpoint,
-            crate::props::system(),
+            opts.control.clone(),
             hook,
         )?;
         add(

@@ -514,3 +514,28 @@ fn too_many_control_clients_are_told_so() {
         "a slot frees when a client leaves"
     );
 }
+
+#[test]
+fn control_flag_names_the_socket() {
+    if !need_root("control_flag_names_the_socket") {
+        return;
+    }
+    let dir = TempDir::new("control-flag");
+    let path = dir.path("my.ctl");
+    let d = Daemon::start_with(
+        "control-flag",
+        "",
+        &["--control", path.to_str().unwrap()],
+        |_| {},
+    );
+    assert!(!exists(&ctl_path(&d)));
+    let j = ok_json(&lmkctl(&path, &["--json", "status"]));
+    assert_eq!(j["pid"], d.child.id());
+    // LMKCTL_SOCKET stands in for --socket.
+    let o = Command::new(env!("CARGO_BIN_EXE_lmkctl"))
+        .env("LMKCTL_SOCKET", &path)
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(ok_text(&o).contains("event to signal"));
+}

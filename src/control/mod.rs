@@ -118,25 +118,22 @@ pub enum Endpoint {
     InitOr(PathBuf),
 }
 
-/// `--control PATH` when given; otherwise init's socket, or the path beside
-/// the data socket.
-pub fn endpoint(given: Option<&Path>, data_socket: &Path) -> Endpoint {
-    match given {
-        Some(p) => Endpoint::Path(p.to_path_buf()),
-        None => Endpoint::InitOr(default_path(data_socket)),
-    }
-}
-
-/// Opens the control socket and starts serving it. Returns the core's
-/// end; `config_path` is the daemon's file (to say where values come from).
+/// Opens the control socket and starts serving it; returns the core's end.
+/// `config_path` is the daemon's file (to say where values come from);
+/// `path` is `--control PATH`, else init's socket is used, else the path
+/// beside the data socket.
 pub fn start(
     config: &Config,
     config_path: Option<PathBuf>,
-    endpoint: Endpoint,
-    props: Box<dyn PropertySource>,
+    path: Option<PathBuf>,
     on_start: fn(&'static str),
 ) -> io::Result<Publisher> {
+    let endpoint = match path {
+        Some(p) => Endpoint::Path(p),
+        None => Endpoint::InitOr(default_path(&config.socket_path)),
+    };
     let (listener, bound) = open(endpoint)?;
+    let props = crate::props::system();
     let shared = Arc::new(Shared::new(config.max_procs as usize, config));
     let doorbell = Bell::new("eventfd for control requests")?;
     let reply = Bell::new("eventfd for control replies")?;
@@ -550,6 +547,9 @@ impl Ctx {
                     adj: r.adj.into(),
                     ptype: if r.ptype == 1 { "service" } else { "app" }.into(),
                     owner: r.owner,
+                    // comm, as the kill log: reading cmdline takes the
+                    // process's mmap lock, which a process in reclaim may
+                    // hold for seconds.
                     name: std::fs::read_to_string(dir.join("comm"))
                         .map(|s| s.trim_end().to_string())
                         .unwrap_or_default(),
