@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::commands::Registry;
 use crate::config::Config;
+use crate::control;
 use crate::history::{History, KillRecord};
 use crate::kill::{InFlight, Signal};
 use crate::memcg::AppMemcg;
@@ -60,6 +61,9 @@ pub enum Input {
     VictimExited,
     /// A signal arrived (signal number).
     Signal(i32),
+    /// The control socket rang: a table copy, a reload or a new
+    /// configuration is waiting.
+    Control,
 }
 
 /// The core's I/O, real in the daemon and fake in tests.
@@ -114,6 +118,8 @@ pub struct Machine {
     /// A NoVictim note was sent for the current pressure window.
     told_no_victim: bool,
     watermarks_fresh: bool,
+    /// What the control socket reads (detached until one is attached).
+    control: control::Publisher,
 }
 
 impl Machine {
@@ -154,6 +160,7 @@ impl Machine {
             exit: false,
             told_no_victim: false,
             watermarks_fresh: false,
+            control: control::Publisher::detached(&config)?,
             config,
         })
     }
@@ -173,6 +180,11 @@ impl Machine {
             Input::Reaped(done) => self.on_reaped(done, io),
             Input::VictimExited => self.on_victim_exit(now_ns, io),
             Input::Signal(signo) => self.on_signal(signo, io),
+            Input::Control => match self.control.serve(&self.reg.table) {
+                control::Ask::Reload => _ = self.reload(io),
+                control::Ask::Apply(new) => _ = self.apply_config(*new, io),
+                control::Ask::Nothing => {}
+            },
         }
     }
 
@@ -181,6 +193,7 @@ impl Machine {
         if self.candidate_dirty {
             self.publish_candidate();
         }
+        self.control.tick(&self.reg.table, &self.report);
     }
 
     /// A signal asked the daemon to stop.
@@ -220,6 +233,16 @@ impl Machine {
 
     pub fn listener(&self) -> BorrowedFd<'_> {
         self.server.listener()
+    }
+
+    /// Publishes to a control socket from now on (see `control::start`).
+    pub fn attach_control(&mut self, p: control::Publisher) {
+        self.control = p;
+    }
+
+    /// The control socket's doorbell, for the event loop.
+    pub fn control_doorbell(&self) -> BorrowedFd<'_> {
+        self.control.doorbell()
     }
 
     // ---- pressure monitors ----------------------------------------------
@@ -308,6 +331,7 @@ impl Machine {
             self.watermarks_fresh = true;
             io.refresh_watermarks();
         }
+        self.control.pressure(p as usize);
         let snap = match io.snapshot(now_ms) {
             Ok(s) => s,
             Err(e) => {
@@ -449,6 +473,7 @@ impl Machine {
                     _ => f.at_ns,
                 };
                 let ms = f.at_ns.saturating_sub(from) / 1_000_000;
+                self.control.reaped(pid, from, f.at_ns);
                 self.report.note(Note::Reaped { pid, ms });
                 return;
             }
@@ -468,6 +493,7 @@ impl Machine {
             }
             let ms = k.on_exit(now_ns);
             self.history.set_exit(k.victim.pid, ms);
+            self.control.exited(k.victim.pid, ms);
             self.report.note(Note::Exited {
                 pid: k.victim.pid,
                 time_to_exit_ms: ms,
@@ -542,6 +568,7 @@ impl Machine {
         rec.event_to_signal_us = signal_ns.saturating_sub(event_ns) / 1000;
         rec.dry_run = dry_run;
         self.history.push(rec);
+        self.control.kill(&rec);
         self.report.note(Note::Kill(rec));
     }
 

@@ -125,6 +125,7 @@ impl Machine {
             }
         };
         self.candidate_dirty = true;
+        self.control.command(cmd.id());
         match self.reg.apply(&cmd, peer, now_ns / 1_000_000, &self.report) {
             Effect::None => {}
             Effect::Reply(id, v) => self.reply(slot, id, v),
@@ -199,7 +200,7 @@ impl Machine {
     }
 
     /// UPDATE_PROPS / SIGHUP: re-read everything; apply all or nothing.
-    fn reload(&mut self, io: &mut dyn Edges) -> bool {
+    pub(super) fn reload(&mut self, io: &mut dyn Edges) -> bool {
         let loaded = Config::load(
             self.settings.config_path.as_deref(),
             self.settings.props.as_ref(),
@@ -208,9 +209,16 @@ impl Machine {
             Ok((c, _warnings)) => c,
             Err(e) => {
                 log::error!("reload failed, keeping the running configuration: {e}");
+                self.control.config_changed(&self.config, false);
                 return false;
             }
         };
+        self.apply_config(new, io)
+    }
+
+    /// Puts a loaded (validated) configuration in force; start-up keys
+    /// keep their running values.
+    pub(super) fn apply_config(&mut self, new: Config, io: &mut dyn Edges) -> bool {
         let (new, kept) = self.config.reloaded(new);
         for key in kept {
             log::warn!("reload: {key} changes only at restart; keeping the running value");
@@ -227,6 +235,7 @@ impl Machine {
                 log::error!("re-arming PSI triggers after reload: {e}");
             }
         }
+        self.control.config_changed(&self.config, true);
         log::info!("configuration reloaded");
         // Only visible when the new level really is in force.
         log::debug!("debug logging is on");
