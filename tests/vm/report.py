@@ -115,7 +115,25 @@ def entry_point(frames):
     return frames[-1] if frames else "?"
 
 
-def killer_threads(d, killer_pid_hint=None):
+ALLOCATOR = re.compile(r"^(trace_event_|try_to_free_pages|__?alloc_pages|__folio_alloc|folio_alloc|"
+                       r"vma_alloc_folio|__alloc_pages_slowpath|alloc_slab_page|allocate_slab|___slab_alloc)")
+
+
+def call_path(frames, limit=14):
+    """The frames between the page allocator and the syscall (or fault)
+    entry, innermost first: who asked for memory."""
+    i = 0
+    while i < len(frames) and ALLOCATOR.match(frames[i]):
+        i += 1
+    out = []
+    for f in frames[i:]:
+        out.append(f)
+        if f.startswith(("__x64_sys_", "__ia32_sys_")) or f == "asm_exc_page_fault" or len(out) >= limit:
+            break
+    return out
+
+
+def killer_threads(d):
     """Per thread of the killer: faults and direct reclaims during the run."""
     before = thread_stats(read(os.path.join(d, "killer-threads.before")))
     after = thread_stats(read(os.path.join(d, "killer-threads.after")))
@@ -133,7 +151,7 @@ def killer_threads(d, killer_pid_hint=None):
         rec = [e for e in trace if e[0] == tid]
         stacks = {}
         for _, _, frames in rec:
-            key = (entry_point(frames), " < ".join(frames[:12]))
+            key = (entry_point(frames), " < ".join(call_path(frames)))
             stacks[key] = stacks.get(key, 0) + 1
         threads.append({
             "tid": tid,
