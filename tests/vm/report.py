@@ -354,7 +354,8 @@ def fmt(v):
 
 def spread(vals):
     """Median and range of the runs' numbers: "1280 (1100-1300)"."""
-    xs = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    xs = [int(v) if float(v).is_integer() else v for v in vals
+          if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not xs:
         return "-"
     med = statistics.median(xs)
