@@ -112,6 +112,12 @@ def entry_point(frames):
     for f in frames:
         if "page_fault" in f:
             return "page fault"
+    # Some syscalls have no __x64_sys_ frame of their own (inlined): the
+    # frame below do_syscall_64 names it (ksys_write -> write()).
+    if "do_syscall_64" in frames:
+        i = frames.index("do_syscall_64")
+        if i > 0:
+            return frames[i - 1].removeprefix("ksys_") + "()"
     return frames[-1] if frames else "?"
 
 
@@ -128,7 +134,7 @@ def call_path(frames, limit=14):
     out = []
     for f in frames[i:]:
         out.append(f)
-        if f.startswith(("__x64_sys_", "__ia32_sys_")) or f == "asm_exc_page_fault" or len(out) >= limit:
+        if f.startswith(("__x64_sys_", "__ia32_sys_", "ksys_")) or f == "asm_exc_page_fault" or len(out) >= limit:
             break
     return out
 
