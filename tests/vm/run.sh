@@ -89,8 +89,11 @@ if [ "$KILLER" = aosp ]; then
     done
     AOSP_LMKD=${AOSP_LMKD:-$DEFAULT_AOSP}
     [ -n "$AOSP_LMKD" ] && [ -x "$AOSP_LMKD" ] || {
-        echo "run.sh: killer aosp needs an AOSP lmkd binary: set AOSP_LMKD=PATH (static x86_64;" \
-            "${AOSP_LMKD:-none given and no default found})" >&2
+        if [ -n "$AOSP_LMKD" ]; then
+            echo "run.sh: killer aosp: AOSP_LMKD=$AOSP_LMKD is not an executable file" >&2
+        else
+            echo "run.sh: killer aosp needs an AOSP lmkd built for Linux (static x86_64): set AOSP_LMKD=PATH" >&2
+        fi
         exit 4
     }
     AOSP_LMKD_LAUNCH=${AOSP_LMKD_LAUNCH:-$(dirname "$AOSP_LMKD")/lmkd_launch}
