@@ -148,14 +148,23 @@ impl Daemon {
         Ok(Daemon { client })
     }
 
+    /// PROCPRIO as ActivityManager sends it: four arguments (pid, uid, adj,
+    /// ptype). The trailing for_lmkd_only word is only sent when set; AOSP
+    /// lmkd builds that predate it refuse a five-argument packet.
     fn prio(&self, pid: i32, uid: u32, adj: i32) -> io::Result<()> {
-        self.client.send(&Command::ProcPrio(Prio {
-            pid,
-            uid: uid as i32,
-            adj,
-            ptype: proto::ptype::APP,
-            for_lmkd_only: false,
-        }))
+        let mut buf = [0u8; proto::MAX_PACKET];
+        let n = proto::encode(
+            &Command::ProcPrio(Prio {
+                pid,
+                uid: uid as i32,
+                adj,
+                ptype: proto::ptype::APP,
+                for_lmkd_only: false,
+            }),
+            &mut buf,
+        );
+        // Drop the last word, for_lmkd_only = 0.
+        self.client.send_raw(&buf[..n - 4])
     }
 }
 
