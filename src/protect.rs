@@ -75,10 +75,20 @@ pub fn raise_thread_priority() -> Priority {
     // SAFETY: sched_param is plain data (musl's has extra fields).
     let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
     param.sched_priority = 1;
-    // SAFETY: valid param for the calling thread.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param) }
-        == 0
-    {
+    // The raw system call, not libc's wrapper: musl's sched_setscheduler
+    // does nothing but fail with ENOSYS (POSIX speaks of processes, Linux
+    // sets threads), so a static musl build never ran real-time. The
+    // kernel reads only sched_priority, the first field in both libcs.
+    // SAFETY: tid 0 is the calling thread; param outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK,
+            &param as *const libc::sched_param,
+        )
+    };
+    if rc == 0 {
         return Priority::RealTime;
     }
     // SAFETY: setpriority on the calling thread.
@@ -101,6 +111,38 @@ fn raise_priority() -> bool {
                 io::Error::last_os_error()
             );
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scheduling policy of the calling thread as the kernel sees it
+    /// (field 41 of /proc/thread-self/stat).
+    fn policy() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        // Fields from 3 on; policy is field 41.
+        after_comm.split(' ').nth(41 - 3).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn real_time_when_permitted_and_the_kernel_agrees() {
+        let (got, policy) = std::thread::spawn(|| (raise_thread_priority(), policy()))
+            .join()
+            .unwrap();
+        assert_eq!(
+            got == Priority::RealTime,
+            policy == libc::SCHED_FIFO as u32,
+            "raise_thread_priority said {got:?}, the kernel's policy is {policy}"
+        );
+        // Root here has CAP_SYS_NICE: a build whose libc wrapper is a stub
+        // (musl's) must still get SCHED_FIFO through the system call.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(got, Priority::RealTime, "root did not get SCHED_FIFO");
         }
     }
 }
