@@ -6,6 +6,14 @@
 //! missing required field or an unreadable value of a field we use is an
 //! error naming it. [`Reader`] is the thin I/O edge: files opened once,
 //! buffers sized at start-up, re-read with `pread` on the hot path.
+//!
+//! Like lmkd, the reader carries on where the kernel gives less than it
+//! hoped: a vmstat without `pgscan_kswapd`/`pgscan_direct` (older kernels),
+//! a PSI file that does not parse, a file grown past its start-up buffer
+//! (parsed up to its last whole line), a zoneinfo refresh that fails (the
+//! last watermarks stay). What is missing is marked in [`Known`]; each kind
+//! of trouble is handed out once as a [`Degradation`] for the daemon to log
+//! (the reader itself neither logs nor formats).
 
 use std::fmt;
 use std::fs::File;
@@ -180,6 +188,41 @@ pub struct PsiAvg {
     pub full_total_us: u64,
 }
 
+/// Which optional parts of a snapshot the kernel gave. A part not known
+/// reads as zero: a counter that never moves, averages of 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Known(u8);
+
+impl Known {
+    pub const NONE: Known = Known(0);
+    pub const PGSCAN_KSWAPD: Known = Known(1);
+    pub const PGSCAN_DIRECT: Known = Known(2);
+    /// The PSI averages and totals.
+    pub const PSI: Known = Known(4);
+    pub const ALL: Known = Known(7);
+
+    pub fn contains(self, part: Known) -> bool {
+        self.0 & part.0 == part.0
+    }
+    pub fn with(self, part: Known) -> Known {
+        Known(self.0 | part.0)
+    }
+    pub fn without(self, part: Known) -> Known {
+        Known(self.0 & !part.0)
+    }
+    /// Whether the PSI figures are real.
+    pub fn psi(self) -> bool {
+        self.contains(Known::PSI)
+    }
+}
+
+/// Everything known: a hand-built snapshot means all of it.
+impl Default for Known {
+    fn default() -> Known {
+        Known::ALL
+    }
+}
+
 /// Everything the policy looks at, taken at `time_ms` (CLOCK_MONOTONIC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -188,6 +231,8 @@ pub struct Snapshot {
     pub wm: Watermarks,
     pub psi: PsiAvg,
     pub time_ms: u64,
+    /// Which optional parts are real; the rest read as zero.
+    pub known: Known,
 }
 
 // ---------------------------------------------------------------------------
@@ -351,18 +396,21 @@ pub fn parse_meminfo(buf: &[u8], out: &mut MemInfo) -> Result<(), ParseError> {
 
 /// Parse `/proc/vmstat` into `out`. On error `out` may be partly written.
 ///
-/// Required: nr_free_pages, nr_inactive_file, nr_active_file, pgscan_kswapd,
-/// pgscan_direct, and `workingset_refault_file` or (before 5.9)
-/// `workingset_refault`; the former wins when both appear. Optional (0 when
-/// absent): pgscan_direct_throttle, pgrefill (per-zone only on old kernels).
-pub fn parse_vmstat(buf: &[u8], out: &mut VmStat) -> Result<(), ParseError> {
+/// Required: nr_free_pages, nr_inactive_file, nr_active_file, and
+/// `workingset_refault_file` or (before 5.9) `workingset_refault`; the
+/// former wins when both appear. Optional (0 when absent):
+/// pgscan_direct_throttle, pgrefill (per-zone only on old kernels), and
+/// pgscan_kswapd / pgscan_direct (older kernels split them per zone). Returns
+/// which of the last two were there ([`Known::PGSCAN_KSWAPD`],
+/// [`Known::PGSCAN_DIRECT`]).
+pub fn parse_vmstat(buf: &[u8], out: &mut VmStat) -> Result<Known, ParseError> {
     const F: FileKind = FileKind::VmStat;
     const FIELDS: [(&str, bool); 9] = [
         ("nr_free_pages", true),
         ("nr_inactive_file", true),
         ("nr_active_file", true),
-        ("pgscan_kswapd", true),
-        ("pgscan_direct", true),
+        ("pgscan_kswapd", false),
+        ("pgscan_direct", false),
         ("pgscan_direct_throttle", false),
         ("pgrefill", false),
         ("workingset_refault_file", false),
@@ -411,7 +459,14 @@ pub fn parse_vmstat(buf: &[u8], out: &mut VmStat) -> Result<(), ParseError> {
         }
         out.workingset_refault_file = old_refault;
     }
-    Ok(())
+    let mut known = Known::NONE;
+    if seen & (1 << 3) != 0 {
+        known = known.with(Known::PGSCAN_KSWAPD);
+    }
+    if seen & (1 << 4) != 0 {
+        known = known.with(Known::PGSCAN_DIRECT);
+    }
+    Ok(known)
 }
 
 // ---------------------------------------------------------------------------
@@ -640,8 +695,8 @@ pub fn parse_psi(buf: &[u8], out: &mut PsiAvg) -> Result<(), ParseError> {
 pub enum ReadErrorKind {
     /// `pread` failed with this errno.
     Io(i32),
-    /// The file filled the buffer sized at start-up: it grew, and parsing a
-    /// truncated copy could silently miss fields.
+    /// The file filled the buffer sized at start-up, and what fit of it
+    /// lacks a required field.
     TooBig {
         capacity: usize,
     },
@@ -673,6 +728,64 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+/// Something the reader carried on through. Each kind is handed out once
+/// per reader ([`Reader::take_degradation`]), for the daemon to log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Degradation {
+    /// vmstat lacks `pgscan_kswapd` and/or `pgscan_direct` (older kernels):
+    /// reclaim is judged from what is there.
+    NoPgscan { kswapd: bool, direct: bool },
+    /// The PSI file could not be read or parsed: PSI figures are unknown
+    /// (the critical-stall override is off) until it parses again.
+    Psi(ReadError),
+    /// A file outgrew the buffer sized at start-up; its whole lines that fit
+    /// were used (fields past them read as absent).
+    Grew { file: FileKind, capacity: usize },
+    /// A zoneinfo refresh failed: the last watermarks stay in use.
+    StaleWatermarks(ReadError),
+}
+
+impl Degradation {
+    /// One slot per kind (and per file for `Grew`): each is told once.
+    fn slot(&self) -> usize {
+        match self {
+            Degradation::NoPgscan { .. } => 0,
+            Degradation::Psi(_) => 1,
+            Degradation::StaleWatermarks(_) => 2,
+            Degradation::Grew { file, .. } => 3 + *file as usize,
+        }
+    }
+}
+
+const DEGRADATION_SLOTS: usize = 7;
+
+impl fmt::Display for Degradation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Degradation::NoPgscan { kswapd, direct } => {
+                let which = match (kswapd, direct) {
+                    (true, true) => "pgscan_kswapd and pgscan_direct",
+                    (true, false) => "pgscan_kswapd",
+                    _ => "pgscan_direct",
+                };
+                write!(
+                    f,
+                    "vmstat has no {which} (older kernel?): reclaim is judged without it"
+                )
+            }
+            Degradation::Psi(e) => write!(f, "{e}; carrying on without PSI figures"),
+            Degradation::Grew { file, capacity } => write!(
+                f,
+                "{} outgrew the {capacity}-byte buffer sized at start-up; using the lines that fit",
+                file.name()
+            ),
+            Degradation::StaleWatermarks(e) => {
+                write!(f, "{e}; keeping the last zone watermarks")
+            }
+        }
+    }
+}
+
 /// Zone watermarks are re-read when older than this.
 pub const WATERMARK_REFRESH_MS: u64 = 60_000;
 
@@ -681,6 +794,13 @@ struct Source {
     kind: FileKind,
     file: File,
     buf: Box<[u8]>,
+}
+
+/// What [`Source::read`] got: the bytes, and whether the file outgrew the
+/// buffer (then only its whole lines are kept).
+struct Contents<'a> {
+    bytes: &'a [u8],
+    grew: Option<usize>,
 }
 
 impl Source {
@@ -699,8 +819,8 @@ impl Source {
         })
     }
 
-    /// Re-read from offset 0; returns the filled part.
-    fn read(&mut self) -> Result<&[u8], ReadError> {
+    /// Re-read from offset 0.
+    fn read(&mut self) -> Result<Contents<'_>, ReadError> {
         let cap = self.buf.len();
         let mut n = 0;
         while n < cap {
@@ -717,13 +837,23 @@ impl Source {
                 }
             }
         }
-        if n >= cap {
-            return Err(ReadError {
-                file: self.kind,
-                kind: ReadErrorKind::TooBig { capacity: cap },
+        let filled = self.buf.get(..n).unwrap_or(&[]);
+        if n < cap {
+            return Ok(Contents {
+                bytes: filled,
+                grew: None,
             });
         }
-        Ok(self.buf.get(..n).unwrap_or(&[]))
+        // Grown past the buffer: a cut line could parse as a wrong number,
+        // so keep only whole lines.
+        let whole = filled
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        Ok(Contents {
+            bytes: filled.get(..whole).unwrap_or(&[]),
+            grew: Some(cap),
+        })
     }
 }
 
@@ -733,12 +863,38 @@ pub struct Reader {
     vmstat: Source,
     zoneinfo: Source,
     /// None on kernels without PSI (vmpressure drives the daemon there and
-    /// the averages read as zero).
+    /// the PSI figures are unknown).
     psi: Option<Source>,
     page_size: u64,
     snap: Snapshot,
     /// `time_ms` of the last zoneinfo parse; `None` forces a refresh.
     wm_read_ms: Option<u64>,
+    /// Whether any zoneinfo parse has succeeded yet.
+    have_wm: bool,
+    degraded: Degradations,
+}
+
+/// Degradations seen, each kept until taken and then never again.
+#[derive(Default)]
+struct Degradations {
+    told: u16,
+    pending: [Option<Degradation>; DEGRADATION_SLOTS],
+}
+
+impl Degradations {
+    fn note(&mut self, d: Degradation) {
+        let slot = d.slot();
+        if self.told & (1 << slot) == 0 {
+            self.told |= 1 << slot;
+            if let Some(p) = self.pending.get_mut(slot) {
+                *p = Some(d);
+            }
+        }
+    }
+
+    fn take(&mut self) -> Option<Degradation> {
+        self.pending.iter_mut().find_map(Option::take)
+    }
 }
 
 /// The system page size in bytes (4096 if sysconf cannot tell).
@@ -749,6 +905,31 @@ pub fn page_size() -> u64 {
         v as u64
     } else {
         4096
+    }
+}
+
+/// Parse `contents` with `parse`, noting growth; a grown file that lacks a
+/// required field reports the growth, the likelier cause.
+fn parse_grown<T>(
+    contents: Contents<'_>,
+    file: FileKind,
+    degraded: &mut Degradations,
+    parse: impl FnOnce(&[u8]) -> Result<T, ParseError>,
+) -> Result<T, ReadError> {
+    match (parse(contents.bytes), contents.grew) {
+        (Ok(v), None) => Ok(v),
+        (Ok(v), Some(capacity)) => {
+            degraded.note(Degradation::Grew { file, capacity });
+            Ok(v)
+        }
+        (Err(e), None) => Err(ReadError {
+            file,
+            kind: ReadErrorKind::Parse(e),
+        }),
+        (Err(_), Some(capacity)) => Err(ReadError {
+            file,
+            kind: ReadErrorKind::TooBig { capacity },
+        }),
     }
 }
 
@@ -768,6 +949,8 @@ impl Reader {
             page_size: page_size(),
             snap: Snapshot::default(),
             wm_read_ms: None,
+            have_wm: false,
+            degraded: Degradations::default(),
         })
     }
 
@@ -777,31 +960,78 @@ impl Reader {
         self.wm_read_ms = None;
     }
 
-    /// Take a new snapshot at `now_ms`. On error the previous snapshot is
-    /// kept unchanged. No allocation.
+    /// Take a new snapshot at `now_ms`. Fails only when meminfo or vmstat
+    /// cannot be used, or zoneinfo has never parsed; then the previous
+    /// snapshot is kept unchanged. Lesser trouble is marked in
+    /// `Snapshot::known` and queued for [`Reader::take_degradation`]. No
+    /// allocation.
     pub fn read(&mut self, now_ms: u64) -> Result<&Snapshot, ReadError> {
         let mut s = self.snap;
-        let err = |file, e| ReadError {
-            file,
-            kind: ReadErrorKind::Parse(e),
-        };
-        parse_meminfo(self.meminfo.read()?, &mut s.mem).map_err(|e| err(FileKind::MemInfo, e))?;
-        parse_vmstat(self.vmstat.read()?, &mut s.vm).map_err(|e| err(FileKind::VmStat, e))?;
+        let deg = &mut self.degraded;
+        parse_grown(self.meminfo.read()?, FileKind::MemInfo, deg, |b| {
+            parse_meminfo(b, &mut s.mem)
+        })?;
+        let pgscan = parse_grown(self.vmstat.read()?, FileKind::VmStat, deg, |b| {
+            parse_vmstat(b, &mut s.vm)
+        })?;
+        let (kswapd, direct) = (
+            pgscan.contains(Known::PGSCAN_KSWAPD),
+            pgscan.contains(Known::PGSCAN_DIRECT),
+        );
+        if !(kswapd && direct) {
+            deg.note(Degradation::NoPgscan {
+                kswapd: !kswapd,
+                direct: !direct,
+            });
+        }
+        let mut known = Known::NONE.with(pgscan);
         if let Some(psi) = &mut self.psi {
-            parse_psi(psi.read()?, &mut s.psi).map_err(|e| err(FileKind::Psi, e))?;
+            let got = psi
+                .read()
+                .and_then(|c| parse_grown(c, FileKind::Psi, deg, |b| parse_psi(b, &mut s.psi)));
+            match got {
+                Ok(()) => known = known.with(Known::PSI),
+                Err(e) => {
+                    s.psi = PsiAvg::default();
+                    deg.note(Degradation::Psi(e));
+                }
+            }
+        } else {
+            s.psi = PsiAvg::default();
         }
         let stale = match self.wm_read_ms {
             None => true,
             Some(t) => now_ms.saturating_sub(t) > WATERMARK_REFRESH_MS || now_ms < t,
         };
         if stale {
-            parse_zoneinfo_with_page_size(self.zoneinfo.read()?, self.page_size, &mut s.wm)
-                .map_err(|e| err(FileKind::ZoneInfo, e))?;
-            self.wm_read_ms = Some(now_ms);
+            let page_size = self.page_size;
+            let got = self.zoneinfo.read().and_then(|c| {
+                parse_grown(c, FileKind::ZoneInfo, deg, |b| {
+                    parse_zoneinfo_with_page_size(b, page_size, &mut s.wm)
+                })
+            });
+            match got {
+                Ok(()) => {
+                    self.wm_read_ms = Some(now_ms);
+                    self.have_wm = true;
+                }
+                // Without any watermarks every low-memory rule would be
+                // off: that is an error, not a degradation.
+                Err(e) if !self.have_wm => return Err(e),
+                // Retried on the next read.
+                Err(e) => deg.note(Degradation::StaleWatermarks(e)),
+            }
         }
         s.time_ms = now_ms;
+        s.known = known;
         self.snap = s;
         Ok(&self.snap)
+    }
+
+    /// The next degradation not yet handed out, if any. Each kind comes
+    /// out once per reader, so the daemon can log it as it gets it.
+    pub fn take_degradation(&mut self) -> Option<Degradation> {
+        self.degraded.take()
     }
 
     /// The last good snapshot (all zero before the first successful read).

@@ -952,19 +952,29 @@ fn fixture_rows() {
         (None, false, WmarkLevel::AboveHigh)
     );
 
-    // cma: MemFree 150 000 is above high (146 200) but 90 000 of it is CMA.
-    // Its inactive file cache alone covers the high watermark, so LOW_MEM
-    // waits for kswapd; once the cache is small it kills.
+    // cma: MemFree 150 000 is above high (146 200) but 90 000 of it is CMA:
+    // below min, LOW_MEM (lmkd's default: no waiting for the file cache).
     let mut s = fixture_snap("cma", 500);
     assert!(s.vm.nr_inactive_file * 4 > s.wm.high_kb);
     let mut st = primed_before(&mut s, &t, 0, 10, 0);
     let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
     assert_eq!(d.figures.wmark, WmarkLevel::BelowMin);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+    // With wait_for_inactive_file its inactive file cache alone covers the
+    // high watermark, so LOW_MEM waits for kswapd; once the cache is small
+    // it kills.
+    let waits = Tunables {
+        wait_for_inactive_file: true,
+        ..t
+    };
+    let mut s = fixture_snap("cma", 500);
+    let mut st = primed_before(&mut s, &waits, 0, 10, 0);
+    let d = decide(&s, Pressure::Partial, &waits, &none, &mut st);
     assert_eq!(d.kill, None);
     let mut s = fixture_snap("cma", 500);
     s.vm.nr_inactive_file = s.wm.high_kb / 4;
-    let mut st = primed_before(&mut s, &t, 0, 10, 0);
-    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    let mut st = primed_before(&mut s, &waits, 0, 10, 0);
+    let d = decide(&s, Pressure::Partial, &waits, &none, &mut st);
     assert_eq!(d.kill, kill(KillReason::LowMem, 701));
 
     // noswap: 200 000 kB free is above high; swap never "low".
@@ -1104,12 +1114,16 @@ fn complete_events_need_stall_since_the_last_kill() {
     );
 }
 
-/// Beyond lmkd: LOW_MEM waits while the inactive file LRU alone exceeds
-/// the high watermark (kswapd refills free memory from it; killing a
-/// reader of page cache frees little and invites one kill after another).
+/// Beyond lmkd, only with `wait_for_inactive_file`: LOW_MEM waits while
+/// the inactive file LRU alone exceeds the high watermark (kswapd refills
+/// free memory from it; killing a reader of page cache frees little and
+/// invites one kill after another). Off by default, as lmkd.
 #[test]
 fn low_mem_waits_for_a_refillable_file_cache() {
-    let t = tun();
+    let t = Tunables {
+        wait_for_inactive_file: true,
+        ..tun()
+    };
     let with_inactive = |pages: u64| {
         let mut b = B::new().at(100).kswapd().free(LOW - 1);
         b.0.vm.nr_inactive_file = pages;
@@ -1127,4 +1141,22 @@ fn low_mem_waits_for_a_refillable_file_cache() {
         decide(&s, Pressure::Partial, &t, &no_targets(), &mut primed(&t)).kill,
         kill(KillReason::LowMemAndThrashing, 201)
     );
+}
+
+/// lmkd's behaviour, the default: LOW_MEM does not wait for the file
+/// cache, however big its inactive part.
+#[test]
+fn low_mem_does_not_wait_for_the_file_cache_by_default() {
+    let t = tun();
+    assert!(!Tunables::from_config(&Config::default()).wait_for_inactive_file);
+    for pages in [0, HIGH / 4, HIGH / 4 + 1, FILE_LRU] {
+        let mut b = B::new().at(100).kswapd().free(LOW - 1);
+        b.0.vm.nr_inactive_file = pages;
+        b.0.vm.nr_active_file = FILE_LRU - pages;
+        assert_eq!(
+            decide(&b.0, Pressure::Partial, &t, &no_targets(), &mut primed(&t)).kill,
+            kill(KillReason::LowMem, 701),
+            "inactive file {pages} pages"
+        );
+    }
 }

@@ -2,12 +2,14 @@
 //! tunables, carried state) to a decision. No I/O, no allocation, so it can
 //! be tested on data and replayed from recorded snapshots.
 //!
-//! It follows /work/shared/POLICY.md (lmkd's PSI strategy): the first
-//! matching row of the reason table wins, then a critical PSI full stall
-//! lowers the minimum adj to 0. With `use_minfree_levels` the legacy
-//! minfree table from LMK_TARGET decides instead.
+//! It follows lmkd's PSI strategy: the first matching row of the reason
+//! table wins ([`first_match`]), then a critical PSI full stall lowers the
+//! minimum adj to 0. With `use_minfree_levels` the legacy minfree table from
+//! LMK_TARGET decides instead; on kernels without PSI the vmpressure levels
+//! decide ([`decide_vmpressure`]). [`describe_reason`] writes a reason with
+//! its figures in lmkd's words.
 //!
-//! Judgement calls where POLICY.md leaves room:
+//! Judgement calls where lmkd's behaviour leaves room:
 //! - The first call only records baselines (reclaim counters, refaults,
 //!   file LRU) instead of comparing with zeros; it may still kill on the
 //!   watermarks or a full stall.
@@ -19,10 +21,21 @@
 //!   cycle right after a kill.
 //! - The decayed thrashing limit returns to `thrashing_limit` whenever a 1 s
 //!   thrashing window closes (as lmkd does); kills restart the window.
+//! - Snapshot parts the kernel did not give (see `snapshot::Known`) read as
+//!   zero counters that never move; without PSI figures the critical stall
+//!   override and the stall-since-last-kill gate are off.
+
+mod describe;
+mod minfree;
+mod vmpressure;
+
+pub use describe::describe_reason;
+use minfree::decide_minfree;
+pub use vmpressure::{decide_vmpressure, mem_pressure_pct, VmPressureLevel};
 
 use crate::config::Config;
 use crate::proto::{reason, TargetTable};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{MemInfo, Snapshot, Watermarks};
 
 /// lmkd's PERCEPTIBLE_APP_ADJ + 1: the floor that spares perceptible apps.
 pub const ABOVE_PERCEPTIBLE_ADJ: i32 = 201;
@@ -55,12 +68,14 @@ pub enum KillReason {
     DirectReclStuck,
     /// Legacy minfree mode.
     Minfree,
+    /// vmpressure level strategy (kernels without PSI).
+    VmPressure,
 }
 
 impl KillReason {
-    /// The statsd code carried in the kill stats packet. `Minfree` is -1:
-    /// lmkd's legacy path reports no reason either, and -1 is "unknown" in
-    /// that packet.
+    /// The statsd code carried in the kill stats packet. `Minfree` and
+    /// `VmPressure` are -1: lmkd's legacy paths report no reason either, and
+    /// -1 is "unknown" in that packet.
     pub fn code(self) -> i32 {
         match self {
             KillReason::PressureAfterKill => reason::PRESSURE_AFTER_KILL,
@@ -73,7 +88,7 @@ impl KillReason {
             KillReason::LowFilecacheAfterThrashing => reason::LOW_FILECACHE_AFTER_THRASHING,
             KillReason::LowMem => reason::LOW_MEM,
             KillReason::DirectReclStuck => reason::DIRECT_RECL_STUCK,
-            KillReason::Minfree => -1,
+            KillReason::Minfree | KillReason::VmPressure => -1,
         }
     }
 
@@ -95,6 +110,7 @@ impl KillReason {
             KillReason::LowMem => "free memory below low watermark",
             KillReason::DirectReclStuck => "stuck in direct reclaim",
             KillReason::Minfree => "free memory and file cache below minfree level",
+            KillReason::VmPressure => "memory pressure level reached its min adj",
         }
     }
 
@@ -142,6 +158,21 @@ pub struct Tunables {
     pub complete_stall_us: u64,
     /// kB per page for LMK_TARGET's minfree values (the system page size).
     pub page_kb: u64,
+    /// Beyond lmkd, off by default: LOW_MEM waits while the inactive file
+    /// LRU alone covers the high watermark.
+    pub wait_for_inactive_file: bool,
+    /// vmpressure strategy: min adj per level (`low`, `medium`, `critical`;
+    /// above 1000 = that level never kills).
+    pub vmpressure_adj: [i32; 3],
+    /// `critical_upgrade`: raise a level while memcg swapping is heavy.
+    pub critical_upgrade: bool,
+    /// `upgrade_pressure` (percent of memsw usage that is RAM).
+    pub upgrade_pressure: u32,
+    /// `downgrade_pressure` (percent): above it, with swap to spare, ignore.
+    pub downgrade_pressure: u32,
+    /// `ro.config.low_ram`: vmpressure kills without the low-level free
+    /// memory check.
+    pub low_ram_device: bool,
 }
 
 impl Tunables {
@@ -162,6 +193,13 @@ impl Tunables {
             direct_reclaim_threshold_ms: c.direct_reclaim_threshold_ms,
             complete_stall_us: u64::from(c.psi_complete_stall_ms) * 1000,
             page_kb: (crate::snapshot::page_size() / 1024).max(1),
+            wait_for_inactive_file: false,
+            vmpressure_adj: [c.low, c.medium, c.critical],
+            // lmkd's defaults until the config carries these keys.
+            critical_upgrade: false,
+            upgrade_pressure: 100,
+            downgrade_pressure: 100,
+            low_ram_device: false,
         }
     }
 }
@@ -175,6 +213,21 @@ pub enum WmarkLevel {
     BelowHigh,
     #[default]
     AboveHigh,
+}
+
+impl WmarkLevel {
+    /// Where `free_kb` stands against the watermark sums.
+    pub fn of(free_kb: u64, wm: &Watermarks) -> WmarkLevel {
+        if free_kb < wm.min_kb {
+            WmarkLevel::BelowMin
+        } else if free_kb < wm.low_kb {
+            WmarkLevel::BelowLow
+        } else if free_kb < wm.high_kb {
+            WmarkLevel::BelowHigh
+        } else {
+            WmarkLevel::AboveHigh
+        }
+    }
 }
 
 /// What reclaim did since the previous call, from the vmstat counters.
@@ -199,6 +252,8 @@ pub struct Figures {
     pub swap_low_kb: u64,
     pub swap_low: bool,
     pub swap_util_pct: u32,
+    /// `swap_util_max` the utilisation was compared with.
+    pub swap_util_max: u32,
     pub thrashing_pct: u64,
     pub max_thrashing_pct: u64,
     /// The current (possibly decayed) thrashing limit.
@@ -206,8 +261,12 @@ pub struct Figures {
     pub wmark: WmarkLevel,
     pub reclaim: Reclaim,
     pub file_lru_kb: u64,
+    /// `filecache_min_kb` the file LRU was compared with.
+    pub filecache_min_kb: u64,
     /// How long direct reclaim has been seen without a break.
     pub direct_reclaim_ms: u64,
+    /// `direct_reclaim_threshold_ms` that duration was compared with.
+    pub direct_reclaim_threshold_ms: u32,
     /// PSI full avg10 above stall_limit_critical.
     pub critical_stall: bool,
     /// Legacy mode: MemFree - totalreserve (may be negative).
@@ -277,6 +336,8 @@ pub struct State {
     /// `thrashing_limit_decay` as of the last `decide` (`on_kill` gets no
     /// tunables).
     decay_pct: u32,
+    /// vmpressure: MemFree range seen at low-level events.
+    vmp: vmpressure::LowLevelMemory,
 }
 
 impl State {
@@ -327,6 +388,10 @@ impl State {
 }
 
 /// Decide whether to kill, and from which adj up. See the module docs.
+///
+/// Reads as the steps it takes: the figures of this snapshot, the reclaim
+/// state, the thrashing state, then the one first-match chain of reasons
+/// ([`first_match`]).
 pub fn decide(
     snap: &Snapshot,
     event: Pressure,
@@ -335,106 +400,14 @@ pub fn decide(
     st: &mut State,
 ) -> Decision {
     st.decay_pct = t.thrashing_limit_decay.min(100);
-    let m = &snap.mem;
-    let vm = &snap.vm;
-    let now = snap.time_ms;
-    let page_kb = t.page_kb.max(1);
-    let refault = vm.workingset_refault_file;
-    let file_lru = vm.file_lru_pages();
     let cycle_after_kill = std::mem::take(&mut st.killed);
-
-    let mut fig = Figures {
-        free_kb: m.free_kb,
-        free_wmark_kb: m.free_kb.saturating_sub(m.cma_free_kb),
-        file_lru_kb: file_lru.saturating_mul(page_kb),
-        ..Figures::default()
-    };
-
-    // Swap. Compressed swap (zram) can only take what RAM can still hold,
-    // hence the cap by easy_available x ratio.
-    fig.free_swap_kb = if t.swap_compression_ratio > 0 {
-        m.swap_free_kb.min(
-            m.easy_available_kb()
-                .saturating_mul(u64::from(t.swap_compression_ratio)),
-        )
-    } else {
-        m.swap_free_kb
-    };
-    fig.swap_low_kb = m
-        .swap_total_kb
-        .saturating_mul(u64::from(t.swap_free_low_percentage))
-        / 100;
-    fig.swap_low = t.swap_free_low_percentage > 0 && fig.free_swap_kb < fig.swap_low_kb;
-    let swap_used = m.swap_total_kb.saturating_sub(fig.free_swap_kb);
-    let swappable = m
-        .anon_kb()
-        .saturating_add(m.shmem_kb)
-        .saturating_add(swap_used);
-    // swap_used <= swappable, so the share is at most 100.
-    fig.swap_util_pct = swap_used
-        .saturating_mul(100)
-        .checked_div(swappable)
-        .map_or(0, |p| p.min(100) as u32);
-
-    fig.wmark = if fig.free_wmark_kb < snap.wm.min_kb {
-        WmarkLevel::BelowMin
-    } else if fig.free_wmark_kb < snap.wm.low_kb {
-        WmarkLevel::BelowLow
-    } else if fig.free_wmark_kb < snap.wm.high_kb {
-        WmarkLevel::BelowHigh
-    } else {
-        WmarkLevel::AboveHigh
-    };
-
+    let mut fig = figures(snap, t);
     if t.use_minfree_levels {
         return decide_minfree(snap, t, targets, st, fig, cycle_after_kill);
     }
 
-    let first = !st.primed;
-    if first {
-        // No history yet: take this snapshot as the baseline for every
-        // counter instead of comparing with zeros (which would look like a
-        // burst of reclaim and refaults since boot).
-        st.primed = true;
-        st.prev_pgscan_direct = vm.pgscan_direct;
-        st.prev_pgscan_kswapd = vm.pgscan_kswapd;
-        st.prev_pgrefill = vm.pgrefill;
-        st.prev_refault = refault;
-        st.thrashing_limit = t.thrashing_limit;
-    }
-    if first || cycle_after_kill {
-        st.file_lru_base = file_lru;
-        st.refault_base = refault;
-        st.window_start_ms = now;
-        st.carried_thrashing = 0;
-    }
-
-    // Reclaim state, from which counters moved since the last call.
-    fig.reclaim = if vm.pgscan_direct != st.prev_pgscan_direct {
-        st.prev_pgscan_direct = vm.pgscan_direct;
-        st.prev_pgscan_kswapd = vm.pgscan_kswapd;
-        st.prev_pgrefill = vm.pgrefill;
-        Reclaim::Direct
-    } else if vm.pgscan_kswapd != st.prev_pgscan_kswapd {
-        st.prev_pgscan_kswapd = vm.pgscan_kswapd;
-        st.prev_pgrefill = vm.pgrefill;
-        Reclaim::Kswapd
-    } else if refault == st.prev_refault && vm.pgrefill != st.prev_pgrefill {
-        st.prev_pgrefill = vm.pgrefill;
-        Reclaim::Kswapd
-    } else {
-        Reclaim::None
-    };
-    if fig.reclaim == Reclaim::Direct {
-        // Judgement call: the stall is timed from the first sample that saw
-        // it, so one sample alone never counts as "stuck".
-        let start = *st.direct_reclaim_start_ms.get_or_insert(now);
-        fig.direct_reclaim_ms = now.saturating_sub(start);
-    } else {
-        st.direct_reclaim_start_ms = None;
-    }
-    let quiet = fig.reclaim == Reclaim::None && refault == st.prev_refault;
-    st.prev_refault = refault;
+    let first = st.prime(snap, t, cycle_after_kill);
+    let quiet = st.reclaim_state(snap, &mut fig);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
         // Nothing reclaims and nothing refaults: no memory pressure to act
@@ -442,41 +415,181 @@ pub fn decide(
         fig.max_thrashing_pct = st.max_thrashing;
         return no_kill(fig, event, cycle_after_kill);
     }
+    st.thrashing_state(snap, t, &mut fig);
+    fig.critical_stall = snap.known.psi()
+        && u64::from(snap.psi.full_avg10) > u64::from(t.stall_limit_critical).saturating_mul(100);
 
-    // Thrashing: refaults as a share of the file LRU at the window start,
-    // plus what earlier windows carried over.
-    let since = now.saturating_sub(st.window_start_ms);
-    let mut thrashing = 0u64;
-    if since > THRASHING_WINDOW_MS {
-        let mut growth = refault.saturating_sub(st.refault_base).saturating_mul(100)
-            / st.file_lru_base.saturating_add(1);
-        let windows = since / THRASHING_WINDOW_MS;
-        // Halve per elapsed window; but keep an over-limit value from the
-        // single window just closed: it means nothing could be killed then,
-        // and a newly eligible process should still be killed.
-        if windows > 1 || growth < u64::from(st.thrashing_limit) {
-            growth = growth.checked_shr(windows.min(64) as u32).unwrap_or(0);
+    let kill = first_match(snap, event, t, &fig, st, cycle_after_kill).map(|(reason, min_adj)| {
+        Kill {
+            reason,
+            // A stalled system may lose perceptible apps too.
+            min_adj: if fig.critical_stall { 0 } else { min_adj },
         }
-        st.carried_thrashing = growth;
-        st.file_lru_base = file_lru;
-        st.refault_base = refault;
-        st.window_start_ms = now;
-        st.thrashing_limit = t.thrashing_limit;
-    } else {
-        thrashing = refault.saturating_sub(st.refault_base).saturating_mul(100)
-            / st.file_lru_base.saturating_add(1);
+    });
+    Decision {
+        kill,
+        poll: poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill),
+        extend_poll: event != Pressure::Poll || kill.is_some() || fig.reclaim == Reclaim::Direct,
+        figures: fig,
     }
-    thrashing = thrashing.saturating_add(st.carried_thrashing);
-    st.max_thrashing = st.max_thrashing.max(thrashing);
-    fig.thrashing_pct = thrashing;
-    fig.max_thrashing_pct = st.max_thrashing;
-    fig.thrashing_limit_pct = st.thrashing_limit;
+}
 
-    fig.critical_stall =
-        u64::from(snap.psi.full_avg10) > u64::from(t.stall_limit_critical).saturating_mul(100);
+/// Step 1: the figures that need no history: free memory against the
+/// watermarks, swap, swap utilisation, the file LRU.
+fn figures(snap: &Snapshot, t: &Tunables) -> Figures {
+    let m = &snap.mem;
+    let free_wmark_kb = m.free_kb.saturating_sub(m.cma_free_kb);
+    let free_swap_kb = free_swap_kb(m, t);
+    let swap_low_kb = m
+        .swap_total_kb
+        .saturating_mul(u64::from(t.swap_free_low_percentage))
+        / 100;
+    let swap_used = m.swap_total_kb.saturating_sub(free_swap_kb);
+    let swappable = m
+        .anon_kb()
+        .saturating_add(m.shmem_kb)
+        .saturating_add(swap_used);
+    Figures {
+        free_kb: m.free_kb,
+        free_wmark_kb,
+        free_swap_kb,
+        swap_low_kb,
+        swap_low: t.swap_free_low_percentage > 0 && free_swap_kb < swap_low_kb,
+        // swap_used <= swappable, so the share is at most 100.
+        swap_util_pct: swap_used
+            .saturating_mul(100)
+            .checked_div(swappable)
+            .map_or(0, |p| p.min(100) as u32),
+        swap_util_max: t.swap_util_max,
+        wmark: WmarkLevel::of(free_wmark_kb, &snap.wm),
+        file_lru_kb: snap.vm.file_lru_pages().saturating_mul(t.page_kb.max(1)),
+        filecache_min_kb: t.filecache_min_kb,
+        direct_reclaim_threshold_ms: t.direct_reclaim_threshold_ms,
+        ..Figures::default()
+    }
+}
 
+/// Free swap as lmkd counts it. Compressed swap (zram) can only take what
+/// RAM can still hold, hence the cap by easy_available x ratio.
+fn free_swap_kb(m: &MemInfo, t: &Tunables) -> u64 {
+    if t.swap_compression_ratio > 0 {
+        m.swap_free_kb.min(
+            m.easy_available_kb()
+                .saturating_mul(u64::from(t.swap_compression_ratio)),
+        )
+    } else {
+        m.swap_free_kb
+    }
+}
+
+impl State {
+    /// Baselines: the first call records every counter instead of comparing
+    /// with zeros (which would look like a burst of reclaim and refaults
+    /// since boot); the first call and the one after a kill open a new
+    /// thrashing window. Returns whether this is the first call.
+    fn prime(&mut self, snap: &Snapshot, t: &Tunables, cycle_after_kill: bool) -> bool {
+        let vm = &snap.vm;
+        let first = !self.primed;
+        if first {
+            self.primed = true;
+            self.prev_pgscan_direct = vm.pgscan_direct;
+            self.prev_pgscan_kswapd = vm.pgscan_kswapd;
+            self.prev_pgrefill = vm.pgrefill;
+            self.prev_refault = vm.workingset_refault_file;
+            self.thrashing_limit = t.thrashing_limit;
+        }
+        if first || cycle_after_kill {
+            self.file_lru_base = vm.file_lru_pages();
+            self.refault_base = vm.workingset_refault_file;
+            self.window_start_ms = snap.time_ms;
+            self.carried_thrashing = 0;
+        }
+        first
+    }
+
+    /// Step 2: the reclaim state, from which counters moved since the last
+    /// call, and how long direct reclaim has lasted. Returns whether the
+    /// system is quiet (no reclaim, no refaults).
+    fn reclaim_state(&mut self, snap: &Snapshot, fig: &mut Figures) -> bool {
+        let vm = &snap.vm;
+        let refault = vm.workingset_refault_file;
+        fig.reclaim = if vm.pgscan_direct != self.prev_pgscan_direct {
+            self.prev_pgscan_direct = vm.pgscan_direct;
+            self.prev_pgscan_kswapd = vm.pgscan_kswapd;
+            self.prev_pgrefill = vm.pgrefill;
+            Reclaim::Direct
+        } else if vm.pgscan_kswapd != self.prev_pgscan_kswapd {
+            self.prev_pgscan_kswapd = vm.pgscan_kswapd;
+            self.prev_pgrefill = vm.pgrefill;
+            Reclaim::Kswapd
+        } else if refault == self.prev_refault && vm.pgrefill != self.prev_pgrefill {
+            self.prev_pgrefill = vm.pgrefill;
+            Reclaim::Kswapd
+        } else {
+            Reclaim::None
+        };
+        if fig.reclaim == Reclaim::Direct {
+            // Judgement call: the stall is timed from the first sample that
+            // saw it, so one sample alone never counts as "stuck".
+            let start = *self.direct_reclaim_start_ms.get_or_insert(snap.time_ms);
+            fig.direct_reclaim_ms = snap.time_ms.saturating_sub(start);
+        } else {
+            self.direct_reclaim_start_ms = None;
+        }
+        let quiet = fig.reclaim == Reclaim::None && refault == self.prev_refault;
+        self.prev_refault = refault;
+        quiet
+    }
+
+    /// Step 3: the thrashing state: refaults as a share of the file LRU at
+    /// the window start, plus what earlier windows carried over.
+    fn thrashing_state(&mut self, snap: &Snapshot, t: &Tunables, fig: &mut Figures) {
+        let refault = snap.vm.workingset_refault_file;
+        let since = snap.time_ms.saturating_sub(self.window_start_ms);
+        let growth = refault
+            .saturating_sub(self.refault_base)
+            .saturating_mul(100)
+            / self.file_lru_base.saturating_add(1);
+        let mut thrashing = 0u64;
+        if since > THRASHING_WINDOW_MS {
+            let windows = since / THRASHING_WINDOW_MS;
+            // Halve per elapsed window; but keep an over-limit value from
+            // the single window just closed: it means nothing could be
+            // killed then, and a newly eligible process should still be.
+            self.carried_thrashing = if windows > 1 || growth < u64::from(self.thrashing_limit) {
+                growth.checked_shr(windows.min(64) as u32).unwrap_or(0)
+            } else {
+                growth
+            };
+            self.file_lru_base = snap.vm.file_lru_pages();
+            self.refault_base = refault;
+            self.window_start_ms = snap.time_ms;
+            self.thrashing_limit = t.thrashing_limit;
+        } else {
+            thrashing = growth;
+        }
+        thrashing = thrashing.saturating_add(self.carried_thrashing);
+        self.max_thrashing = self.max_thrashing.max(thrashing);
+        fig.thrashing_pct = thrashing;
+        fig.max_thrashing_pct = self.max_thrashing;
+        fig.thrashing_limit_pct = self.thrashing_limit;
+    }
+}
+
+/// Step 4: the reasons, in lmkd's order; the first that holds wins. Kept in
+/// one piece so the order stays visible. Returns the reason and its min adj
+/// before the critical-stall override.
+fn first_match(
+    snap: &Snapshot,
+    event: Pressure,
+    t: &Tunables,
+    fig: &Figures,
+    st: &mut State,
+    cycle_after_kill: bool,
+) -> Option<(KillReason, i32)> {
     let below_min = fig.wmark == WmarkLevel::BelowMin;
     let below_low = fig.wmark <= WmarkLevel::BelowLow;
+    let thrashing = fig.thrashing_pct;
     let critical_thrashing = thrashing >= u64::from(t.thrashing_limit_critical);
     let limit = u64::from(st.thrashing_limit);
     // "P": spare perceptible apps unless below min or thrashing critically.
@@ -491,20 +604,22 @@ pub fn decide(
     } else {
         ABOVE_PERCEPTIBLE_ADJ
     };
-
-    let mut kill = if cycle_after_kill && below_min {
-        Some((
-            KillReason::PressureAfterKill,
-            t.pressure_after_kill_min_score,
-        ))
-    } else if event == Pressure::Complete
-        && st.full_total_at_kill.map_or(true, |at| {
+    // Without PSI figures `full total` never moves: the stall since the last
+    // kill cannot be measured, so it cannot hold a kill back either.
+    let new_stall = !snap.known.psi()
+        || st.full_total_at_kill.map_or(true, |at| {
             // The kernel delivers a trigger breach that happened during its
             // rate-limit window one window later; stall from before the
             // last kill is not a reason to kill again.
             snap.psi.full_total_us.saturating_sub(at) >= t.complete_stall_us
-        })
-    {
+        });
+
+    if cycle_after_kill && below_min {
+        Some((
+            KillReason::PressureAfterKill,
+            t.pressure_after_kill_min_score,
+        ))
+    } else if event == Pressure::Complete && new_stall {
         Some((KillReason::NotResponding, 0))
     } else if fig.swap_low && thrashing > u64::from(t.thrashing_limit) {
         // The configured limit, not the decayed one: swap low is handled
@@ -523,41 +638,30 @@ pub fn decide(
         && fig.direct_reclaim_ms > u64::from(t.direct_reclaim_threshold_ms)
     {
         Some((KillReason::DirectReclStuck, 0))
+    } else if st.check_filecache && fig.file_lru_kb < t.filecache_min_kb {
+        Some((
+            KillReason::LowFilecacheAfterThrashing,
+            ABOVE_PERCEPTIBLE_ADJ,
+        ))
     } else {
-        None
-    };
-    if kill.is_none() && st.check_filecache {
-        if fig.file_lru_kb < t.filecache_min_kb {
-            kill = Some((
-                KillReason::LowFilecacheAfterThrashing,
-                ABOVE_PERCEPTIBLE_ADJ,
-            ));
+        // Past the file cache row: if it was armed, the cache has
+        // recovered; stop watching it.
+        st.check_filecache = false;
+        if below_low && !(t.wait_for_inactive_file && cache_refills(snap, t)) {
+            Some((KillReason::LowMem, t.lowmem_min_oom_score))
         } else {
-            // The cache has recovered: stop watching it.
-            st.check_filecache = false;
+            None
         }
     }
-    // Beyond lmkd: while the inactive file LRU alone exceeds the high
-    // watermark, kswapd can bring free memory back cheaply and a kill frees
-    // little (a reader's memory is page cache that refills at once, so
-    // killing one after another over-kills). Real cache thrashing is caught
-    // by the thrashing rows above instead.
-    let cache_refills = vm.nr_inactive_file.saturating_mul(page_kb) > snap.wm.high_kb;
-    if kill.is_none() && below_low && !cache_refills {
-        kill = Some((KillReason::LowMem, t.lowmem_min_oom_score));
-    }
+}
 
-    let kill = kill.map(|(reason, min_adj)| Kill {
-        reason,
-        // A stalled system may lose perceptible apps too.
-        min_adj: if fig.critical_stall { 0 } else { min_adj },
-    });
-    Decision {
-        kill,
-        poll: poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill),
-        extend_poll: event != Pressure::Poll || kill.is_some() || fig.reclaim == Reclaim::Direct,
-        figures: fig,
-    }
+/// Whether the inactive file LRU alone exceeds the high watermark: kswapd
+/// can then bring free memory back cheaply, and a kill frees little (a
+/// reader's memory is page cache that refills at once, so killing one after
+/// another over-kills). Only consulted with `wait_for_inactive_file`: lmkd
+/// does not wait, and on phones waiting can hold back the commonest kill.
+fn cache_refills(snap: &Snapshot, t: &Tunables) -> bool {
+    snap.vm.nr_inactive_file.saturating_mul(t.page_kb.max(1)) > snap.wm.high_kb
 }
 
 /// 10 ms while swap is low or around a kill, else 100 ms.
@@ -574,51 +678,6 @@ fn no_kill(fig: Figures, event: Pressure, cycle_after_kill: bool) -> Decision {
         kill: None,
         poll: poll_interval(fig.swap_low, cycle_after_kill),
         extend_poll: event != Pressure::Poll,
-        figures: fig,
-    }
-}
-
-/// Legacy minfree mode. totalreserve is taken as the high watermark sum
-/// (each populated zone's high + its largest protection), which is what lmkd
-/// derives from zoneinfo for it.
-fn decide_minfree(
-    snap: &Snapshot,
-    t: &Tunables,
-    targets: &TargetTable,
-    st: &mut State,
-    mut fig: Figures,
-    cycle_after_kill: bool,
-) -> Decision {
-    let m = &snap.mem;
-    let reserve = i64::try_from(snap.wm.high_kb).unwrap_or(i64::MAX);
-    fig.other_free_kb = i64::try_from(m.free_kb)
-        .unwrap_or(i64::MAX)
-        .saturating_sub(reserve);
-    fig.other_file_kb = m
-        .file_pages_kb()
-        .saturating_sub(m.shmem_kb)
-        .saturating_sub(m.unevictable_kb)
-        .saturating_sub(m.swap_cached_kb);
-    fig.max_thrashing_pct = st.max_thrashing;
-    let other_file = i64::try_from(fig.other_file_kb).unwrap_or(i64::MAX);
-    let page_kb = i64::try_from(t.page_kb.max(1)).unwrap_or(4);
-    // Levels come in the client's order (ascending minfree from AMS); the
-    // first level both figures are below sets the cut-off.
-    let kill = targets
-        .as_slice()
-        .iter()
-        .find(|l| {
-            let minfree_kb = i64::from(l.minfree).saturating_mul(page_kb);
-            fig.other_free_kb < minfree_kb && other_file < minfree_kb
-        })
-        .map(|l| Kill {
-            reason: KillReason::Minfree,
-            min_adj: l.adj,
-        });
-    Decision {
-        kill,
-        poll: poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill),
-        extend_poll: kill.is_some(),
         figures: fig,
     }
 }
