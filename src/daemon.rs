@@ -654,6 +654,9 @@ impl Daemon {
                 return;
             }
         };
+        while let Some(d) = self.reader.take_degradation() {
+            self.report.note(Note::SnapshotDegraded(d));
+        }
         let d = policy::decide(
             &snap,
             p,

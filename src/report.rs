@@ -161,6 +161,8 @@ pub enum Note {
     },
     /// A memory snapshot could not be read; the event was skipped.
     SnapshotFailed(crate::snapshot::ReadError),
+    /// The snapshot reader carried on past trouble (told once per kind).
+    SnapshotDegraded(crate::snapshot::Degradation),
     Info(&'static str),
 }
 
@@ -284,6 +286,7 @@ pub fn log_note(n: &Note) {
             log::warn!("subscriber pid {peer} is not reading; a kill notification was dropped")
         }
         Note::SnapshotFailed(e) => log::warn!("memory snapshot failed, event skipped: {e}"),
+        Note::SnapshotDegraded(d) => log::warn!("memory snapshot: {d}"),
         Note::Info(s) => log::info!("{s}"),
     }
 }

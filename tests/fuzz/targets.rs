@@ -356,8 +356,11 @@ pub fn policy(data: &[u8]) {
     }
 }
 
+/// A target's body.
+pub type Body = fn(&[u8]);
+
 /// Every target by name, for the stable test.
-pub const ALL: [(&str, fn(&[u8])); 9] = [
+pub const ALL: [(&str, Body); 9] = [
     ("proto_decode", proto_decode),
     ("config_toml", config_toml),
     ("props", props),
