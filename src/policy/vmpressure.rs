@@ -96,6 +96,12 @@ impl LowLevelMemory {
             self.max_free_kb = Some(free_kb);
         }
     }
+
+    /// Whether `free_kb` is not below the highest MemFree seen at a low
+    /// event; true while none was seen (lmkd starts from -1 pages).
+    fn not_below_max(&self, free_kb: u64) -> bool {
+        self.max_free_kb.map_or(true, |max| free_kb >= max)
+    }
 }
 
 impl State {
@@ -172,12 +178,7 @@ fn vmpressure_min_adj(
             }
         }
     }
-    if !t.low_ram_device
-        && st
-            .vmp
-            .max_free_kb
-            .map_or(true, |max| snap.mem.free_kb >= max)
-    {
+    if !t.low_ram_device && st.vmp.not_below_max(snap.mem.free_kb) {
         // More free memory than at low-pressure events: kill enough to get
         // back to low pressure, no more.
         return None;

@@ -34,12 +34,14 @@ pub fn proto_decode(data: &[u8]) {
 /// back as TOML parses to the same config.
 pub fn config_toml(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Ok(cfg) = Config::from_toml_str(&text) {
+    if let Ok(mut cfg) = Config::from_toml_str(&text) {
         cfg.validate().expect("an accepted config validates");
         let shown = cfg.to_toml();
         let back = Config::from_toml_str(&shown)
             .unwrap_or_else(|e| panic!("own output rejected: {e}\n{shown}"));
-        assert_eq!(back.to_toml(), shown, "round trip changed the config");
+        // The output states the derived critical limit explicitly.
+        cfg.thrashing_limit_critical = Some(cfg.thrashing_limit_critical());
+        assert_eq!(back, cfg, "round trip changed the config:\n{shown}");
     }
 }
 
@@ -138,9 +140,12 @@ impl Bytes<'_> {
             _ => self.u64() % 4_000_000,
         }
     }
+    fn u32(&mut self) -> u32 {
+        (0..4).fold(0, |v, i| v | u32::from(self.u8()) << (8 * i))
+    }
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
         let span = (hi - lo + 1) as u64;
-        lo + (self.u64() % span) as i64
+        lo + (u64::from(self.u32()) % span) as i64
     }
     fn done(&self) -> bool {
         self.0.is_empty()
@@ -205,6 +210,10 @@ fn snapshot(b: &mut Bytes, prev: &Snapshot) -> Snapshot {
             *f = b.size();
         }
     }
+    if b.u8() % 2 == 0 {
+        // Around the watermarks, where the rules are.
+        s.mem.free_kb = u64::from(b.u32()) % s.wm.high_kb.saturating_mul(2).saturating_add(1);
+    }
     let v = &mut s.vm;
     // Counters mostly grow a little, sometimes jump or go back.
     for f in [
@@ -219,9 +228,17 @@ fn snapshot(b: &mut Bytes, prev: &Snapshot) -> Snapshot {
             _ => f.saturating_add(u64::from(b.u8()) * 37),
         };
     }
-    if b.u8() % 2 == 0 {
-        v.nr_inactive_file = b.size();
-        v.nr_active_file = b.size();
+    match b.u8() % 4 {
+        0 => {
+            v.nr_inactive_file = b.size();
+            v.nr_active_file = b.size();
+        }
+        // Small file LRUs make refaults count as real thrashing.
+        1 => {
+            v.nr_inactive_file = b.u64() % 5_000;
+            v.nr_active_file = b.u64() % 5_000;
+        }
+        _ => {}
     }
     if b.u8() % 4 == 0 {
         let min = b.size() % 200_000;
@@ -229,7 +246,11 @@ fn snapshot(b: &mut Bytes, prev: &Snapshot) -> Snapshot {
         s.wm.low_kb = min + min / 4;
         s.wm.high_kb = min + min / 2;
     }
-    s.psi.full_avg10 = b.range(0, 10_000) as u32;
+    // Mostly no full stall, so the reasons' own min adj show.
+    s.psi.full_avg10 = match b.u8() % 4 {
+        0 => b.range(0, 10_000) as u32,
+        _ => 0,
+    };
     s.psi.full_total_us = s.psi.full_total_us.saturating_add(b.size() % 3_000_000);
     s.time_ms = match b.u8() % 8 {
         0 => b.u64(),
