@@ -108,6 +108,10 @@ impl Edges for Live {
         self.reader.read(now_ms).copied()
     }
 
+    fn degradation(&mut self) -> Option<crate::snapshot::Degradation> {
+        self.reader.take_degradation()
+    }
+
     fn submit(&mut self, job: reaper::Job) -> bool {
         self.reaper.submit(job)
     }

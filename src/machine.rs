@@ -77,6 +77,10 @@ pub trait Edges {
     /// Re-reads the zone watermarks later snapshots carry.
     fn refresh_watermarks(&mut self);
     fn snapshot(&mut self, now_ms: u64) -> Result<Snapshot, ReadError>;
+    /// Trouble the snapshot reader carried on past, each kind once.
+    fn degradation(&mut self) -> Option<crate::snapshot::Degradation> {
+        None
+    }
     /// Hands a kill to the reaper; false if it cannot take it.
     fn submit(&mut self, job: reaper::Job) -> bool;
 }
@@ -339,6 +343,9 @@ impl Machine {
                 return;
             }
         };
+        while let Some(d) = io.degradation() {
+            self.report.note(Note::SnapshotDegraded(d));
+        }
         let d = policy::decide(
             &snap,
             p,

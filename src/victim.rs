@@ -195,7 +195,7 @@ pub fn parse_stat(text: &[u8], stat: &mut KillStat) {
             22 => {
                 // SAFETY: sysconf has no memory-safety preconditions.
                 let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as i64;
-                stat.start_time_ns = v().map_or(-1, |t| t * (1_000_000_000 / hz));
+                stat.start_time_ns = v().map_or(-1, |t| t.saturating_mul(1_000_000_000 / hz));
                 return;
             }
             _ => {}

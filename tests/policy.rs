@@ -6,12 +6,12 @@ mod common;
 
 use lmkd::config::Config;
 use lmkd::policy::{
-    decide, Decision, Kill, KillReason, PollInterval, Pressure, Reclaim, State, Tunables,
-    WmarkLevel,
+    decide, decide_vmpressure, describe_reason, mem_pressure_pct, Decision, Figures, Kill,
+    KillReason, PollInterval, Pressure, Reclaim, State, Tunables, VmPressureLevel, WmarkLevel,
 };
 use lmkd::proto::{reason, TargetTable};
 use lmkd::snapshot::{
-    parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, Snapshot, Watermarks,
+    parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, Known, Snapshot, Watermarks,
 };
 use std::path::Path;
 
@@ -952,19 +952,29 @@ fn fixture_rows() {
         (None, false, WmarkLevel::AboveHigh)
     );
 
-    // cma: MemFree 150 000 is above high (146 200) but 90 000 of it is CMA.
-    // Its inactive file cache alone covers the high watermark, so LOW_MEM
-    // waits for kswapd; once the cache is small it kills.
+    // cma: MemFree 150 000 is above high (146 200) but 90 000 of it is CMA:
+    // below min, LOW_MEM (lmkd's default: no waiting for the file cache).
     let mut s = fixture_snap("cma", 500);
     assert!(s.vm.nr_inactive_file * 4 > s.wm.high_kb);
     let mut st = primed_before(&mut s, &t, 0, 10, 0);
     let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
     assert_eq!(d.figures.wmark, WmarkLevel::BelowMin);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+    // With wait_for_inactive_file its inactive file cache alone covers the
+    // high watermark, so LOW_MEM waits for kswapd; once the cache is small
+    // it kills.
+    let waits = Tunables {
+        wait_for_inactive_file: true,
+        ..t
+    };
+    let mut s = fixture_snap("cma", 500);
+    let mut st = primed_before(&mut s, &waits, 0, 10, 0);
+    let d = decide(&s, Pressure::Partial, &waits, &none, &mut st);
     assert_eq!(d.kill, None);
     let mut s = fixture_snap("cma", 500);
     s.vm.nr_inactive_file = s.wm.high_kb / 4;
-    let mut st = primed_before(&mut s, &t, 0, 10, 0);
-    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    let mut st = primed_before(&mut s, &waits, 0, 10, 0);
+    let d = decide(&s, Pressure::Partial, &waits, &none, &mut st);
     assert_eq!(d.kill, kill(KillReason::LowMem, 701));
 
     // noswap: 200 000 kB free is above high; swap never "low".
@@ -1104,12 +1114,16 @@ fn complete_events_need_stall_since_the_last_kill() {
     );
 }
 
-/// Beyond lmkd: LOW_MEM waits while the inactive file LRU alone exceeds
-/// the high watermark (kswapd refills free memory from it; killing a
-/// reader of page cache frees little and invites one kill after another).
+/// Beyond lmkd, only with `wait_for_inactive_file`: LOW_MEM waits while
+/// the inactive file LRU alone exceeds the high watermark (kswapd refills
+/// free memory from it; killing a reader of page cache frees little and
+/// invites one kill after another). Off by default, as lmkd.
 #[test]
 fn low_mem_waits_for_a_refillable_file_cache() {
-    let t = tun();
+    let t = Tunables {
+        wait_for_inactive_file: true,
+        ..tun()
+    };
     let with_inactive = |pages: u64| {
         let mut b = B::new().at(100).kswapd().free(LOW - 1);
         b.0.vm.nr_inactive_file = pages;
@@ -1127,4 +1141,434 @@ fn low_mem_waits_for_a_refillable_file_cache() {
         decide(&s, Pressure::Partial, &t, &no_targets(), &mut primed(&t)).kill,
         kill(KillReason::LowMemAndThrashing, 201)
     );
+}
+
+/// lmkd's behaviour, the default: LOW_MEM does not wait for the file
+/// cache, however big its inactive part.
+#[test]
+fn low_mem_does_not_wait_for_the_file_cache_by_default() {
+    let t = tun();
+    assert!(!Tunables::from_config(&Config::default()).wait_for_inactive_file);
+    for pages in [0, HIGH / 4, HIGH / 4 + 1, FILE_LRU] {
+        let mut b = B::new().at(100).kswapd().free(LOW - 1);
+        b.0.vm.nr_inactive_file = pages;
+        b.0.vm.nr_active_file = FILE_LRU - pages;
+        assert_eq!(
+            decide(&b.0, Pressure::Partial, &t, &no_targets(), &mut primed(&t)).kill,
+            kill(KillReason::LowMem, 701),
+            "inactive file {pages} pages"
+        );
+    }
+}
+
+// --- reasons in lmkd's words ---------------------------------------------
+
+fn described(reason: KillReason, f: &Figures) -> String {
+    let mut s = String::new();
+    describe_reason(&mut s, &Kill { reason, min_adj: 0 }, f).unwrap();
+    s
+}
+
+/// Every reason's text, with its figures, as lmkd words it; "min" or
+/// "low" as the watermark really stands.
+#[test]
+fn reasons_are_described_as_lmkd_does() {
+    let f = Figures {
+        free_swap_kb: 12_345,
+        swap_low_kb: 67_890,
+        thrashing_pct: 35,
+        swap_util_pct: 93,
+        swap_util_max: 90,
+        file_lru_kb: 4_000,
+        filecache_min_kb: 5_000,
+        direct_reclaim_ms: 120,
+        direct_reclaim_threshold_ms: 100,
+        ..Figures::default()
+    };
+    let low = Figures {
+        wmark: WmarkLevel::BelowLow,
+        ..f
+    };
+    let min = Figures {
+        wmark: WmarkLevel::BelowMin,
+        ..f
+    };
+    let rows: [(KillReason, &Figures, &str); 16] = [
+        (
+            KillReason::PressureAfterKill,
+            &min,
+            "min watermark is breached even after kill",
+        ),
+        (KillReason::NotResponding, &f, "device is not responding"),
+        (
+            KillReason::LowSwapAndThrashing,
+            &f,
+            "device is low on swap (12345kB < 67890kB) and thrashing (35%)",
+        ),
+        (
+            KillReason::LowMemAndSwap,
+            &min,
+            "min watermark is breached and swap is low (12345kB < 67890kB)",
+        ),
+        (
+            KillReason::LowMemAndSwap,
+            &low,
+            "low watermark is breached and swap is low (12345kB < 67890kB)",
+        ),
+        (
+            KillReason::LowMemAndSwapUtil,
+            &low,
+            "low watermark is breached and swap utilization is high (93% > 90%)",
+        ),
+        (
+            KillReason::LowMemAndSwapUtil,
+            &min,
+            "min watermark is breached and swap utilization is high (93% > 90%)",
+        ),
+        (
+            KillReason::LowMemAndThrashing,
+            &low,
+            "low watermark is breached and thrashing (35%)",
+        ),
+        (
+            KillReason::LowMemAndThrashing,
+            &min,
+            "min watermark is breached and thrashing (35%)",
+        ),
+        (
+            KillReason::DirectReclAndThrashing,
+            &f,
+            "device is in direct reclaim and thrashing (35%)",
+        ),
+        (
+            KillReason::DirectReclStuck,
+            &f,
+            "device is stuck in direct reclaim (120ms > 100ms)",
+        ),
+        (
+            KillReason::LowFilecacheAfterThrashing,
+            &f,
+            "filecache is low (4000kB < 5000kB) after thrashing",
+        ),
+        (KillReason::LowMem, &low, "low watermark is breached"),
+        (KillReason::LowMem, &min, "min watermark is breached"),
+        // lmkd's legacy paths log their kill line without a reason.
+        (KillReason::Minfree, &f, ""),
+        (KillReason::VmPressure, &f, ""),
+    ];
+    for (reason, fig, want) in rows {
+        assert_eq!(
+            described(reason, fig),
+            want,
+            "{reason:?} at {:?}",
+            fig.wmark
+        );
+    }
+}
+
+/// The figures a decision carries are the ones its description shows.
+#[test]
+fn decisions_carry_the_figures_their_description_needs() {
+    let mut t = tun();
+    // Swap low and thrashing: free swap 40 000 < 1 000 000 x 10 % (swap
+    // compression capped by nothing: ratio 0).
+    t.swap_compression_ratio = 0;
+    let mut st = primed(&t);
+    let s = B::new()
+        .at(100)
+        .kswapd()
+        .swap(1_000_000, 40_000)
+        .thrash(135)
+        .0;
+    let d = decide(&s, Pressure::Partial, &t, &no_targets(), &mut st);
+    let k = d.kill.unwrap();
+    assert_eq!(k.reason, KillReason::LowSwapAndThrashing);
+    let mut text = String::new();
+    describe_reason(&mut text, &k, &d.figures).unwrap();
+    assert_eq!(
+        text,
+        "device is low on swap (40000kB < 100000kB) and thrashing (135%)"
+    );
+
+    // Stuck in direct reclaim: duration and threshold.
+    t.direct_reclaim_threshold_ms = 50;
+    let mut st = primed(&t);
+    decide(
+        &B::new().at(100).direct(1).0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    let d = decide(
+        &B::new().at(200).direct(2).0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill.unwrap().reason, KillReason::DirectReclStuck);
+    let mut text = String::new();
+    describe_reason(&mut text, &d.kill.unwrap(), &d.figures).unwrap();
+    assert_eq!(text, "device is stuck in direct reclaim (100ms > 50ms)");
+
+    // Swap utilisation against its configured maximum.
+    let mut t = tun();
+    t.swap_util_max = 50;
+    let mut st = primed(&t);
+    let s = B::new().at(100).kswapd().free(LOW - 1).anon(100_000).0;
+    let d = decide(&s, Pressure::Partial, &t, &no_targets(), &mut st);
+    assert_eq!(d.kill.unwrap().reason, KillReason::LowMemAndSwapUtil);
+    let mut text = String::new();
+    describe_reason(&mut text, &d.kill.unwrap(), &d.figures).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "low watermark is breached and swap utilization is high ({}% > 50%)",
+            d.figures.swap_util_pct
+        )
+    );
+    assert!(d.figures.swap_util_pct > 50);
+}
+
+// --- vmpressure ------------------------------------------------------------
+
+fn vmp(
+    level: VmPressureLevel,
+    mem_pressure: Option<u64>,
+    s: &Snapshot,
+    t: &Tunables,
+    st: &mut State,
+) -> Option<Kill> {
+    decide_vmpressure(level, mem_pressure, s, t, &no_targets(), st).kill
+}
+
+fn vm_kill(min_adj: i32) -> Option<Kill> {
+    kill(KillReason::VmPressure, min_adj)
+}
+
+/// Levels kill from their configured min adj (lmkd's defaults: low never,
+/// medium 800, critical 0), once free memory is below what low-pressure
+/// events saw.
+#[test]
+fn vmpressure_levels_map_to_their_min_adj() {
+    let t = tun();
+    assert_eq!(t.vmpressure_adj, [1001, 800, 0]);
+    let mut st = State::new();
+    let s = B::new().free(100_000).0;
+    // No low event seen yet: lmkd has nothing to compare with and waits.
+    assert_eq!(vmp(VmPressureLevel::Critical, None, &s, &t, &mut st), None);
+    // A low event at 100 000 kB free: never a kill itself (low = 1001).
+    assert_eq!(vmp(VmPressureLevel::Low, None, &s, &t, &mut st), None);
+    assert_eq!(st.low_pressure_max_free_kb(), Some(100_000));
+    // Not below it: still nothing.
+    assert_eq!(vmp(VmPressureLevel::Medium, None, &s, &t, &mut st), None);
+    let less = B::new().free(99_999).0;
+    assert_eq!(
+        vmp(VmPressureLevel::Medium, None, &less, &t, &mut st),
+        vm_kill(800)
+    );
+    assert_eq!(
+        vmp(VmPressureLevel::Critical, None, &less, &t, &mut st),
+        vm_kill(0)
+    );
+    assert_eq!(vmp(VmPressureLevel::Low, None, &less, &t, &mut st), None);
+
+    // Configured levels.
+    let t = Tunables {
+        vmpressure_adj: [900, 500, 100],
+        ..tun()
+    };
+    for (level, adj) in VmPressureLevel::ALL.into_iter().zip([900, 500, 100]) {
+        let mut st = State::new();
+        vmp(VmPressureLevel::Low, None, &s, &t, &mut st);
+        assert_eq!(
+            vmp(level, None, &less, &t, &mut st),
+            vm_kill(adj),
+            "{level:?}"
+        );
+    }
+    // A level above 1000 is not monitored.
+    let t = Tunables {
+        vmpressure_adj: [1001, 1001, 1001],
+        ..tun()
+    };
+    let mut st = State::new();
+    vmp(VmPressureLevel::Low, None, &s, &t, &mut st);
+    for level in VmPressureLevel::ALL {
+        assert_eq!(vmp(level, None, &less, &t, &mut st), None);
+    }
+}
+
+/// Low-RAM devices kill without the low-event free memory check.
+#[test]
+fn vmpressure_low_ram_kills_at_once() {
+    let t = Tunables {
+        low_ram_device: true,
+        ..tun()
+    };
+    let mut st = State::new();
+    let s = B::new().0;
+    assert_eq!(
+        vmp(VmPressureLevel::Medium, None, &s, &t, &mut st),
+        vm_kill(800)
+    );
+}
+
+/// The highest free memory at low events ignores jumps of 10 % or more.
+#[test]
+fn vmpressure_low_events_ignore_jumps() {
+    let t = tun();
+    let mut st = State::new();
+    for (free, max) in [
+        (100_000, 100_000),
+        (109_999, 109_999),
+        (200_000, 109_999),
+        (50_000, 109_999),
+        (120_000, 109_999 + 10_000),
+    ] {
+        let free = if free == 120_000 { 119_999 } else { free };
+        vmp(
+            VmPressureLevel::Low,
+            None,
+            &B::new().free(free).0,
+            &t,
+            &mut st,
+        );
+        assert_eq!(
+            st.low_pressure_max_free_kb(),
+            Some(max.min(119_999)),
+            "free {free}"
+        );
+    }
+}
+
+/// Upgrade and downgrade by the root memcg's mem_pressure, as lmkd.
+#[test]
+fn vmpressure_upgrade_and_downgrade() {
+    let base = Tunables {
+        low_ram_device: true,
+        upgrade_pressure: 60,
+        downgrade_pressure: 90,
+        ..tun()
+    };
+    let plenty_swap = B::new().swap(1_000_000, 900_000).0;
+    let low_swap = B::new().swap(1_000_000, 10_000).0;
+    let go = |t: &Tunables, l, mp, s: &Snapshot| vmp(l, mp, s, t, &mut State::new());
+    use VmPressureLevel::{Critical, Medium};
+
+    // Without critical_upgrade nothing goes up.
+    assert_eq!(go(&base, Medium, Some(10), &plenty_swap), vm_kill(800));
+    // With it, heavy swapping (below upgrade_pressure) takes medium to critical.
+    let up = Tunables {
+        critical_upgrade: true,
+        ..base
+    };
+    assert_eq!(go(&up, Medium, Some(59), &plenty_swap), vm_kill(0));
+    assert_eq!(go(&up, Medium, Some(60), &plenty_swap), vm_kill(800));
+    // Swap to spare and mostly in RAM (above downgrade_pressure): ignored.
+    assert_eq!(go(&base, Critical, Some(91), &plenty_swap), None);
+    assert_eq!(go(&base, Medium, Some(91), &plenty_swap), None);
+    // Critical above upgrade_pressure (but not downgrade): down to medium.
+    assert_eq!(go(&base, Critical, Some(61), &plenty_swap), vm_kill(800));
+    assert_eq!(go(&base, Critical, Some(60), &plenty_swap), vm_kill(0));
+    // Swap low: no ignoring, no downgrade.
+    assert_eq!(go(&base, Critical, Some(95), &low_swap), vm_kill(0));
+    // No memcg figures: the level stands as reported.
+    assert_eq!(go(&up, Medium, None, &plenty_swap), vm_kill(800));
+    assert_eq!(mem_pressure_pct(50, 100), Some(50));
+    assert_eq!(mem_pressure_pct(1, 0), None);
+    assert_eq!(mem_pressure_pct(u64::MAX, 1), Some(u64::MAX));
+}
+
+/// The bug this replaces: vmpressure events went through the PSI
+/// complete-stall gate, whose total never moves without PSI, so only the
+/// first event ever killed. Now every critical event kills, and a complete
+/// event with no PSI figures is not gated either.
+#[test]
+fn vmpressure_kills_again_and_again() {
+    let t = tun();
+    let mut st = State::new();
+    vmp(
+        VmPressureLevel::Low,
+        None,
+        &B::new().free(100_000).0,
+        &t,
+        &mut st,
+    );
+    for i in 1..=5u64 {
+        let s = B::new().at(i * 1000).free(50_000).0;
+        let k = vmp(VmPressureLevel::Critical, None, &s, &t, &mut st);
+        assert_eq!(k, vm_kill(0), "kill {i}");
+        st.on_kill(&s, &k.unwrap());
+    }
+    // The PSI strategy's complete event on a snapshot without PSI figures.
+    let mut st = primed(&t);
+    for i in 1..=5u64 {
+        let mut s = B::new().at(i * 1000).0;
+        s.known = s.known.without(Known::PSI);
+        let d = decide(&s, Pressure::Complete, &t, &no_targets(), &mut st);
+        assert_eq!(d.kill, kill(KillReason::NotResponding, 0), "kill {i}");
+        st.on_kill(&s, &d.kill.unwrap());
+    }
+}
+
+/// In minfree mode the table decides on vmpressure events too.
+#[test]
+fn vmpressure_in_minfree_mode_uses_the_table() {
+    let t = Tunables {
+        use_minfree_levels: true,
+        ..tun()
+    };
+    let d = decide_vmpressure(
+        VmPressureLevel::Low,
+        None,
+        &minfree_snap(0, 0),
+        &t,
+        &ams_targets(),
+        &mut State::new(),
+    );
+    assert_eq!(d.kill.map(|k| k.reason), Some(KillReason::Minfree));
+}
+
+// --- snapshot parts unknown ----------------------------------------------
+
+/// Without PSI figures the critical-stall override is off (its averages
+/// read 0, but a stale nonzero must not count either).
+#[test]
+fn unknown_psi_never_counts_as_a_critical_stall() {
+    let t = Tunables {
+        stall_limit_critical: 50,
+        ..tun()
+    };
+    let s = B::new().at(100).kswapd().free(LOW - 1).full10(6_000).0;
+    let d = decide(&s, Pressure::Partial, &t, &no_targets(), &mut primed(&t));
+    assert!(d.figures.critical_stall);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 0));
+    let mut s = s;
+    s.known = s.known.without(Known::PSI);
+    let d = decide(&s, Pressure::Partial, &t, &no_targets(), &mut primed(&t));
+    assert!(!d.figures.critical_stall);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+}
+
+/// A vmstat without pgscan counters (older kernel): reclaim is seen from
+/// pgrefill, thrashing from refaults; the policy never takes the zeros for
+/// reclaim.
+#[test]
+fn missing_pgscan_counters_read_as_still() {
+    let t = tun();
+    let mut st = State::new();
+    let mut b = B::new();
+    b.0.vm.pgscan_kswapd = 0;
+    b.0.vm.pgscan_direct = 0;
+    b.0.known = Known::ALL
+        .without(Known::PGSCAN_KSWAPD)
+        .without(Known::PGSCAN_DIRECT);
+    decide(&b.0, Pressure::Partial, &t, &no_targets(), &mut st);
+    let mut s = b.at(100).free(LOW - 1).0;
+    s.vm.pgrefill += 10;
+    let d = decide(&s, Pressure::Partial, &t, &no_targets(), &mut st);
+    assert_eq!(d.figures.reclaim, Reclaim::Kswapd);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
 }

@@ -6,8 +6,8 @@ mod common;
 
 use lmkd::snapshot::{
     parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, parse_zoneinfo_with_page_size,
-    FileKind, MemInfo, ParseError, ParseErrorKind, PsiAvg, ReadErrorKind, Reader, VmStat,
-    Watermarks,
+    Degradation, FileKind, Known, MemInfo, ParseError, ParseErrorKind, PsiAvg, ReadErrorKind,
+    Reader, VmStat, Watermarks,
 };
 use std::path::{Path, PathBuf};
 
@@ -442,7 +442,8 @@ fn reader_refresh_and_errors() {
     assert!(e.to_string().contains("MemFree"), "{e}");
     assert_eq!(r.snapshot().time_ms, 60_003);
 
-    // A file that outgrew its start-up buffer is an error, not a truncation.
+    // A file that outgrew its start-up buffer: its whole lines that fit are
+    // used, and the growth is told once.
     let mut big = fixture("host", "vmstat");
     let pad = big.clone();
     for _ in 0..3 {
@@ -450,14 +451,125 @@ fn reader_refresh_and_errors() {
     }
     std::fs::write(tmp.join("meminfo"), fixture("host", "meminfo")).unwrap();
     std::fs::write(tmp.join("vmstat"), &big).unwrap();
-    let e = r.read(80_000).unwrap_err();
-    assert_eq!(e.file, FileKind::VmStat);
+    let vm = r.read(80_000).unwrap().vm;
+    assert_eq!(vm, vmstat("host").unwrap());
+    let grew = r.take_degradation().unwrap();
+    assert!(
+        matches!(
+            grew,
+            Degradation::Grew {
+                file: FileKind::VmStat,
+                ..
+            }
+        ),
+        "{grew:?}"
+    );
+    assert!(grew.to_string().contains("vmstat"), "{grew}");
+    assert_eq!(r.take_degradation(), None);
+    r.read(80_001).unwrap();
+    assert_eq!(r.take_degradation(), None, "told once");
+    // Grown so far that a required field falls off: an error naming the
+    // growth, and the last snapshot stays.
+    let mut big = b"Junk:  1 kB\n".repeat(2000);
+    big.extend_from_slice(&fixture("host", "meminfo"));
+    std::fs::write(tmp.join("meminfo"), &big).unwrap();
+    let e = r.read(90_000).unwrap_err();
+    assert_eq!(e.file, FileKind::MemInfo);
     assert!(matches!(e.kind, ReadErrorKind::TooBig { .. }), "{e:?}");
-    assert!(e.to_string().contains("vmstat"), "{e}");
+    assert!(e.to_string().contains("meminfo"), "{e}");
+    assert_eq!(r.snapshot().time_ms, 80_001);
 
     // Opening a missing file names the path.
     let e = Reader::open(&tmp.join("nope"), &psi_path).err().unwrap();
     assert!(e.to_string().contains("nope/meminfo"), "{e}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// An older kernel's vmstat (per-zone pgscan counters only) and a PSI file
+/// that does not parse: the reader carries on with what is there, marks the
+/// rest unknown, and tells each once.
+#[test]
+fn reader_carries_on_without_pgscan_or_psi() {
+    let d = dir("degraded");
+    let mut v = VmStat::default();
+    let known = parse_vmstat(&fixture("degraded", "vmstat"), &mut v).unwrap();
+    assert_eq!(known, Known::NONE);
+    assert_eq!((v.pgscan_kswapd, v.pgscan_direct), (0, 0));
+    assert_eq!(
+        parse_vmstat(&fixture("host", "vmstat"), &mut v).unwrap(),
+        Known::PGSCAN_KSWAPD.with(Known::PGSCAN_DIRECT)
+    );
+
+    let mut r = Reader::open(&d, &d.join("pressure_memory")).unwrap();
+    let s = *r.read(100).unwrap();
+    assert_eq!(s.mem, meminfo("host").unwrap());
+    assert_eq!(s.wm, zoneinfo("host").unwrap());
+    assert!(!s.known.contains(Known::PGSCAN_KSWAPD));
+    assert!(!s.known.contains(Known::PGSCAN_DIRECT));
+    assert!(!s.known.psi());
+    assert_eq!(s.psi, PsiAvg::default());
+    let mut told = Vec::new();
+    while let Some(g) = r.take_degradation() {
+        told.push(g);
+    }
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(
+        told[0],
+        Degradation::NoPgscan {
+            kswapd: true,
+            direct: true
+        }
+    );
+    let Degradation::Psi(e) = told[1] else {
+        panic!("{told:?}")
+    };
+    assert_eq!(e.file, FileKind::Psi);
+    assert!(told[1].to_string().contains("full total"), "{}", told[1]);
+    assert!(told[0]
+        .to_string()
+        .contains("pgscan_kswapd and pgscan_direct"));
+    // Later reads: same state, nothing told again.
+    assert!(!r.read(200).unwrap().known.psi());
+    assert_eq!(r.take_degradation(), None);
+
+    // A good directory knows everything.
+    let h = dir("host");
+    let mut r = Reader::open(&h, &h.join("pressure_memory")).unwrap();
+    assert_eq!(r.read(1).unwrap().known, Known::ALL);
+    assert_eq!(r.take_degradation(), None);
+    // Without a PSI file at all, PSI is unknown (and that is no trouble).
+    let mut r = Reader::open(&h, &h.join("no_such_psi")).unwrap();
+    assert!(!r.read(1).unwrap().known.psi());
+    assert_eq!(r.take_degradation(), None);
+}
+
+/// A zoneinfo refresh that fails keeps the last watermarks (told once); a
+/// zoneinfo that never parsed is an error.
+#[test]
+fn reader_keeps_watermarks_when_a_refresh_fails() {
+    let tmp = std::env::temp_dir().join(format!("lmkd-pol-zone-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for f in ["meminfo", "vmstat", "pressure_memory"] {
+        std::fs::write(tmp.join(f), fixture("host", f)).unwrap();
+    }
+    std::fs::write(tmp.join("zoneinfo"), fixture("malformed", "zoneinfo")).unwrap();
+    let mut never = Reader::open(&tmp, &tmp.join("pressure_memory")).unwrap();
+    let e = never.read(0).unwrap_err();
+    assert_eq!(e.file, FileKind::ZoneInfo);
+    std::fs::write(tmp.join("zoneinfo"), fixture("host", "zoneinfo")).unwrap();
+    let mut r = Reader::open(&tmp, &tmp.join("pressure_memory")).unwrap();
+    let wm = r.read(1).unwrap().wm;
+    assert_eq!(wm, zoneinfo("host").unwrap());
+    std::fs::write(tmp.join("zoneinfo"), fixture("malformed", "zoneinfo")).unwrap();
+    r.refresh_watermarks();
+    assert_eq!(r.read(2).unwrap().wm, wm);
+    assert!(matches!(
+        r.take_degradation(),
+        Some(Degradation::StaleWatermarks(_))
+    ));
+    r.refresh_watermarks();
+    assert_eq!(r.read(3).unwrap().wm, wm);
+    assert_eq!(r.take_degradation(), None);
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 

@@ -30,17 +30,9 @@ impl Sink for Log {
 /// Target of daemon lines that are not kill lines.
 const TARGET: &str = "lmkd";
 
-/// The kill reason with its figures. Until the policy's own describer
-/// lands, the reason's fixed text.
-fn describe_reason(
-    w: &mut dyn fmt::Write,
-    kill: &policy::Kill,
-    _f: &policy::Figures,
-) -> fmt::Result {
-    w.write_str(kill.reason.text())
-}
-
-/// Formats a kill's reason where it is written, on the logging thread.
+/// Formats a kill's reason where it is written, on the logging thread:
+/// `; reason: <words and figures>` as lmkd writes it, or nothing for the
+/// minfree and vmpressure modes, whose kill lines carry no reason in lmkd.
 struct Reason<'a>(&'a policy::Kill, &'a policy::Figures);
 
 impl<'a> Reason<'a> {
@@ -51,7 +43,11 @@ impl<'a> Reason<'a> {
 
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        describe_reason(f, self.0, self.1)
+        if matches!(self.0.reason, KillReason::Minfree | KillReason::VmPressure) {
+            return Ok(());
+        }
+        f.write_str("; reason: ")?;
+        policy::describe_reason(f, self.0, self.1)
     }
 }
 
@@ -98,7 +94,7 @@ fn kill_line(out: &mut dyn Sink, k: &KillRecord) {
         Level::Info,
         KILL_TARGET,
         format_args!(
-            "Kill '{}' ({}), uid {}, oom_score_adj {} to free {}kB rss, {}kB swap; reason: {}",
+            "Kill '{}' ({}), uid {}, oom_score_adj {} to free {}kB rss, {}kB swap{}",
             k.name(),
             k.pid,
             k.uid,
@@ -132,7 +128,7 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
             Level::Info,
             KILL_TARGET,
             format_args!(
-                "Dry run: would kill '{}' ({}), uid {}, oom_score_adj {} to free {}kB rss, {}kB swap; reason: {}",
+                "Dry run: would kill '{}' ({}), uid {}, oom_score_adj {} to free {}kB rss, {}kB swap{}",
                 k.name(), k.pid, k.uid, k.adj, k.rss_kb, k.swap_kb, Reason::of(k)
             ),
         ),
@@ -286,6 +282,11 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
             Level::Warn,
             TARGET,
             format_args!("memory snapshot failed, event skipped: {e}"),
+        ),
+        Note::SnapshotDegraded(d) => out.line(
+            Level::Warn,
+            TARGET,
+            format_args!("memory snapshot: {d}"),
         ),
         Note::Info(s) => out.line(Level::Info, TARGET, format_args!("{s}")),
     }

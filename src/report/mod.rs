@@ -128,6 +128,8 @@ pub enum Note {
     },
     /// A memory snapshot could not be read; the event was skipped.
     SnapshotFailed(crate::snapshot::ReadError),
+    /// The snapshot reader carried on past trouble (told once per kind).
+    SnapshotDegraded(crate::snapshot::Degradation),
     Info(&'static str),
 }
 
@@ -183,6 +185,8 @@ impl Note {
                 crate::snapshot::FileKind::ZoneInfo => "snapshot failure (zoneinfo)",
                 crate::snapshot::FileKind::Psi => "snapshot failure (pressure)",
             },
+            // Told once per kind by the reader already.
+            Note::SnapshotDegraded(_) => return None,
         })
     }
 }

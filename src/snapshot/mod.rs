@@ -6,12 +6,20 @@
 //! missing required field or an unreadable value of a field we use is an
 //! error naming it. [`Reader`] is the thin I/O edge: files opened once,
 //! buffers sized at start-up, re-read with `pread` on the hot path.
+//!
+//! Like lmkd, the reader carries on where the kernel gives less than it
+//! hoped: a vmstat without `pgscan_kswapd`/`pgscan_direct` (older kernels),
+//! a PSI file that does not parse, a file grown past its start-up buffer
+//! (parsed up to its last whole line), a zoneinfo refresh that fails (the
+//! last watermarks stay). What is missing is marked in [`Known`]; each kind
+//! of trouble is handed out once as a [`Degradation`] for the daemon to log
+//! (the reader itself neither logs nor formats).
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
-use std::path::Path;
+
+mod reader;
+
+pub use reader::{page_size, Degradation, ReadError, ReadErrorKind, Reader, WATERMARK_REFRESH_MS};
 
 /// Which file a parse or read error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +188,41 @@ pub struct PsiAvg {
     pub full_total_us: u64,
 }
 
+/// Which optional parts of a snapshot the kernel gave. A part not known
+/// reads as zero: a counter that never moves, averages of 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Known(u8);
+
+impl Known {
+    pub const NONE: Known = Known(0);
+    pub const PGSCAN_KSWAPD: Known = Known(1);
+    pub const PGSCAN_DIRECT: Known = Known(2);
+    /// The PSI averages and totals.
+    pub const PSI: Known = Known(4);
+    pub const ALL: Known = Known(7);
+
+    pub fn contains(self, part: Known) -> bool {
+        self.0 & part.0 == part.0
+    }
+    pub fn with(self, part: Known) -> Known {
+        Known(self.0 | part.0)
+    }
+    pub fn without(self, part: Known) -> Known {
+        Known(self.0 & !part.0)
+    }
+    /// Whether the PSI figures are real.
+    pub fn psi(self) -> bool {
+        self.contains(Known::PSI)
+    }
+}
+
+/// Everything known: a hand-built snapshot means all of it.
+impl Default for Known {
+    fn default() -> Known {
+        Known::ALL
+    }
+}
+
 /// Everything the policy looks at, taken at `time_ms` (CLOCK_MONOTONIC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -188,6 +231,8 @@ pub struct Snapshot {
     pub wm: Watermarks,
     pub psi: PsiAvg,
     pub time_ms: u64,
+    /// Which optional parts are real; the rest read as zero.
+    pub known: Known,
 }
 
 // ---------------------------------------------------------------------------
@@ -351,18 +396,21 @@ pub fn parse_meminfo(buf: &[u8], out: &mut MemInfo) -> Result<(), ParseError> {
 
 /// Parse `/proc/vmstat` into `out`. On error `out` may be partly written.
 ///
-/// Required: nr_free_pages, nr_inactive_file, nr_active_file, pgscan_kswapd,
-/// pgscan_direct, and `workingset_refault_file` or (before 5.9)
-/// `workingset_refault`; the former wins when both appear. Optional (0 when
-/// absent): pgscan_direct_throttle, pgrefill (per-zone only on old kernels).
-pub fn parse_vmstat(buf: &[u8], out: &mut VmStat) -> Result<(), ParseError> {
+/// Required: nr_free_pages, nr_inactive_file, nr_active_file, and
+/// `workingset_refault_file` or (before 5.9) `workingset_refault`; the
+/// former wins when both appear. Optional (0 when absent):
+/// pgscan_direct_throttle, pgrefill (per-zone only on old kernels), and
+/// pgscan_kswapd / pgscan_direct (older kernels split them per zone). Returns
+/// which of the last two were there ([`Known::PGSCAN_KSWAPD`],
+/// [`Known::PGSCAN_DIRECT`]).
+pub fn parse_vmstat(buf: &[u8], out: &mut VmStat) -> Result<Known, ParseError> {
     const F: FileKind = FileKind::VmStat;
     const FIELDS: [(&str, bool); 9] = [
         ("nr_free_pages", true),
         ("nr_inactive_file", true),
         ("nr_active_file", true),
-        ("pgscan_kswapd", true),
-        ("pgscan_direct", true),
+        ("pgscan_kswapd", false),
+        ("pgscan_direct", false),
         ("pgscan_direct_throttle", false),
         ("pgrefill", false),
         ("workingset_refault_file", false),
@@ -411,7 +459,14 @@ pub fn parse_vmstat(buf: &[u8], out: &mut VmStat) -> Result<(), ParseError> {
         }
         out.workingset_refault_file = old_refault;
     }
-    Ok(())
+    let mut known = Known::NONE;
+    if seen & (1 << 3) != 0 {
+        known = known.with(Known::PGSCAN_KSWAPD);
+    }
+    if seen & (1 << 4) != 0 {
+        known = known.with(Known::PGSCAN_DIRECT);
+    }
+    Ok(known)
 }
 
 // ---------------------------------------------------------------------------
@@ -630,182 +685,4 @@ pub fn parse_psi(buf: &[u8], out: &mut PsiAvg) -> Result<(), ParseError> {
     }
     *out = p;
     Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// Reader: the I/O edge
-
-/// Why [`Reader::read`] failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadErrorKind {
-    /// `pread` failed with this errno.
-    Io(i32),
-    /// The file filled the buffer sized at start-up: it grew, and parsing a
-    /// truncated copy could silently miss fields.
-    TooBig {
-        capacity: usize,
-    },
-    Parse(ParseError),
-}
-
-/// A failed snapshot read; `Copy`, no allocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadError {
-    pub file: FileKind,
-    pub kind: ReadErrorKind,
-}
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.name();
-        match self.kind {
-            ReadErrorKind::Io(errno) => {
-                write!(f, "reading {file}: {}", io::Error::from_raw_os_error(errno))
-            }
-            ReadErrorKind::TooBig { capacity } => write!(
-                f,
-                "reading {file}: file no longer fits the {capacity}-byte buffer sized at start-up"
-            ),
-            ReadErrorKind::Parse(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for ReadError {}
-
-/// Zone watermarks are re-read when older than this.
-pub const WATERMARK_REFRESH_MS: u64 = 60_000;
-
-/// One kept-open file with its fixed buffer.
-struct Source {
-    kind: FileKind,
-    file: File,
-    buf: Box<[u8]>,
-}
-
-impl Source {
-    /// Open and size the buffer from a first read (x2, at least 4 KiB).
-    fn open(path: &Path, kind: FileKind) -> io::Result<Source> {
-        let ctx = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-        // std opens with O_CLOEXEC; read-only is the default.
-        let mut file = File::open(path).map_err(ctx)?;
-        let mut first = Vec::new();
-        file.read_to_end(&mut first).map_err(ctx)?;
-        let cap = first.len().saturating_mul(2).max(4096);
-        Ok(Source {
-            kind,
-            file,
-            buf: vec![0u8; cap].into_boxed_slice(),
-        })
-    }
-
-    /// Re-read from offset 0; returns the filled part.
-    fn read(&mut self) -> Result<&[u8], ReadError> {
-        let cap = self.buf.len();
-        let mut n = 0;
-        while n < cap {
-            let dst = self.buf.get_mut(n..).unwrap_or(&mut []);
-            match self.file.read_at(dst, n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(ReadError {
-                        file: self.kind,
-                        kind: ReadErrorKind::Io(e.raw_os_error().unwrap_or(libc::EIO)),
-                    })
-                }
-            }
-        }
-        if n >= cap {
-            return Err(ReadError {
-                file: self.kind,
-                kind: ReadErrorKind::TooBig { capacity: cap },
-            });
-        }
-        Ok(self.buf.get(..n).unwrap_or(&[]))
-    }
-}
-
-/// Reads snapshots from files opened once, into buffers sized once.
-pub struct Reader {
-    meminfo: Source,
-    vmstat: Source,
-    zoneinfo: Source,
-    /// None on kernels without PSI (vmpressure drives the daemon there and
-    /// the averages read as zero).
-    psi: Option<Source>,
-    page_size: u64,
-    snap: Snapshot,
-    /// `time_ms` of the last zoneinfo parse; `None` forces a refresh.
-    wm_read_ms: Option<u64>,
-}
-
-/// The system page size in bytes (4096 if sysconf cannot tell).
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf takes no pointers and has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 {
-        v as u64
-    } else {
-        4096
-    }
-}
-
-impl Reader {
-    /// Open `<proc_root>/{meminfo,vmstat,zoneinfo}` and `psi_path` (if it
-    /// exists). Errors name the path. Does not parse: the first [`Reader::read`] does.
-    pub fn open(proc_root: &Path, psi_path: &Path) -> io::Result<Reader> {
-        Ok(Reader {
-            meminfo: Source::open(&proc_root.join("meminfo"), FileKind::MemInfo)?,
-            vmstat: Source::open(&proc_root.join("vmstat"), FileKind::VmStat)?,
-            zoneinfo: Source::open(&proc_root.join("zoneinfo"), FileKind::ZoneInfo)?,
-            psi: if psi_path.exists() {
-                Some(Source::open(psi_path, FileKind::Psi)?)
-            } else {
-                None
-            },
-            page_size: page_size(),
-            snap: Snapshot::default(),
-            wm_read_ms: None,
-        })
-    }
-
-    /// Force a zoneinfo re-read on the next [`Reader::read`] (the daemon
-    /// calls this before its first kill so the watermarks are current).
-    pub fn refresh_watermarks(&mut self) {
-        self.wm_read_ms = None;
-    }
-
-    /// Take a new snapshot at `now_ms`. On error the previous snapshot is
-    /// kept unchanged. No allocation.
-    pub fn read(&mut self, now_ms: u64) -> Result<&Snapshot, ReadError> {
-        let mut s = self.snap;
-        let err = |file, e| ReadError {
-            file,
-            kind: ReadErrorKind::Parse(e),
-        };
-        parse_meminfo(self.meminfo.read()?, &mut s.mem).map_err(|e| err(FileKind::MemInfo, e))?;
-        parse_vmstat(self.vmstat.read()?, &mut s.vm).map_err(|e| err(FileKind::VmStat, e))?;
-        if let Some(psi) = &mut self.psi {
-            parse_psi(psi.read()?, &mut s.psi).map_err(|e| err(FileKind::Psi, e))?;
-        }
-        let stale = match self.wm_read_ms {
-            None => true,
-            Some(t) => now_ms.saturating_sub(t) > WATERMARK_REFRESH_MS || now_ms < t,
-        };
-        if stale {
-            parse_zoneinfo_with_page_size(self.zoneinfo.read()?, self.page_size, &mut s.wm)
-                .map_err(|e| err(FileKind::ZoneInfo, e))?;
-            self.wm_read_ms = Some(now_ms);
-        }
-        s.time_ms = now_ms;
-        self.snap = s;
-        Ok(&self.snap)
-    }
-
-    /// The last good snapshot (all zero before the first successful read).
-    pub fn snapshot(&self) -> &Snapshot {
-        &self.snap
-    }
 }

@@ -1,0 +1,603 @@
+//! The kill policy: a pure function from (snapshot, pressure event,
+//! tunables, carried state) to a decision. No I/O, no allocation, so it can
+//! be tested on data and replayed from recorded snapshots.
+//!
+//! It follows lmkd's PSI strategy: the first matching row of the reason
+//! table wins ([`first_match`]), then a critical PSI full stall lowers the
+//! minimum adj to 0. With `use_minfree_levels` the legacy minfree table from
+//! LMK_TARGET decides instead; on kernels without PSI the vmpressure levels
+//! decide ([`decide_vmpressure`]). [`describe_reason`] writes a reason with
+//! its figures in lmkd's words.
+//!
+//! Judgement calls where lmkd's behaviour leaves room:
+//! - The first call only records baselines (reclaim counters, refaults,
+//!   file LRU) instead of comparing with zeros; it may still kill on the
+//!   watermarks or a full stall.
+//! - Direct reclaim duration runs from the first sample that saw
+//!   `pgscan_direct` move and ends at the first sample where it did not.
+//! - The file cache check is armed by a thrashing kill actually carried out
+//!   (`State::on_kill`), not by a thrashing decision that found no victim.
+//! - Polling is fast while swap is low, when a kill is decided, and on the
+//!   cycle right after a kill.
+//! - The decayed thrashing limit returns to `thrashing_limit` whenever a 1 s
+//!   thrashing window closes (as lmkd does); kills restart the window.
+//! - Snapshot parts the kernel did not give (see `snapshot::Known`) read as
+//!   zero counters that never move; without PSI figures the critical stall
+//!   override and the stall-since-last-kill gate are off.
+
+mod describe;
+mod kill_reason;
+mod minfree;
+mod vmpressure;
+
+pub use describe::describe_reason;
+pub use kill_reason::KillReason;
+use minfree::decide_minfree;
+pub use vmpressure::{decide_vmpressure, mem_pressure_pct, VmPressureLevel};
+
+use crate::config::Config;
+use crate::proto::TargetTable;
+use crate::snapshot::{MemInfo, Snapshot, Watermarks};
+
+/// lmkd's PERCEPTIBLE_APP_ADJ + 1: the floor that spares perceptible apps.
+pub const ABOVE_PERCEPTIBLE_ADJ: i32 = 201;
+/// Thrashing is measured over windows of this length.
+pub const THRASHING_WINDOW_MS: u64 = 1000;
+
+/// What woke the policy up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pressure {
+    /// PSI `some` trigger fired.
+    Partial,
+    /// PSI `full` trigger fired.
+    Complete,
+    /// Timer re-check inside the polling window after an event.
+    Poll,
+}
+
+/// The configuration values the policy reads, as plain integers, so the hot
+/// path never touches the `Config` (which owns heap data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunables {
+    pub use_minfree_levels: bool,
+    pub swap_free_low_percentage: u32,
+    pub swap_compression_ratio: u32,
+    /// 100 = off.
+    pub swap_util_max: u32,
+    pub thrashing_limit: u32,
+    pub thrashing_limit_decay: u32,
+    pub thrashing_limit_critical: u32,
+    pub filecache_min_kb: u64,
+    /// Percent of PSI full avg10; 100 = off (avg10 never exceeds 100).
+    pub stall_limit_critical: u32,
+    pub pressure_after_kill_min_score: i32,
+    /// Already floored at [`ABOVE_PERCEPTIBLE_ADJ`].
+    pub lowmem_min_oom_score: i32,
+    /// 0 = off.
+    pub direct_reclaim_threshold_ms: u32,
+    /// psi_complete_stall_ms in us: the full stall a critical event stands for.
+    pub complete_stall_us: u64,
+    /// kB per page for LMK_TARGET's minfree values (the system page size).
+    pub page_kb: u64,
+    /// Beyond lmkd, off by default: LOW_MEM waits while the inactive file
+    /// LRU alone covers the high watermark.
+    pub wait_for_inactive_file: bool,
+    /// vmpressure strategy: min adj per level (`low`, `medium`, `critical`;
+    /// above 1000 = that level never kills).
+    pub vmpressure_adj: [i32; 3],
+    /// `critical_upgrade`: raise a level while memcg swapping is heavy.
+    pub critical_upgrade: bool,
+    /// `upgrade_pressure` (percent of memsw usage that is RAM).
+    pub upgrade_pressure: u32,
+    /// `downgrade_pressure` (percent): above it, with swap to spare, ignore.
+    pub downgrade_pressure: u32,
+    /// `ro.config.low_ram`: vmpressure kills without the low-level free
+    /// memory check.
+    pub low_ram_device: bool,
+}
+
+impl Tunables {
+    pub fn from_config(c: &Config) -> Tunables {
+        Tunables {
+            use_minfree_levels: c.use_minfree_levels,
+            swap_free_low_percentage: c.swap_free_low_percentage,
+            swap_compression_ratio: c.swap_compression_ratio,
+            swap_util_max: c.swap_util_max,
+            thrashing_limit: c.thrashing_limit,
+            thrashing_limit_decay: c.thrashing_limit_decay,
+            thrashing_limit_critical: c.thrashing_limit_critical(),
+            filecache_min_kb: c.filecache_min_kb,
+            stall_limit_critical: c.stall_limit_critical,
+            pressure_after_kill_min_score: c.pressure_after_kill_min_score,
+            // lmkd never lets LOW_MEM reach perceptible apps.
+            lowmem_min_oom_score: c.lowmem_min_oom_score.max(ABOVE_PERCEPTIBLE_ADJ),
+            direct_reclaim_threshold_ms: c.direct_reclaim_threshold_ms,
+            complete_stall_us: u64::from(c.psi_complete_stall_ms) * 1000,
+            page_kb: (crate::snapshot::page_size() / 1024).max(1),
+            wait_for_inactive_file: c.wait_for_inactive_file,
+            vmpressure_adj: [c.low, c.medium, c.critical],
+            critical_upgrade: c.critical_upgrade,
+            upgrade_pressure: c.upgrade_pressure,
+            downgrade_pressure: c.downgrade_pressure,
+            low_ram_device: c.low_ram,
+        }
+    }
+}
+
+/// Which zone watermark free memory (MemFree - CmaFree) is below. Ordered
+/// from worst to best, so `level <= BelowLow` means "below low".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WmarkLevel {
+    BelowMin,
+    BelowLow,
+    BelowHigh,
+    #[default]
+    AboveHigh,
+}
+
+impl WmarkLevel {
+    /// Where `free_kb` stands against the watermark sums.
+    pub fn of(free_kb: u64, wm: &Watermarks) -> WmarkLevel {
+        if free_kb < wm.min_kb {
+            WmarkLevel::BelowMin
+        } else if free_kb < wm.low_kb {
+            WmarkLevel::BelowLow
+        } else if free_kb < wm.high_kb {
+            WmarkLevel::BelowHigh
+        } else {
+            WmarkLevel::AboveHigh
+        }
+    }
+}
+
+/// What reclaim did since the previous call, from the vmstat counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reclaim {
+    #[default]
+    None,
+    Kswapd,
+    Direct,
+}
+
+/// The figures behind a decision, for the kill line and the stats packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// MemFree.
+    pub free_kb: u64,
+    /// MemFree - CmaFree: what the watermarks are compared with.
+    pub free_wmark_kb: u64,
+    /// min(SwapFree, easy_available x swap_compression_ratio).
+    pub free_swap_kb: u64,
+    /// SwapTotal x swap_free_low_percentage / 100.
+    pub swap_low_kb: u64,
+    pub swap_low: bool,
+    pub swap_util_pct: u32,
+    /// `swap_util_max` the utilisation was compared with.
+    pub swap_util_max: u32,
+    pub thrashing_pct: u64,
+    pub max_thrashing_pct: u64,
+    /// The current (possibly decayed) thrashing limit.
+    pub thrashing_limit_pct: u32,
+    pub wmark: WmarkLevel,
+    pub reclaim: Reclaim,
+    pub file_lru_kb: u64,
+    /// `filecache_min_kb` the file LRU was compared with.
+    pub filecache_min_kb: u64,
+    /// How long direct reclaim has been seen without a break.
+    pub direct_reclaim_ms: u64,
+    /// `direct_reclaim_threshold_ms` that duration was compared with.
+    pub direct_reclaim_threshold_ms: u32,
+    /// PSI full avg10 above stall_limit_critical.
+    pub critical_stall: bool,
+    /// Legacy mode: MemFree - totalreserve (may be negative).
+    pub other_free_kb: i64,
+    /// Legacy mode: file pages - Shmem - Unevictable - SwapCached.
+    pub other_file_kb: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kill {
+    pub reason: KillReason,
+    /// Only processes with oom_score_adj >= this may be killed.
+    pub min_adj: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollInterval {
+    Fast,
+    Slow,
+}
+
+impl PollInterval {
+    pub fn ms(self) -> u64 {
+        match self {
+            PollInterval::Fast => 10,
+            PollInterval::Slow => 100,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Decision {
+    pub kill: Option<Kill>,
+    /// Interval for the next re-check while polling.
+    pub poll: PollInterval,
+    /// Start or extend the polling window: on a PSI event, a kill, or direct
+    /// reclaim (not kswapd, which can run for long without real pressure).
+    pub extend_poll: bool,
+    pub figures: Figures,
+}
+
+/// What the policy carries from one call to the next.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct State {
+    /// The first call only records baselines.
+    primed: bool,
+    prev_pgscan_direct: u64,
+    prev_pgscan_kswapd: u64,
+    prev_pgrefill: u64,
+    prev_refault: u64,
+    /// Refault count and file LRU size (pages) at the start of the window.
+    refault_base: u64,
+    file_lru_base: u64,
+    window_start_ms: u64,
+    /// Thrashing carried over from earlier windows.
+    carried_thrashing: u64,
+    thrashing_limit: u32,
+    max_thrashing: u64,
+    /// A kill was carried out since the last call.
+    killed: bool,
+    last_kill_ms: Option<u64>,
+    /// PSI `full total` when the last kill was decided.
+    full_total_at_kill: Option<u64>,
+    last_kill_reason: Option<KillReason>,
+    check_filecache: bool,
+    direct_reclaim_start_ms: Option<u64>,
+    /// `thrashing_limit_decay` as of the last `decide` (`on_kill` gets no
+    /// tunables).
+    decay_pct: u32,
+    /// vmpressure: MemFree range seen at low-level events.
+    vmp: vmpressure::LowLevelMemory,
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Called when a kill was actually carried out: next call may report
+    /// PRESSURE_AFTER_KILL and resets the thrashing base; a thrashing kill
+    /// decays the limit and arms the file cache check.
+    pub fn on_kill(&mut self, snap: &Snapshot, kill: &Kill) {
+        self.killed = true;
+        self.last_kill_ms = Some(snap.time_ms);
+        self.full_total_at_kill = Some(snap.psi.full_total_us);
+        self.last_kill_reason = Some(kill.reason);
+        self.max_thrashing = 0;
+        if kill.reason.cuts_thrashing_limit() {
+            // Decay is applied to the current limit, so repeated thrashing
+            // kills inside one window lower the bar step by step.
+            let keep = 100u64.saturating_sub(u64::from(self.decay_pct));
+            self.thrashing_limit = (u64::from(self.thrashing_limit) * keep / 100) as u32;
+        }
+        if kill.reason.is_thrashing() {
+            self.check_filecache = true;
+        }
+    }
+
+    /// The current thrashing limit (percent).
+    pub fn thrashing_limit(&self) -> u32 {
+        self.thrashing_limit
+    }
+    /// Thrashing carried over from previous windows (percent).
+    pub fn carried_thrashing(&self) -> u64 {
+        self.carried_thrashing
+    }
+    pub fn max_thrashing(&self) -> u64 {
+        self.max_thrashing
+    }
+    pub fn checking_filecache(&self) -> bool {
+        self.check_filecache
+    }
+    pub fn last_kill_ms(&self) -> Option<u64> {
+        self.last_kill_ms
+    }
+    pub fn last_kill_reason(&self) -> Option<KillReason> {
+        self.last_kill_reason
+    }
+}
+
+/// Decide whether to kill, and from which adj up. See the module docs.
+///
+/// Reads as the steps it takes: the figures of this snapshot, the reclaim
+/// state, the thrashing state, then the one first-match chain of reasons
+/// ([`first_match`]).
+pub fn decide(
+    snap: &Snapshot,
+    event: Pressure,
+    t: &Tunables,
+    targets: &TargetTable,
+    st: &mut State,
+) -> Decision {
+    st.decay_pct = t.thrashing_limit_decay.min(100);
+    let cycle_after_kill = std::mem::take(&mut st.killed);
+    let mut fig = figures(snap, t);
+    if t.use_minfree_levels {
+        return decide_minfree(snap, t, targets, st, fig, cycle_after_kill);
+    }
+
+    let first = st.prime(snap, t, cycle_after_kill);
+    let quiet = st.reclaim_state(snap, &mut fig);
+    fig.thrashing_limit_pct = st.thrashing_limit;
+    if quiet && !first && event != Pressure::Complete {
+        // Nothing reclaims and nothing refaults: no memory pressure to act
+        // on until these counters move (lmkd bails out the same way).
+        fig.max_thrashing_pct = st.max_thrashing;
+        return no_kill(fig, event, cycle_after_kill);
+    }
+    st.thrashing_state(snap, t, &mut fig);
+    fig.critical_stall = snap.known.psi()
+        && u64::from(snap.psi.full_avg10) > u64::from(t.stall_limit_critical).saturating_mul(100);
+
+    let kill = first_match(snap, event, t, &fig, st, cycle_after_kill).map(|(reason, min_adj)| {
+        Kill {
+            reason,
+            // A stalled system may lose perceptible apps too.
+            min_adj: if fig.critical_stall { 0 } else { min_adj },
+        }
+    });
+    Decision {
+        kill,
+        poll: poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill),
+        extend_poll: event != Pressure::Poll || kill.is_some() || fig.reclaim == Reclaim::Direct,
+        figures: fig,
+    }
+}
+
+/// Step 1: the figures that need no history: free memory against the
+/// watermarks, swap, swap utilisation, the file LRU.
+fn figures(snap: &Snapshot, t: &Tunables) -> Figures {
+    let m = &snap.mem;
+    let free_wmark_kb = m.free_kb.saturating_sub(m.cma_free_kb);
+    let free_swap_kb = free_swap_kb(m, t);
+    let swap_low_kb = m
+        .swap_total_kb
+        .saturating_mul(u64::from(t.swap_free_low_percentage))
+        / 100;
+    let swap_used = m.swap_total_kb.saturating_sub(free_swap_kb);
+    let swappable = m
+        .anon_kb()
+        .saturating_add(m.shmem_kb)
+        .saturating_add(swap_used);
+    Figures {
+        free_kb: m.free_kb,
+        free_wmark_kb,
+        free_swap_kb,
+        swap_low_kb,
+        swap_low: t.swap_free_low_percentage > 0 && free_swap_kb < swap_low_kb,
+        // swap_used <= swappable, so the share is at most 100.
+        swap_util_pct: swap_used
+            .saturating_mul(100)
+            .checked_div(swappable)
+            .map_or(0, |p| p.min(100) as u32),
+        swap_util_max: t.swap_util_max,
+        wmark: WmarkLevel::of(free_wmark_kb, &snap.wm),
+        file_lru_kb: snap.vm.file_lru_pages().saturating_mul(t.page_kb.max(1)),
+        filecache_min_kb: t.filecache_min_kb,
+        direct_reclaim_threshold_ms: t.direct_reclaim_threshold_ms,
+        ..Figures::default()
+    }
+}
+
+/// Free swap as lmkd counts it. Compressed swap (zram) can only take what
+/// RAM can still hold, hence the cap by easy_available x ratio.
+fn free_swap_kb(m: &MemInfo, t: &Tunables) -> u64 {
+    if t.swap_compression_ratio > 0 {
+        m.swap_free_kb.min(
+            m.easy_available_kb()
+                .saturating_mul(u64::from(t.swap_compression_ratio)),
+        )
+    } else {
+        m.swap_free_kb
+    }
+}
+
+impl State {
+    /// Baselines: the first call records every counter instead of comparing
+    /// with zeros (which would look like a burst of reclaim and refaults
+    /// since boot); the first call and the one after a kill open a new
+    /// thrashing window. Returns whether this is the first call.
+    fn prime(&mut self, snap: &Snapshot, t: &Tunables, cycle_after_kill: bool) -> bool {
+        let vm = &snap.vm;
+        let first = !self.primed;
+        if first {
+            self.primed = true;
+            self.prev_pgscan_direct = vm.pgscan_direct;
+            self.prev_pgscan_kswapd = vm.pgscan_kswapd;
+            self.prev_pgrefill = vm.pgrefill;
+            self.prev_refault = vm.workingset_refault_file;
+            self.thrashing_limit = t.thrashing_limit;
+        }
+        if first || cycle_after_kill {
+            self.file_lru_base = vm.file_lru_pages();
+            self.refault_base = vm.workingset_refault_file;
+            self.window_start_ms = snap.time_ms;
+            self.carried_thrashing = 0;
+        }
+        first
+    }
+
+    /// Step 2: the reclaim state, from which counters moved since the last
+    /// call, and how long direct reclaim has lasted. Returns whether the
+    /// system is quiet (no reclaim, no refaults).
+    fn reclaim_state(&mut self, snap: &Snapshot, fig: &mut Figures) -> bool {
+        let vm = &snap.vm;
+        let refault = vm.workingset_refault_file;
+        fig.reclaim = if vm.pgscan_direct != self.prev_pgscan_direct {
+            self.prev_pgscan_direct = vm.pgscan_direct;
+            self.prev_pgscan_kswapd = vm.pgscan_kswapd;
+            self.prev_pgrefill = vm.pgrefill;
+            Reclaim::Direct
+        } else if vm.pgscan_kswapd != self.prev_pgscan_kswapd {
+            self.prev_pgscan_kswapd = vm.pgscan_kswapd;
+            self.prev_pgrefill = vm.pgrefill;
+            Reclaim::Kswapd
+        } else if refault == self.prev_refault && vm.pgrefill != self.prev_pgrefill {
+            self.prev_pgrefill = vm.pgrefill;
+            Reclaim::Kswapd
+        } else {
+            Reclaim::None
+        };
+        if fig.reclaim == Reclaim::Direct {
+            // Judgement call: the stall is timed from the first sample that
+            // saw it, so one sample alone never counts as "stuck".
+            let start = *self.direct_reclaim_start_ms.get_or_insert(snap.time_ms);
+            fig.direct_reclaim_ms = snap.time_ms.saturating_sub(start);
+        } else {
+            self.direct_reclaim_start_ms = None;
+        }
+        let quiet = fig.reclaim == Reclaim::None && refault == self.prev_refault;
+        self.prev_refault = refault;
+        quiet
+    }
+
+    /// Step 3: the thrashing state: refaults as a share of the file LRU at
+    /// the window start, plus what earlier windows carried over.
+    fn thrashing_state(&mut self, snap: &Snapshot, t: &Tunables, fig: &mut Figures) {
+        let refault = snap.vm.workingset_refault_file;
+        let since = snap.time_ms.saturating_sub(self.window_start_ms);
+        let growth = refault
+            .saturating_sub(self.refault_base)
+            .saturating_mul(100)
+            / self.file_lru_base.saturating_add(1);
+        let mut thrashing = 0u64;
+        if since > THRASHING_WINDOW_MS {
+            let windows = since / THRASHING_WINDOW_MS;
+            // Halve per elapsed window; but keep an over-limit value from
+            // the single window just closed: it means nothing could be
+            // killed then, and a newly eligible process should still be.
+            self.carried_thrashing = if windows > 1 || growth < u64::from(self.thrashing_limit) {
+                growth.checked_shr(windows.min(64) as u32).unwrap_or(0)
+            } else {
+                growth
+            };
+            self.file_lru_base = snap.vm.file_lru_pages();
+            self.refault_base = refault;
+            self.window_start_ms = snap.time_ms;
+            self.thrashing_limit = t.thrashing_limit;
+        } else {
+            thrashing = growth;
+        }
+        thrashing = thrashing.saturating_add(self.carried_thrashing);
+        self.max_thrashing = self.max_thrashing.max(thrashing);
+        fig.thrashing_pct = thrashing;
+        fig.max_thrashing_pct = self.max_thrashing;
+        fig.thrashing_limit_pct = self.thrashing_limit;
+    }
+}
+
+/// Step 4: the reasons, in lmkd's order; the first that holds wins. Kept in
+/// one piece so the order stays visible. Returns the reason and its min adj
+/// before the critical-stall override.
+fn first_match(
+    snap: &Snapshot,
+    event: Pressure,
+    t: &Tunables,
+    fig: &Figures,
+    st: &mut State,
+    cycle_after_kill: bool,
+) -> Option<(KillReason, i32)> {
+    let below_min = fig.wmark == WmarkLevel::BelowMin;
+    let below_low = fig.wmark <= WmarkLevel::BelowLow;
+    let thrashing = fig.thrashing_pct;
+    let critical_thrashing = thrashing >= u64::from(t.thrashing_limit_critical);
+    let limit = u64::from(st.thrashing_limit);
+    // "P": spare perceptible apps unless below min or thrashing critically.
+    let p_adj = if below_min || critical_thrashing {
+        0
+    } else {
+        ABOVE_PERCEPTIBLE_ADJ
+    };
+    // "T": spare perceptible apps unless thrashing critically.
+    let t_adj = if critical_thrashing {
+        0
+    } else {
+        ABOVE_PERCEPTIBLE_ADJ
+    };
+    // Without PSI figures `full total` never moves: the stall since the last
+    // kill cannot be measured, so it cannot hold a kill back either.
+    let new_stall = !snap.known.psi()
+        || st.full_total_at_kill.map_or(true, |at| {
+            // The kernel delivers a trigger breach that happened during its
+            // rate-limit window one window later; stall from before the
+            // last kill is not a reason to kill again.
+            snap.psi.full_total_us.saturating_sub(at) >= t.complete_stall_us
+        });
+
+    if cycle_after_kill && below_min {
+        Some((
+            KillReason::PressureAfterKill,
+            t.pressure_after_kill_min_score,
+        ))
+    } else if event == Pressure::Complete && new_stall {
+        Some((KillReason::NotResponding, 0))
+    } else if fig.swap_low && thrashing > u64::from(t.thrashing_limit) {
+        // The configured limit, not the decayed one: swap low is handled
+        // on its own terms.
+        Some((KillReason::LowSwapAndThrashing, p_adj))
+    } else if fig.swap_low && below_low {
+        Some((KillReason::LowMemAndSwap, p_adj))
+    } else if below_low && t.swap_util_max < 100 && fig.swap_util_pct > t.swap_util_max {
+        Some((KillReason::LowMemAndSwapUtil, 0))
+    } else if below_low && thrashing > limit {
+        Some((KillReason::LowMemAndThrashing, t_adj))
+    } else if fig.reclaim == Reclaim::Direct && thrashing > limit {
+        Some((KillReason::DirectReclAndThrashing, t_adj))
+    } else if fig.reclaim == Reclaim::Direct
+        && t.direct_reclaim_threshold_ms > 0
+        && fig.direct_reclaim_ms > u64::from(t.direct_reclaim_threshold_ms)
+    {
+        Some((KillReason::DirectReclStuck, 0))
+    } else if st.check_filecache && fig.file_lru_kb < t.filecache_min_kb {
+        Some((
+            KillReason::LowFilecacheAfterThrashing,
+            ABOVE_PERCEPTIBLE_ADJ,
+        ))
+    } else {
+        // Past the file cache row: if it was armed, the cache has
+        // recovered; stop watching it.
+        st.check_filecache = false;
+        if below_low && !(t.wait_for_inactive_file && cache_refills(snap, t)) {
+            Some((KillReason::LowMem, t.lowmem_min_oom_score))
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether the inactive file LRU alone exceeds the high watermark: kswapd
+/// can then bring free memory back cheaply, and a kill frees little (a
+/// reader's memory is page cache that refills at once, so killing one after
+/// another over-kills). Only consulted with `wait_for_inactive_file`: lmkd
+/// does not wait, and on phones waiting can hold back the commonest kill.
+fn cache_refills(snap: &Snapshot, t: &Tunables) -> bool {
+    snap.vm.nr_inactive_file.saturating_mul(t.page_kb.max(1)) > snap.wm.high_kb
+}
+
+/// 10 ms while swap is low or around a kill, else 100 ms.
+fn poll_interval(swap_low: bool, killing: bool) -> PollInterval {
+    if swap_low || killing {
+        PollInterval::Fast
+    } else {
+        PollInterval::Slow
+    }
+}
+
+fn no_kill(fig: Figures, event: Pressure, cycle_after_kill: bool) -> Decision {
+    Decision {
+        kill: None,
+        poll: poll_interval(fig.swap_low, cycle_after_kill),
+        extend_poll: event != Pressure::Poll,
+        figures: fig,
+    }
+}

@@ -1,0 +1,8 @@
+#![no_main]
+//! `cargo +nightly fuzz run --fuzz-dir tests/fuzz proc_vmstat`; the body is
+//! `targets::proc_vmstat`, shared with tests/fuzz_stable.rs.
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::proc_vmstat(data));
