@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod history;
 pub mod kill;
+pub mod loader;
 pub mod logging;
 pub mod machine;
 pub mod memcg;

@@ -22,6 +22,7 @@ use crate::commands::Registry;
 use crate::config::Config;
 use crate::history::{History, KillRecord};
 use crate::kill::{InFlight, Signal};
+use crate::loader::Loader;
 use crate::memcg::AppMemcg;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
@@ -47,6 +48,8 @@ pub enum Input {
     Pressure(Pressure),
     /// A pressure trigger reported an error: the source is gone.
     PressureLost,
+    /// The loader thread finished a reload or a re-opened source.
+    Loaded,
     /// The polling timer expired.
     Timer,
     /// The listening socket has connections waiting.
@@ -82,8 +85,10 @@ pub struct Settings {
     /// The file a reload re-reads.
     pub config_path: Option<PathBuf>,
     pub dry_run: bool,
-    pub props: Box<dyn PropertySource>,
-    /// Runs first on the logging thread.
+    /// Shared with the logging thread (which publishes `sys.lmk.*`) and
+    /// the loader thread (which reads them on a reload).
+    pub props: Arc<dyn PropertySource>,
+    /// Runs first on the logging and loader threads.
     pub on_thread_start: fn(&'static str),
 }
 
@@ -101,6 +106,13 @@ pub struct Machine {
     server: Server,
     reg: Registry,
     source: Option<Source>,
+    /// Opened at start-up but not yet watched (monitors delayed until
+    /// START_MONITORING or boot completion), so arming it allocates nothing.
+    parked: Option<Source>,
+    /// Pressure sources that failed so far (bounds the re-open attempts).
+    source_failures: u8,
+    loader: Loader,
+    reload: clients::Reloads,
     policy: policy::State,
     report: Reporter,
     history: History,
@@ -120,7 +132,13 @@ impl Machine {
     /// Opens the socket and the table and starts the logging thread; all
     /// allocation happens here. Pressure monitors start separately.
     pub fn new(config: Config, settings: Settings) -> io::Result<Machine> {
-        let report = Reporter::start(settings.on_thread_start)?;
+        let report = Reporter::start(settings.on_thread_start, settings.props.clone())?;
+        let loader = Loader::start(
+            config.clone(),
+            settings.config_path.clone(),
+            settings.props.clone(),
+            settings.on_thread_start,
+        )?;
         let table = ProcTable::new(config.startup.max_procs as usize).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -138,6 +156,10 @@ impl Machine {
             server,
             reg: Registry::new(table, procfs, AppMemcg::from_config(&config)?),
             source: None,
+            parked: None,
+            source_failures: 0,
+            loader,
+            reload: clients::Reloads::default(),
             policy: policy::State::new(),
             report,
             history: History::default(),
@@ -162,17 +184,14 @@ impl Machine {
     pub fn step(&mut self, input: Input, now_ns: u64, io: &mut dyn Edges) {
         match input {
             Input::Pressure(p) => self.on_pressure(p, now_ns, io),
-            Input::PressureLost => {
-                self.report
-                    .note(Note::Info("pressure source reported an error (gone?)"));
-                self.stop_monitors(io);
-            }
+            Input::PressureLost => self.on_pressure_lost(io),
+            Input::Loaded => self.on_loaded(io),
             Input::Timer => self.on_timer(now_ns, io),
             Input::Listen => self.on_listen(now_ns, io),
             Input::Client { slot, hup } => self.on_client(slot, hup, now_ns, io),
             Input::Reaped(done) => self.on_reaped(done, io),
             Input::VictimExited => self.on_victim_exit(now_ns, io),
-            Input::Signal(signo) => self.on_signal(signo, io),
+            Input::Signal(signo) => self.on_signal(signo),
         }
     }
 
@@ -222,27 +241,38 @@ impl Machine {
         self.server.listener()
     }
 
+    /// The loader thread's doorbell (watched as `Token::Loader`).
+    pub fn loader_fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.loader.as_fd()
+    }
+
     // ---- pressure monitors ----------------------------------------------
 
-    /// Starts watching `given`, or the source the config names.
+    /// Starts watching `given`, the parked source, or the source the
+    /// config names (opening that one allocates: start-up and error paths).
     pub fn start_monitors(&mut self, given: Option<Source>, io: &mut dyn Edges) -> io::Result<()> {
         if self.source.is_some() {
             return Ok(());
         }
-        let src = match given {
+        let src = match given.or_else(|| self.parked.take()) {
             Some(s) => s,
-            None => Source::open(
-                &self.config.startup.psi_path,
-                self.config.psi_partial_stall_ms,
-                self.config.psi_complete_stall_ms,
-                &self.config.startup.vmpressure_memcg,
-            )?,
+            None => Source::from_config(&self.config)?,
         };
+        self.arm(src, io)
+    }
+
+    /// Watches `src` and says what is armed (through the report thread).
+    fn arm(&mut self, src: Source, io: &mut dyn Edges) -> io::Result<()> {
         for (fd, pressure, urgent) in src.fds() {
-            io.watch(fd, Token::Pressure(pressure), urgent)
-                .map_err(|e| io::Error::other(format!("epoll add pressure source: {e}")))?;
+            if let Err(e) = io.watch(fd, Token::Pressure(pressure), urgent) {
+                for (fd, _, _) in src.fds() {
+                    io.unwatch(fd);
+                }
+                return Err(io::Error::other(format!("epoll add pressure source: {e}")));
+            }
         }
-        log::info!("pressure monitor: {}", src.describe());
+        self.report.note(Note::Monitor(src.kind()));
         self.source = Some(src);
         Ok(())
     }
