@@ -29,7 +29,8 @@ pub enum Request {
     /// PSI, so changed thresholds need new triggers.
     Reload { psi: bool },
     /// The pressure source reported an error and was dropped. `psi`: try
-    /// PSI triggers again first; otherwise go to vmpressure.
+    /// the configured PSI triggers first (the first failure); otherwise go
+    /// to vmpressure.
     Reopen { psi: bool },
 }
 
@@ -208,8 +209,8 @@ impl Work {
         }
     }
 
-    /// A source that failed: PSI triggers again (when it was PSI and this
-    /// is the first failure), else vmpressure, else monitoring stops.
+    /// A source that failed: the configured PSI triggers again (on the
+    /// first failure), else vmpressure, else monitoring stops.
     fn reopen(&self, psi: bool) -> Outcome {
         let c = &self.current;
         let s = &c.startup;

@@ -250,7 +250,10 @@ fn update_props_is_atomic() {
         log.contains("reload: allowed_uids [0, 1000] -> [1000]"),
         "{log}"
     );
-    assert!(!log.contains("-> 300"), "a rejected value was applied:\n{log}");
+    assert!(
+        !log.contains("-> 300"),
+        "a rejected value was applied:\n{log}"
+    );
     let c3 = d.connect();
     let r = c3.request(
         &Cmd::GetKillCnt {

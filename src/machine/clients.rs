@@ -258,14 +258,15 @@ impl Machine {
     }
 
     /// EPOLLERR on a pressure source: drop it (its error would wake the
-    /// loop forever) and ask the loader for another: the same PSI triggers
-    /// re-created the first time, vmpressure the second, then nothing.
+    /// loop forever) and ask the loader for another: the configured PSI
+    /// triggers re-created the first time (vmpressure if that fails),
+    /// vmpressure the second, then nothing.
     pub(super) fn on_pressure_lost(&mut self, io: &mut dyn Edges) {
-        let Some(src) = self.source.as_ref() else {
+        if self.source.is_none() {
             // The source's other descriptor, in the same wakeup.
             return;
-        };
-        let psi = src.is_psi() && self.source_failures == 0;
+        }
+        let psi = self.source_failures == 0;
         self.source_failures = self.source_failures.saturating_add(1);
         self.stop_monitors(io);
         if self.source_failures > 2 {
