@@ -345,13 +345,16 @@ impl Machine {
                 return;
             }
         };
-        let d = policy::decide(
-            &snap,
-            p,
-            &self.tunables,
-            &self.reg.targets,
-            &mut self.policy,
-        );
+        let d = match self.level_decision(p, &snap) {
+            Some(d) => d,
+            None => policy::decide(
+                &snap,
+                p,
+                &self.tunables,
+                &self.reg.targets,
+                &mut self.policy,
+            ),
+        };
         self.polling.interval_ms = d.poll.ms();
         if d.extend_poll {
             self.polling.until_ms = self.polling.until_ms.max(now_ms + POLL_WINDOW_MS);
@@ -541,9 +544,11 @@ impl Machine {
         if !dry_run {
             self.reg.kills.add(v.adj);
             // Stats first, then the kill notification, as AMS expects.
-            let mut buf = [0u8; proto::STAT_MAX_LEN];
-            let n = proto::encode_kill_stat(&stat, &mut buf);
-            self.server.broadcast(true, &buf[..n], &self.report);
+            if self.config.startup.log_stats {
+                let mut buf = [0u8; proto::STAT_MAX_LEN];
+                let n = proto::encode_kill_stat(&stat, &mut buf);
+                self.server.broadcast(true, &buf[..n], &self.report);
+            }
             let mut pk = [0u8; proto::PROCKILL_LEN];
             let rss = v.rss_kb.min(i32::MAX as u64) as i32;
             self.server.broadcast(

@@ -55,6 +55,8 @@ pub enum KillReason {
     DirectReclStuck,
     /// Legacy minfree mode.
     Minfree,
+    /// A vmpressure level event (no PSI): the level's min adj.
+    VmPressure,
 }
 
 impl KillReason {
@@ -73,7 +75,8 @@ impl KillReason {
             KillReason::LowFilecacheAfterThrashing => reason::LOW_FILECACHE_AFTER_THRASHING,
             KillReason::LowMem => reason::LOW_MEM,
             KillReason::DirectReclStuck => reason::DIRECT_RECL_STUCK,
-            KillReason::Minfree => -1,
+            // lmkd's vmpressure path reports no reason either.
+            KillReason::Minfree | KillReason::VmPressure => -1,
         }
     }
 
@@ -95,6 +98,7 @@ impl KillReason {
             KillReason::LowMem => "free memory below low watermark",
             KillReason::DirectReclStuck => "stuck in direct reclaim",
             KillReason::Minfree => "free memory and file cache below minfree level",
+            KillReason::VmPressure => "vmpressure level event",
         }
     }
 

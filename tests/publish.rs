@@ -65,3 +65,34 @@ fn start_up_and_target_publish_their_properties() {
         props.get("sys.lmk.minfree_levels")
     );
 }
+
+/// `log_stats = false` (`ro.lmk.log_stats`): kills are still announced
+/// (PROCKILL), but no LMK_STAT_KILL_OCCURRED packet goes out.
+#[test]
+fn log_stats_off_sends_no_stats_packets() {
+    if !need_root("log_stats_off_sends_no_stats_packets") {
+        return;
+    }
+    for log_stats in [true, false] {
+        let victim = Sleeper::new();
+        let d = InProc::start("logstats", "small", &[victim.pid()], move |c, _| {
+            c.startup.log_stats = log_stats;
+        });
+        let c = d.connect();
+        subscribe_all(&c);
+        c.send(&Cmd::ProcPrio(prio(victim.pid(), 950))).unwrap();
+        Daemon::sync(&c);
+        d.raise_complete();
+        let (mut stats, mut killed) = (0, false);
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !killed && std::time::Instant::now() < end {
+            match c.recv(Some(Duration::from_millis(100))) {
+                Ok(Some(lmkd::client::Message::Stat(_))) => stats += 1,
+                Ok(Some(lmkd::client::Message::Kill(k))) => killed = k.pid == victim.pid(),
+                _ => {}
+            }
+        }
+        assert!(killed, "no kill (log_stats = {log_stats})");
+        assert_eq!(stats, usize::from(log_stats), "log_stats = {log_stats}");
+    }
+}

@@ -6,11 +6,12 @@ use std::io;
 use super::{Edges, Machine};
 use crate::commands::Effect;
 use crate::loader::{Outcome, Request};
-use crate::policy::Tunables;
+use crate::policy::{self, Pressure, Tunables};
 use crate::proto;
 use crate::psi::Source;
 use crate::report::{ConnEvent, Note};
 use crate::server::{self, Accepted, Incoming};
+use crate::snapshot::Snapshot;
 use crate::sys;
 use crate::token::Token;
 
@@ -279,6 +280,37 @@ impl Machine {
             "pressure source reported an error: re-opening it",
         ));
         let _ = self.loader.ask(Request::Reopen { psi });
+    }
+
+    /// vmpressure's level strategy (no PSI, no minfree levels): a medium
+    /// event kills from `medium` up, a critical one from `critical` up
+    /// (1001: that level never kills). No stall gate: the level is the
+    /// kernel's verdict. None: the PSI policy decides.
+    pub(super) fn level_decision(&self, p: Pressure, snap: &Snapshot) -> Option<policy::Decision> {
+        if self.tunables.use_minfree_levels
+            || !self.source.as_ref().is_some_and(Source::is_vmpressure)
+        {
+            return None;
+        }
+        let min_adj = match p {
+            Pressure::Partial => self.config.medium,
+            Pressure::Complete => self.config.critical,
+            Pressure::Poll => proto::OOM_ADJ_MAX + 1,
+        };
+        let kill = (min_adj <= proto::OOM_ADJ_MAX).then_some(policy::Kill {
+            reason: policy::KillReason::VmPressure,
+            min_adj,
+        });
+        Some(policy::Decision {
+            kill,
+            poll: policy::PollInterval::Slow,
+            extend_poll: false,
+            figures: policy::Figures {
+                free_kb: snap.mem.free_kb,
+                free_swap_kb: snap.mem.swap_free_kb,
+                ..policy::Figures::default()
+            },
+        })
     }
 
     /// At start-up, without an injected source: arm the monitors now, or
