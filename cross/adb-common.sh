@@ -17,6 +17,18 @@ note() {
     echo "${0##*/}: $*"
 }
 
+# The running script's header comment is its help: `-h`/`--help` prints it
+# and exits 0, no argument at all prints it and exits 2.
+help_if_asked() {
+    case ${1-} in
+        -h | --help | '')
+            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+            [[ -n ${1-} ]] && exit 0
+            exit 2
+            ;;
+    esac
+}
+
 # Checks that adb exists and exactly one device is ready; honours
 # ANDROID_SERIAL the way adb itself does.
 need_device() {
@@ -85,4 +97,17 @@ built_binary() {
     path=${CARGO_TARGET_DIR:-$repo/target}/$(triple_of "$target")/release/$name
     [[ -x $path ]] || die "$path not found; build it first with: cross/build.sh $target"
     echo "$path"
+}
+
+# Makes sure $device_dir/lmkctl is the local build for TARGET.
+lmkctl_on_device() {
+    local bin local_sum remote_sum
+    bin=$(built_binary "$1" lmkctl)
+    local_sum=$(sha256sum "$bin" | cut -d' ' -f1)
+    remote_sum=$(adb shell "sha256sum $device_dir/lmkctl 2>/dev/null" | tr -d '\r' | cut -d' ' -f1 || true)
+    if [[ $local_sum != "$remote_sum" ]]; then
+        adb shell mkdir -p "$device_dir"
+        adb push "$bin" "$device_dir/lmkctl" >/dev/null || die "could not push lmkctl to $device_dir"
+        adb shell chmod 0755 "$device_dir/lmkctl"
+    fi
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cross-builds lmkd and lmkd-workload for a device or emulator.
+# Cross-builds lmkd, lmkctl and lmkd-workload for a device or emulator.
 #
 #   cross/build.sh TARGET
 #
@@ -106,7 +106,7 @@ else
     echo "cross/build.sh: $triple, static, linked by rust-lld"
 fi
 
-cargo build --release --target "$triple" --bin lmkd --bin lmkd-workload "${extra[@]}"
+cargo build --release --target "$triple" --bin lmkd --bin lmkctl --bin lmkd-workload "${extra[@]}"
 
 out=${CARGO_TARGET_DIR:-$repo/target}/$triple/release
 echo "cross/build.sh: built"

@@ -19,13 +19,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=adb-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/adb-common.sh"
 
-case ${1:-} in
-    -h | --help | '')
-        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
-        [[ -n ${1:-} ]] && exit 0
-        exit 2
-        ;;
-esac
+help_if_asked "${1:-}"
 [[ $# -le 2 ]] || die "usage: cross/run-scenario-adb.sh SCENARIO [TARGET]"
 
 scenario=$1

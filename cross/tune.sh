@@ -9,6 +9,12 @@
 # `lmkd --reinit`, which asks the daemon to re-read its configuration; a
 # value the daemon refuses leaves the old configuration in force and is
 # named in the log shown at the end.
+#
+# Before and after, lmkctl (pushed to the device by cross/lmkctl.sh's
+# helper; build it with cross/build.sh) shows the value the running daemon
+# uses and where it came from, so "did it apply?" is answered by the
+# daemon itself rather than by the property. LMKD_TARGET overrides the
+# build target (default: the device's ABI).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=adb-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/adb-common.sh"
@@ -23,12 +29,8 @@ case ${1:-} in
         echo "$names"
         exit 0
         ;;
-    -h | --help | '')
-        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
-        [[ -n ${1:-} ]] && exit 0
-        exit 2
-        ;;
 esac
+help_if_asked "${1:-}"
 [[ $# -eq 2 ]] || die "usage: cross/tune.sh NAME VALUE (or --list)"
 name=$1 value=$2
 grep -qx -- "$name" <<<"$names" || die "'$name' is not an lmkd tunable; known names: $(echo "$names" | tr '\n' ' ')"
@@ -37,6 +39,13 @@ grep -qx -- "$name" <<<"$names" || die "'$name' is not an lmkd tunable; known na
 
 prop=persist.device_config.lmkd_native.$name
 need_device
+lmkctl_on_device "${LMKD_TARGET:-$(device_target)}"
+# The value in force according to the daemon (KEY VALUE SOURCE).
+in_force() {
+    adb shell "$device_dir/lmkctl config get $name" | tr -d '\r' | tail -n +2 ||
+        echo "(lmkctl could not ask the daemon: is lmkd-rs deployed? cross/deploy.sh)"
+}
+note "before: $(in_force)"
 before=$(adb shell getprop "$prop" | tr -d '\r')
 if ! adb shell setprop "$prop" "$value" || [[ $(adb shell getprop "$prop" | tr -d '\r') != "$value" ]]; then
     # The shell user may not be allowed to set device_config properties.
@@ -49,5 +58,6 @@ fi
 adb shell setprop lmkd.reinit 1
 sleep 1
 note "$prop: '${before}' -> '$(adb shell getprop "$prop" | tr -d '\r')'"
+note "after:  $(in_force)"
 note "recent lmkd log:"
 adb logcat -d -s lmkd lowmemorykiller | tail -n 8 || true

@@ -19,6 +19,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::config::Config;
+use crate::control;
 use crate::history::History;
 use crate::machine::{Edges, Input, Machine, Settings};
 use crate::props::PropertySource;
@@ -43,6 +44,8 @@ pub struct Options {
     /// thread when `run` begins (tests watch allocations with it).
     pub on_thread_start: fn(&'static str),
     pub props: Box<dyn PropertySource>,
+    /// Control socket path; None: init's `lmkd_ctl`, else beside the data socket.
+    pub control: Option<PathBuf>,
 }
 
 fn no_hook(_: &'static str) {}
@@ -56,6 +59,7 @@ impl Options {
             source: None,
             on_thread_start: no_hook,
             props,
+            control: None,
         }
     }
 }
@@ -132,8 +136,9 @@ impl Daemon {
             None
         };
         let hook = opts.on_thread_start;
+        let control_path = opts.control;
         let settings = Settings {
-            config_path: opts.config_path,
+            config_path: opts.config_path.clone(),
             dry_run: opts.dry_run,
             props: Arc::from(opts.props),
             on_thread_start: hook,
@@ -150,6 +155,8 @@ impl Daemon {
         .map_err(ctx("timerfd_create"))?;
         let reaper = Reaper::start(hook)?;
         watchdog::start(machine.heartbeat(), watchdog_ms, hook)?;
+        let control = control::start(machine.config(), opts.config_path, control_path, hook)?;
+        machine.attach_control(control);
         let mut live = Live {
             epoll,
             timer,
@@ -160,6 +167,11 @@ impl Daemon {
             (machine.listener(), Token::Listen, "epoll add listener"),
             (live.timer.as_fd(), Token::Timer, "epoll add timer"),
             (live.reaper.as_fd(), Token::Reaper, "epoll add reaper"),
+            (
+                machine.control_doorbell(),
+                Token::Control,
+                "epoll add control",
+            ),
             (machine.loader_fd(), Token::Loader, "epoll add loader"),
         ];
         for (fd, token, what) in fixed {
@@ -251,6 +263,7 @@ impl Daemon {
                 }
             }
             Token::Victim => m.step(Input::VictimExited, now_ns, live),
+            Token::Control => m.step(Input::Control, now_ns, live),
             Token::Loader => m.step(Input::Loaded, now_ns, live),
             Token::Conn(slot) => {
                 let hup = flags.intersects(

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod history;
 pub mod kill;

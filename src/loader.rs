@@ -28,6 +28,9 @@ pub enum Request {
     /// Re-read the file and the properties. `psi`: the core's monitor is
     /// PSI, so changed thresholds need new triggers.
     Reload { psi: bool },
+    /// Put in force the configuration handed over with [`Loader::apply`]
+    /// (the control socket's `config set`), as a reload would.
+    Apply { psi: bool },
     /// The pressure source reported an error and was dropped. `psi`: try
     /// the configured PSI triggers first (the first failure); otherwise go
     /// to vmpressure.
@@ -36,15 +39,19 @@ pub enum Request {
 
 /// What the loader built.
 pub enum Outcome {
-    /// The new configuration (start-up keys kept), the allowed uids for
-    /// the server, and new PSI triggers when their thresholds changed.
+    /// The new configuration (start-up keys kept), a copy of it for the
+    /// control socket, the allowed uids for the server, and new PSI
+    /// triggers when their thresholds changed. `applied`: it answers
+    /// [`Request::Apply`], not a reload.
     Reloaded {
         config: Box<Config>,
+        published: Box<Config>,
         uids: Vec<u32>,
         triggers: Option<Source>,
+        applied: bool,
     },
     /// The reload was refused (logged): the running configuration stays.
-    Rejected,
+    Rejected { applied: bool },
     /// A fresh pressure source to arm.
     Reopened(Source),
     /// No pressure source could be opened (logged).
@@ -53,6 +60,8 @@ pub enum Outcome {
 
 struct Shared {
     done: Mutex<VecDeque<Outcome>>,
+    /// The configuration an [`Request::Apply`] puts in force.
+    apply: Mutex<Option<Box<Config>>>,
     bell: OwnedFd,
 }
 
@@ -81,6 +90,7 @@ impl Loader {
         }
         let shared = Arc::new(Shared {
             done: Mutex::new(VecDeque::with_capacity(QUEUE)),
+            apply: Mutex::new(None),
             // SAFETY: fresh descriptor we own.
             bell: unsafe { OwnedFd::from_raw_fd(fd) },
         });
@@ -101,6 +111,10 @@ impl Loader {
                     while let Some(req) = rx.pop() {
                         let o = match req {
                             Request::Reload { psi } => work.reload(psi),
+                            Request::Apply { psi } => match lock(&out.apply).take() {
+                                Some(c) => work.install(*c, psi, true),
+                                None => Outcome::Rejected { applied: true },
+                            },
                             Request::Reopen { psi } => work.reopen(psi),
                         };
                         lock(&out.done).push_back(o);
@@ -123,6 +137,13 @@ impl Loader {
     /// Queues a request; false if the queue is full (never blocks).
     pub fn ask(&self, r: Request) -> bool {
         self.tx.push(r)
+    }
+
+    /// Hands over a configuration to put in force (a later one replaces
+    /// one not yet taken); false if the request queue is full.
+    pub fn apply(&self, c: Box<Config>, psi: bool) -> bool {
+        *lock(&self.shared.apply) = Some(c);
+        self.tx.push(Request::Apply { psi })
     }
 
     /// Clears the doorbell; call before draining with `take`.
@@ -166,13 +187,18 @@ struct Work {
 impl Work {
     /// All or nothing: a bad file or value keeps the running configuration.
     fn reload(&mut self, psi: bool) -> Outcome {
-        let new = match Config::load(self.path.as_deref(), self.props.as_ref()) {
-            Ok((c, _warnings)) => c,
+        match Config::load(self.path.as_deref(), self.props.as_ref()) {
+            Ok((c, _warnings)) => self.install(c, psi, false),
             Err(e) => {
                 log::error!("reload failed, keeping the running configuration: {e}");
-                return Outcome::Rejected;
+                Outcome::Rejected { applied: false }
             }
-        };
+        }
+    }
+
+    /// A loaded (validated) configuration goes in force, start-up keys
+    /// kept: log what changes, open new triggers if their thresholds did.
+    fn install(&mut self, new: Config, psi: bool, applied: bool) -> Outcome {
         let (new, kept) = self.current.reloaded(new);
         for key in kept {
             log::warn!("reload: {key} changes only at restart; keeping the running value");
@@ -204,8 +230,10 @@ impl Work {
         log::debug!("debug logging is on");
         Outcome::Reloaded {
             uids: new.allowed_uids.clone(),
+            published: Box::new(new.clone()),
             config: Box::new(new),
             triggers,
+            applied,
         }
     }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::commands::Registry;
 use crate::config::Config;
+use crate::control;
 use crate::history::{History, KillRecord};
 use crate::kill::{InFlight, Signal};
 use crate::loader::Loader;
@@ -63,6 +64,9 @@ pub enum Input {
     VictimExited,
     /// A signal arrived (signal number).
     Signal(i32),
+    /// The control socket rang: a table copy, a reload or a new
+    /// configuration is waiting.
+    Control,
 }
 
 /// The core's I/O, real in the daemon and fake in tests.
@@ -126,6 +130,8 @@ pub struct Machine {
     /// A NoVictim note was sent for the current pressure window.
     told_no_victim: bool,
     watermarks_fresh: bool,
+    /// What the control socket reads (detached until one is attached).
+    control: control::Publisher,
 }
 
 impl Machine {
@@ -176,6 +182,7 @@ impl Machine {
             exit: false,
             told_no_victim: false,
             watermarks_fresh: false,
+            control: control::Publisher::detached(&config)?,
             config,
         })
     }
@@ -192,6 +199,11 @@ impl Machine {
             Input::Reaped(done) => self.on_reaped(done, io),
             Input::VictimExited => self.on_victim_exit(now_ns, io),
             Input::Signal(signo) => self.on_signal(signo),
+            Input::Control => match self.control.serve(&self.reg.table) {
+                control::Ask::Reload => self.request_reload(None),
+                control::Ask::Apply(new) => self.request_apply(new),
+                control::Ask::Nothing => {}
+            },
         }
     }
 
@@ -200,6 +212,7 @@ impl Machine {
         if self.candidate_dirty {
             self.publish_candidate();
         }
+        self.control.tick(&self.reg.table, &self.report);
     }
 
     /// A signal asked the daemon to stop.
@@ -245,6 +258,16 @@ impl Machine {
     pub fn loader_fd(&self) -> BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.loader.as_fd()
+    }
+
+    /// Publishes to a control socket from now on (see `control::start`).
+    pub fn attach_control(&mut self, p: control::Publisher) {
+        self.control = p;
+    }
+
+    /// The control socket's doorbell, for the event loop.
+    pub fn control_doorbell(&self) -> BorrowedFd<'_> {
+        self.control.doorbell()
     }
 
     // ---- pressure monitors ----------------------------------------------
@@ -338,6 +361,7 @@ impl Machine {
             self.watermarks_fresh = true;
             io.refresh_watermarks();
         }
+        self.control.pressure(p as usize);
         let snap = match io.snapshot(now_ms) {
             Ok(s) => s,
             Err(e) => {
@@ -482,6 +506,7 @@ impl Machine {
                     _ => f.at_ns,
                 };
                 let ms = f.at_ns.saturating_sub(from) / 1_000_000;
+                self.control.reaped(pid, from, f.at_ns);
                 self.report.note(Note::Reaped { pid, ms });
                 return;
             }
@@ -501,6 +526,7 @@ impl Machine {
             }
             let ms = k.on_exit(now_ns);
             self.history.set_exit(k.victim.pid, ms);
+            self.control.exited(k.victim.pid, ms);
             self.report.note(Note::Exited {
                 pid: k.victim.pid,
                 time_to_exit_ms: ms,
@@ -577,6 +603,7 @@ impl Machine {
         rec.event_to_signal_us = signal_ns.saturating_sub(event_ns) / 1000;
         rec.dry_run = dry_run;
         self.history.push(rec);
+        self.control.kill(&rec);
         self.report.note(Note::Kill(rec));
     }
 

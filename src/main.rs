@@ -1,6 +1,7 @@
 //! `lmkd`: the daemon, and its one-shot client modes.
 //!
-//!   lmkd [--config FILE] [--socket PATH] [--dry-run]   run the daemon
+//!   lmkd [--config FILE] [--socket PATH] [--control PATH] [--dry-run]
+//!                                                      run the daemon
 //!   lmkd --check-config FILE                           print the effective config
 //!   lmkd --reinit | --boot_completed [--socket PATH]   ask a running daemon
 //!
@@ -29,7 +30,7 @@ const ANDROID_SOCKET: &str = "/dev/socket/lmkd";
 #[cfg(target_os = "android")]
 const REINIT_PROP: &str = "lmkd.reinit";
 
-const USAGE: &str = "usage: lmkd [--config FILE] [--socket PATH] [--dry-run]
+const USAGE: &str = "usage: lmkd [--config FILE] [--socket PATH] [--control PATH] [--dry-run]
        lmkd --check-config FILE
        lmkd --reinit [--config FILE] [--socket PATH]
        lmkd --boot_completed [--config FILE] [--socket PATH]
@@ -118,6 +119,8 @@ struct Args {
     mode: Mode,
     config: Option<PathBuf>,
     socket: Option<PathBuf>,
+    /// Control socket (lmkctl); default: init's, else `<socket>.ctl`.
+    control: Option<PathBuf>,
     dry_run: bool,
 }
 
@@ -126,6 +129,7 @@ fn parse_args() -> Result<Args, MainError> {
         mode: Mode::Daemon,
         config: None,
         socket: None,
+        control: None,
         dry_run: false,
     };
     let mut it = std::env::args_os().skip(1);
@@ -138,6 +142,7 @@ fn parse_args() -> Result<Args, MainError> {
         match arg.to_str().unwrap_or("") {
             "--config" => a.config = Some(value(&mut it, "--config")?),
             "--socket" => a.socket = Some(value(&mut it, "--socket")?),
+            "--control" => a.control = Some(value(&mut it, "--control")?),
             "--dry-run" => a.dry_run = true,
             "--check-config" => a.mode = Mode::CheckConfig(value(&mut it, "--check-config")?),
             "--reinit" => a.mode = Mode::Request(OneShot::Reinit),
@@ -206,6 +211,7 @@ fn daemon(args: &Args) -> Result<(), MainError> {
     logging::set_debug(cfg.debug);
     let mut opts = Options::new(args.config.clone(), props::system());
     opts.dry_run = args.dry_run;
+    opts.control = args.control.clone();
     let mut d = Daemon::new(cfg, opts).map_err(MainError::StartUp)?;
     let p = protect::protect_self();
     log::info!(

@@ -264,28 +264,37 @@ impl Drop for Server {
     }
 }
 
-/// The listening socket init passed in `ANDROID_SOCKET_lmkd`, if any.
-fn android_socket() -> io::Result<Option<OwnedFd>> {
-    let Ok(v) = std::env::var("ANDROID_SOCKET_lmkd") else {
+/// The listening socket init created for an rc `socket` line and passed in
+/// the environment variable `env` (`ANDROID_SOCKET_<name>`), if any.
+pub fn init_socket(env: &str) -> io::Result<Option<OwnedFd>> {
+    let Ok(v) = std::env::var(env) else {
         return Ok(None);
     };
     let fd: RawFd = v.trim().parse().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("ANDROID_SOCKET_lmkd={v:?} is not a descriptor number"),
+            format!("{env}={v:?} is not a descriptor number"),
         )
     })?;
     // SAFETY: fcntl F_GETFD only checks the descriptor exists.
     if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("ANDROID_SOCKET_lmkd={fd} is not an open descriptor"),
+            format!("{env}={fd} is not an open descriptor"),
         ));
     }
     // SAFETY: init handed this descriptor to us; nobody else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: setting close-on-exec on our own descriptor.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(Some(fd))
+}
+
+/// The listening socket init passed in `ANDROID_SOCKET_lmkd`, if any.
+fn android_socket() -> io::Result<Option<OwnedFd>> {
+    let Some(fd) = init_socket("ANDROID_SOCKET_lmkd")? else {
+        return Ok(None);
+    };
     if !passcred(fd.as_raw_fd()) {
         log::warn!(
             "the lmkd socket from init lacks SO_PASSCRED (rc line without +passcred?): \

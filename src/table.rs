@@ -721,6 +721,19 @@ impl ProcTable {
         }
     }
 
+    /// Records in slots `start..`, with their slot numbers (a reader
+    /// outside the core copies the table a bounded chunk at a time).
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = (usize, &Proc)> {
+        let slots = self.parts().slots;
+        slots
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.in_use())
+            .map(move |(i, s)| (start + i, &s.proc))
+    }
+
     /// Every record, in slot order (no meaningful order).
     pub fn iter(&self) -> impl Iterator<Item = &Proc> {
         self.parts()

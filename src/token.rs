@@ -20,6 +20,8 @@ pub enum Token {
     Reaper,
     /// The in-flight victim's pidfd (readable once it exited).
     Victim,
+    /// The control socket's doorbell (lmkctl asks for something).
+    Control,
     /// The loader thread's doorbell (a reload or a re-opened source is ready).
     Loader,
     /// A client connection, by server slot.
@@ -33,7 +35,8 @@ const COMPLETE: u64 = 3;
 const TIMER: u64 = 4;
 const REAPER: u64 = 5;
 const VICTIM: u64 = 6;
-const LOADER: u64 = 7;
+const CONTROL: u64 = 7;
+const LOADER: u64 = 8;
 const CONN: u64 = 16;
 
 impl Token {
@@ -48,6 +51,7 @@ impl Token {
             Token::Timer => TIMER,
             Token::Reaper => REAPER,
             Token::Victim => VICTIM,
+            Token::Control => CONTROL,
             Token::Loader => LOADER,
             Token::Conn(slot) => CONN + slot as u64,
         }
@@ -63,6 +67,7 @@ impl Token {
             TIMER => Token::Timer,
             REAPER => Token::Reaper,
             VICTIM => Token::Victim,
+            CONTROL => Token::Control,
             LOADER => Token::Loader,
             v if (CONN..CONN + MAX_CONNECTIONS as u64).contains(&v) => {
                 Token::Conn((v - CONN) as usize)
@@ -86,6 +91,7 @@ mod tests {
             Token::Timer,
             Token::Reaper,
             Token::Victim,
+            Token::Control,
             Token::Loader,
         ];
         all.extend((0..MAX_CONNECTIONS).map(Token::Conn));
@@ -98,7 +104,7 @@ mod tests {
 
     #[test]
     fn unknown_values_decode_to_none() {
-        for v in [8, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
+        for v in [9, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
             assert_eq!(Token::decode(v), None, "{v}");
         }
     }

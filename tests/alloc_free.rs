@@ -10,7 +10,10 @@
 //!      and PROCPURGE, and
 //!   3. goes from an injected pressure event, through recorded /proc
 //!      snapshots and the policy, to the real kill of a real child and the
-//!      notifications that follow.
+//!      notifications that follow,
+//!
+//! both while a control client polls `stats` and `procs` (the core copies
+//! its table for it) in a loop.
 //!
 //! The logging and loader threads format text and may allocate; they are
 //! not watched. A capturing logger is installed, so a log line written on
@@ -18,6 +21,11 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::counting::{watch_thread, watched_allocs, Counting};
@@ -38,6 +46,59 @@ fn watch(role: &'static str) {
 
 fn allocs() -> u64 {
     watched_allocs()
+}
+
+/// A control client asking for `stats` and `procs` in a loop until dropped.
+struct Poller {
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Poller {
+    fn start(d: &InProc) -> Poller {
+        let sock = lmkd::control::default_path(&d.dir.path("lmkd.sock"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let (st, sv) = (stop.clone(), served.clone());
+        let thread = std::thread::spawn(move || {
+            let s = UnixStream::connect(&sock).expect("connect to the control socket");
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let mut line = String::new();
+            while !st.load(Ordering::Relaxed) {
+                for cmd in ["stats", "procs"] {
+                    w.write_all(format!("{{\"cmd\":\"{cmd}\"}}\n").as_bytes())
+                        .unwrap();
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                    assert!(line.starts_with(&format!("{{\"{cmd}\"")), "{line}");
+                    sv.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let p = Poller {
+            stop,
+            served,
+            thread: Some(thread),
+        };
+        // Warm-up: the first requests are served before measuring.
+        assert!(eventually(Duration::from_secs(5), || p.served() >= 4));
+        p
+    }
+
+    fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 #[test]
@@ -74,7 +135,9 @@ fn commands_allocate_nothing() {
         o.on_thread_start = watch
     });
     let c = d.connect();
+    let poller = Poller::start(&d);
     // Warm-up round (first-use paths), then measure.
+    let polled = poller.served();
     let before = allocs();
     let mut sent = 0;
     for round in 0..100 {
@@ -109,10 +172,13 @@ fn commands_allocate_nothing() {
         sent += 3;
     }
     let after = allocs();
+    let polled = poller.served() - polled;
     eprintln!(
-        "commands: {sent} handled, {} heap allocations on the core/reaper threads",
+        "commands: {sent} handled, {polled} control requests served, \
+         {} heap allocations on the core/reaper threads",
         after - before
     );
+    assert!(polled > 0, "the control client was not served");
     assert!(sent >= 3000);
     assert_eq!(
         after - before,
@@ -198,7 +264,9 @@ fn pressure_to_kill_allocates_nothing() {
     c.send(&Cmd::ProcPrio(prio(victim.pid(), 950))).unwrap();
     c.send(&Cmd::ProcPrio(prio(bystander.pid(), 0))).unwrap();
     common::Daemon::sync(&c);
+    let poller = Poller::start(&d);
 
+    let polled = poller.served();
     let before = allocs();
     d.raise_complete();
     let mut got_stat = false;
@@ -232,10 +300,13 @@ fn pressure_to_kill_allocates_nothing() {
         .is_some()));
     std::thread::sleep(Duration::from_millis(300));
     let after = allocs();
+    let polled = poller.served() - polled;
     eprintln!(
-        "pressure event to completed kill: {} heap allocations on the core/reaper threads",
+        "pressure event to completed kill: {polled} control requests served, \
+         {} heap allocations on the core/reaper threads",
         after - before
     );
+    assert!(polled > 0, "the control client was not served");
     assert_eq!(after - before, 0, "the kill path allocated");
     assert_eq!(kill_count(&c, 900, 1000), 1);
     // try_wait reaps: a killed bystander shows as exited, not as a zombie

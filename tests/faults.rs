@@ -463,14 +463,11 @@ fn failed_signal_drops_the_record_and_kills_the_next_victim() {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            })
-        };
-        Sleeper(cmd.spawn().expect("spawn sleep as uid 65534"))
+        Sleeper(
+            die_with_us(&mut cmd)
+                .spawn()
+                .expect("spawn sleep as uid 65534"),
+        )
     };
     let mut next = Sleeper::new();
     let capped = std::sync::Arc::new(AtomicBool::new(false));

@@ -27,20 +27,6 @@ const T: Duration = Duration::from_secs(5);
 const MIB: i64 = 1 << 20;
 const APP_UID: i32 = 10_123;
 
-/// Under CI=true or LMKD_REQUIRE_ALL=1 a missing prerequisite fails.
-fn require_all() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("LMKD_REQUIRE_ALL").is_ok_and(|v| v == "1")
-}
-
-/// A visible skip (stderr directly: the harness captures `eprintln!`).
-fn skip(test: &str, why: &str) {
-    if require_all() {
-        panic!("{test}: {why}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
-}
-
 // ---------------------------------------------------------------------------
 // memcg v1 groups of our own
 

@@ -398,6 +398,16 @@ fn option<'a>(options: &'a [Line], key: &str) -> Vec<&'a str> {
     all[0].args()
 }
 
+/// The one `socket` line of the service that creates socket `name`.
+fn socket<'a>(options: &'a [Line], name: &str) -> Vec<&'a str> {
+    let all: Vec<_> = options
+        .iter()
+        .filter(|l| l.keyword() == "socket" && l.args().first() == Some(&name))
+        .collect();
+    assert_eq!(all.len(), 1, "socket {name} must be declared exactly once");
+    all[0].args()
+}
+
 /// Property triggers (`property:<name>=<value>`, joined by ` && ` when a
 /// section has several) mapped to their commands.
 fn property_triggers(sections: &[Section]) -> BTreeMap<String, Vec<Vec<String>>> {
@@ -469,10 +479,27 @@ fn service_matches_the_reference() {
     }
 }
 
+/// lmkctl's socket: a stream (one JSON line per request), apart from the
+/// data socket; system owns it and the shell group may connect (the daemon
+/// then decides by uid what each peer may do).
+#[test]
+fn control_socket_line() {
+    let (_, options) = lmkd_service(&rc());
+    assert_eq!(
+        socket(&options, "lmkd_ctl"),
+        ["lmkd_ctl", "stream", "0660", "system", "shell"]
+    );
+    assert_eq!(
+        lmkd::control::ANDROID_SOCKET_ENV,
+        "ANDROID_SOCKET_lmkd_ctl",
+        "init passes socket <name> in ANDROID_SOCKET_<name>"
+    );
+}
+
 #[test]
 fn socket_line_matches_the_reference() {
     let (_, options) = lmkd_service(&rc());
-    let socket = option(&options, "socket");
+    let socket = socket(&options, "lmkd");
     // socket <name> <type> <perm> [<user> [<group> [<seclabel>]]]
     assert_eq!(
         socket.len(),

@@ -1,7 +1,10 @@
 //! The `ladder` scenario in a qemu VM under lmkd-rs: eleven apps at adj
 //! 1000..0 allocate until killed; lmkd must take them from the top of the
 //! ladder, name a reason for each kill, and never leave work to the kernel
-//! OOM killer. Slow (a TCG VM, about a minute), so it only runs when asked:
+//! OOM killer; its core and reaper threads must neither page-fault nor
+//! enter direct reclaim while they work (the guest counts both per thread:
+//! task stat fault counters and a tracefs instance on
+//! `mm_vmscan_direct_reclaim_begin`). Slow (a TCG VM, about a minute), so it only runs when asked:
 //! `LMKD_VM_TESTS=1 cargo test --test vm_ladder -- --nocapture`
 //! (or `.ci/vm.sh`, which also installs what it needs).
 
@@ -89,6 +92,41 @@ fn ladder_in_vm_under_lmkd_rs() {
     for l in &kill_lines {
         assert!(l.contains("; reason: "), "kill line without a reason: {l}");
     }
+    assert_kill_path_never_reclaims(&out);
+}
+
+/// The threads on the kill path (the core event loop and the reaper) must
+/// not fault or enter direct reclaim during the run: under pressure either
+/// would stall the kill behind the very memory shortage it should end.
+/// `tests/vm/report.py` leaves one line per killer thread in
+/// `killer-threads.tsv`: role, comm, tid, faults, direct reclaims, and the
+/// syscalls (or page faults) the reclaims came from.
+fn assert_kill_path_never_reclaims(out: &Path) {
+    let path = out.join("killer-threads.tsv");
+    let table = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (did report.py run?)", path.display()));
+    eprintln!("killer threads:\n{table}");
+    let mut seen = Vec::new();
+    let mut bad = Vec::new();
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert!(f.len() >= 6, "{}: short line {line:?}", path.display());
+        let (role, faults, reclaims) = (f[0], f[3], f[4]);
+        if role != "core" && role != "reaper" {
+            continue;
+        }
+        seen.push(role);
+        if faults != "0" || reclaims != "0" {
+            bad.push(line.to_string());
+        }
+    }
+    assert!(seen.contains(&"core"), "no core thread in {table}");
+    assert!(seen.contains(&"reaper"), "no reaper thread in {table}");
+    assert!(
+        bad.is_empty(),
+        "kill-path threads faulted or entered direct reclaim (role comm tid faults reclaims entries):\n{}",
+        bad.join("\n")
+    );
 }
 
 /// A stand-in daemon that accepts the driver, reads its handshake, then

@@ -67,9 +67,10 @@ pub(super) struct KeySpec {
     pub(super) startup: bool,
 }
 
-/// A key's value, independent of the field's Rust type.
+/// A key's value, independent of the field's Rust type (public as
+/// [`Value`](super::Value): the control socket shows values in force).
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum Val {
+pub enum Val {
     Bool(bool),
     Int(i64),
     Path(PathBuf),

@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use crate::props::PropertySource;
 pub use error::{ConfigError, Excerpt, Location};
 use file::read_config;
+pub use key::Val as Value;
 use key::{check, clamped, int, KeySpec, Prop, Val, ADJ_MAX, ADJ_MIN, FLAG, PATH, UIDS};
 use property::PROP_LAYERS;
 pub use property::{parse_bool_prop, parse_int_prop};
@@ -299,6 +300,41 @@ impl Config {
         (new, kept)
     }
 
+    /// A key's value in force (derived defaults resolved); None for an
+    /// unknown name.
+    pub fn value(&self, name: &str) -> Option<Value> {
+        self.effective(name)
+    }
+
+    /// Sets one live-tunable key (see [`Config::live_key_names`]) from its
+    /// text form, read as its property is but strictly: a value a property
+    /// would clamp or cut short is refused. `self` is unchanged on error.
+    pub fn set_key(&mut self, name: &str, raw: &str) -> Result<(), ConfigError> {
+        let spec = key::spec(name)
+            .filter(|s| s.prop == Prop::Lmk && !s.startup)
+            .ok_or_else(|| ConfigError::UnknownKey {
+                at: Location::default(),
+                key: name.to_string(),
+            })?;
+        let before = self.clone();
+        match self.apply_prop(spec, raw) {
+            Ok(None) => Ok(()),
+            Ok(Some(note)) => {
+                *self = before;
+                Err(ConfigError::bad_value(name, raw, note))
+            }
+            Err(allowed) => Err(ConfigError::bad_value(name, raw, allowed)),
+        }
+    }
+
+    /// Keys a running daemon may change without a restart from outside its
+    /// file: the tuning properties that are not start-up keys.
+    pub fn live_key_names() -> impl Iterator<Item = &'static str> {
+        KEYS.iter()
+            .filter(|k| k.prop == Prop::Lmk && !k.startup)
+            .map(|k| k.name)
+    }
+
     /// All key names, in table order.
     pub fn key_names() -> impl Iterator<Item = &'static str> {
         KEYS.iter().map(|k| k.name)
@@ -376,6 +412,25 @@ mod tests {
                 "memcg_apps_root"
             ]
         );
+    }
+
+    #[test]
+    fn set_key_is_strict_and_live_only() {
+        let mut c = Config::default();
+        c.set_key("thrashing_limit", "40").unwrap();
+        assert_eq!(c.thrashing_limit, 40);
+        let before = c.clone();
+        // A property would clamp 5000 to 1000 or read "7ms" as 7: refused.
+        for (k, v) in [("thrashing_limit", "5000"), ("kill_timeout_ms", "7ms")] {
+            let e = c.set_key(k, v).unwrap_err();
+            assert_eq!(e.key(), Some(k), "{e}");
+        }
+        // Start-up keys and file-only keys are not live, even with a property.
+        for k in ["use_psi", "max_procs", "allowed_uids", "nope"] {
+            assert!(c.set_key(k, "1").is_err(), "{k}");
+        }
+        assert_eq!(c, before, "a refused set changed the configuration");
+        assert!(Config::live_key_names().all(|k| !Config::startup_key_names().any(|s| s == k)));
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl Machine {
             }
         };
         self.candidate_dirty = true;
+        self.control.command(cmd.id());
         match self.reg.apply(&cmd, peer, now_ns / 1_000_000, &self.report) {
             Effect::None => {}
             Effect::Reply(id, v) => self.reply(slot, id, v),
@@ -186,7 +187,7 @@ impl Machine {
     /// re-reads everything; the answer comes back as [`Outcome`]. A request
     /// made while one is running waits for the next round, so it sees the
     /// files as they are after it asked.
-    fn request_reload(&mut self, slot: Option<usize>) {
+    pub(super) fn request_reload(&mut self, slot: Option<usize>) {
         let bit = slot.map_or(Reloads::SIGNAL, |s| 1 << s);
         if self.reload.running {
             self.reload.queued |= bit;
@@ -197,6 +198,15 @@ impl Machine {
         let psi = self.source.as_ref().is_some_and(Source::is_psi);
         if !self.loader.ask(Request::Reload { psi }) {
             self.finish_reload(false);
+        }
+    }
+
+    /// The control socket's `config set`: a validated configuration the
+    /// loader puts in force as a reload would (and logs what changed).
+    pub(super) fn request_apply(&mut self, c: Box<crate::config::Config>) {
+        let psi = self.source.as_ref().is_some_and(Source::is_psi);
+        if !self.loader.apply(c, psi) {
+            self.control.config_copy_changed(None);
         }
     }
 
@@ -227,8 +237,10 @@ impl Machine {
             match outcome {
                 Outcome::Reloaded {
                     config,
+                    published,
                     uids,
                     triggers,
+                    applied,
                 } => {
                     self.server.set_allowed_uids(uids);
                     self.tunables = Tunables::from_config(&config);
@@ -243,9 +255,17 @@ impl Machine {
                             }
                         }
                     }
-                    self.finish_reload(true);
+                    self.control.config_copy_changed(Some(published));
+                    if !applied {
+                        self.finish_reload(true);
+                    }
                 }
-                Outcome::Rejected => self.finish_reload(false),
+                Outcome::Rejected { applied } => {
+                    self.control.config_copy_changed(None);
+                    if !applied {
+                        self.finish_reload(false);
+                    }
+                }
                 Outcome::Reopened(src) => {
                     if self.source.is_none() && self.arm(src, io).is_err() {
                         self.report.note(Note::Info(

@@ -9,6 +9,7 @@
 //! A new output is a new module here and a line in [`Outputs::note`]; the
 //! core and the kill history (`crate::history`) stay as they are.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
 use std::thread;
@@ -201,6 +202,9 @@ impl Note {
 /// The core's end of the report ring.
 pub struct Reporter {
     tx: ring::Sender<Note>,
+    /// Refused commands and connections so far (the control socket's
+    /// stats); counted here because every refusal passes through `note`.
+    refused: Cell<(u64, u64)>,
 }
 
 /// Notes buffered between the core and the logging thread.
@@ -239,11 +243,28 @@ impl Reporter {
                 }
             })
             .map_err(|e| io::Error::new(e.kind(), format!("spawn report thread: {e}")))?;
-        Ok(Reporter { tx })
+        Ok(Reporter {
+            tx,
+            refused: Cell::new((0, 0)),
+        })
     }
 
     pub fn note(&self, n: Note) {
+        let (cmds, conns) = self.refused.get();
+        match n {
+            Note::Refused { .. } => self.refused.set((cmds + 1, conns)),
+            Note::Connection {
+                what: ConnEvent::TooMany | ConnEvent::UidNotAllowed,
+                ..
+            } => self.refused.set((cmds, conns + 1)),
+            _ => {}
+        }
         self.tx.push(n);
+    }
+
+    /// (refused commands, refused connections) so far.
+    pub fn refusals(&self) -> (u64, u64) {
+        self.refused.get()
     }
 
     pub fn dropped(&self) -> u64 {

@@ -20,7 +20,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -159,13 +158,7 @@ fn main() {
     }
     let t_all = Instant::now();
     let d = common::Daemon::start_with("bench-procprio", "", &[], |cmd| {
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        common::die_with_us(cmd);
     });
     let dpid = d.child.id();
     // Let start-up settle (threads, first snapshot).

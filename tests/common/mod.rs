@@ -107,14 +107,15 @@ impl Daemon {
         let socket = dir.path("lmkd.sock");
         let config = dir.path("lmkd.toml");
         let log = dir.path("lmkd.log");
-        // The daemon watches the real system PSI. On this shared machine a
-        // genuine full stall would make it kill a test's sleepers; tests
-        // that do not ask for pressure get a complete-stall threshold no
-        // real stall reaches.
-        let calm = if extra.contains("psi_complete_stall_ms") {
+        // The daemon watches the real system PSI. On this shared machine
+        // (and beside the real-pressure tests, which fill zram swap
+        // machine-wide) a genuine stall would make it kill a test's
+        // sleepers: tests that do not ask for pressure get both triggers
+        // off (0 disables a trigger, as in lmkd).
+        let calm = if extra.contains("psi_") {
             ""
         } else {
-            "psi_complete_stall_ms = 1000\n"
+            "psi_partial_stall_ms = 0\npsi_complete_stall_ms = 0\n"
         };
         fs::write(
             &config,
@@ -212,20 +213,25 @@ pub struct Sleeper(pub Child);
 /// A `sleep` child that dies with us (PR_SET_PDEATHSIG), so a failed test
 /// or bench leaves nothing behind.
 pub fn spawn_sleep() -> Child {
-    use std::os::unix::process::CommandExt;
     let mut c = Command::new("sleep");
     c.arg("100000")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    die_with_us(&mut c).spawn().expect("spawn sleep")
+}
+
+/// Makes the command's process get SIGKILL when the test process dies
+/// (PR_SET_PDEATHSIG), so a failed test or bench leaves nothing behind.
+pub fn die_with_us(c: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe.
     unsafe {
         c.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
-        });
+        })
     }
-    c.spawn().expect("spawn sleep")
 }
 
 /// A `sleep` child with pid `pid` (which must be free), made by setting
@@ -254,7 +260,6 @@ impl Sleeper {
     /// with no children of its own to leave behind.
     pub fn heavy(mib: usize) -> Sleeper {
         use std::io::BufRead;
-        use std::os::unix::process::CommandExt;
         let script = format!(
             "v=$(head -c {} /dev/zero | tr '\\0' x); echo ready; read _",
             mib << 20
@@ -265,14 +270,7 @@ impl Sleeper {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            c.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = c.spawn().expect("spawn sh");
+        let mut child = die_with_us(&mut c).spawn().expect("spawn sh");
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)

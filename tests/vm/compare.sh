@@ -1,30 +1,50 @@
 #!/usr/bin/env bash
-# Runs one scenario under lmkd-rs, earlyoom and no killer, one VM after the
-# other, then prints a side-by-side table (also saved as
-# tests/vm/out/<scenario>-compare.md) and leaves one plot.svg per run.
+# Runs one scenario under several killers, RUNS times each, alternating
+# (run 1 of every killer, then run 2, ...) so drift on a shared host hits
+# them alike. Prints per-killer medians and ranges (also saved as
+# tests/vm/out/<scenario><conf>-compare.md), leaves one plot.svg per run and
+# one picture with every run (tests/vm/out/<scenario><conf>-compare.svg).
 #
 #   tests/vm/compare.sh SCENARIO [KILLER...]
 #
-# Environment is passed through to run.sh (RAM, ZRAM_MB, VM_TIMEOUT, ...).
+# KILLERs default to lmkd-rs, aosp, earlyoom and none; aosp is optional (it
+# needs AOSP_LMKD, see run.sh) and is left out with a note when absent.
+# RUNS (default 3) runs per killer. Other environment is passed to run.sh
+# (RAM or MEM, LOW_RAM, ZRAM_MB, VM_TIMEOUT, STRACE, ...); <conf> names a
+# non-default memory configuration, e.g. "-1024m-lowram0".
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-[ $# -ge 1 ] || { echo "usage: $0 SCENARIO [lmkd-rs|earlyoom|none ...]" >&2; exit 64; }
+[ $# -ge 1 ] || { echo "usage: $0 SCENARIO [lmkd-rs|aosp|earlyoom|none ...]" >&2; exit 64; }
 SCEN=$1
 shift
 KILLERS=("$@")
-[ ${#KILLERS[@]} -gt 0 ] || KILLERS=(lmkd-rs earlyoom none)
+[ ${#KILLERS[@]} -gt 0 ] || KILLERS=(lmkd-rs aosp earlyoom none)
+RUNS=${RUNS:-3}
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: RUNS=$RUNS is not a positive number" >&2; exit 64; }
 NAME=$(basename "$SCEN" .toml)
+CONF=""
+if [ -n "${RAM:-}${MEM:-}${LOW_RAM:-}" ]; then
+    ram=${RAM:-${MEM:-512}}
+    CONF="-${ram%[Mm]}m-lowram${LOW_RAM:-auto}"
+fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     if [[ " ${KILLERS[*]} " == *" lmkd-rs "* ]]; then "$HERE/build.sh"; else "$HERE/build.sh" lmkd-workload; fi
 fi
 OUTS=()
-for k in "${KILLERS[@]}"; do
-    rc=0
-    SKIP_BUILD=1 "$HERE/run.sh" "$SCEN" "$k" || rc=$?
-    echo "compare.sh: $NAME under $k: exit $rc" >&2
-    OUTS+=("$HERE/out/$NAME-$k")
+for r in $(seq 1 "$RUNS"); do
+    for k in "${KILLERS[@]}"; do
+        d=$HERE/out/$NAME-$k-${CONF#-}${CONF:+-}r$r
+        rm -rf "$d"
+        rc=0
+        SKIP_BUILD=1 RUN_TAG="${CONF#-}${CONF:+-}r$r" "$HERE/run.sh" "$SCEN" "$k" || rc=$?
+        echo "compare.sh: $NAME$CONF under $k, run $r/$RUNS: exit $rc" >&2
+        [ -f "$d/result.json" ] && OUTS+=("$d")
+    done
 done
-python3 "$HERE/report.py" compare "${OUTS[@]}" | tee "$HERE/out/$NAME-compare.md"
+[ ${#OUTS[@]} -gt 0 ] || { echo "compare.sh: no run produced a result" >&2; exit 4; }
+python3 "$HERE/report.py" compare --svg "$HERE/out/$NAME$CONF-compare.svg" "${OUTS[@]}" |
+    tee "$HERE/out/$NAME$CONF-compare.md"
 for d in "${OUTS[@]}"; do
     [ -f "$d/plot.svg" ] && echo "picture: $d/plot.svg"
 done
+echo "picture: $HERE/out/$NAME$CONF-compare.svg"

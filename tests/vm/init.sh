@@ -58,19 +58,35 @@ cat /proc/pressure/memory > /out/psi.before
 
 KPID=""
 SOCKET_ARG=""
+# Simulated system properties (ro.config.low_ram, sys.boot_completed), as
+# on a device: lmkd-rs reads the file named by LMKD_PROPS_FILE, the AOSP
+# build the one named by LMKD_PROPS.
+if [ -f /etc/lmkd.props ]; then
+    export LMKD_PROPS_FILE=/etc/lmkd.props LMKD_PROPS=/etc/lmkd.props
+fi
+wait_socket() {
+    i=0
+    while [ ! -S /run/lmkd.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -S /run/lmkd.sock ] || log "$KILLER did not create its socket"
+}
 case "$KILLER" in
 lmkd-rs)
     CONFIG_ARG=""
     [ -f /etc/lmkd.toml ] && CONFIG_ARG="--config /etc/lmkd.toml"
-    # Simulated system properties (ro.config.low_ram), as on a device.
-    [ -f /etc/lmkd.props ] && export LMKD_PROPS_FILE=/etc/lmkd.props
     # shellcheck disable=SC2086
     /usr/bin/lmkd --socket /run/lmkd.sock $CONFIG_ARG 2> /out/daemon.log &
     KPID=$!
     SOCKET_ARG="--socket /run/lmkd.sock"
-    i=0
-    while [ ! -S /run/lmkd.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    [ -S /run/lmkd.sock ] || log "lmkd did not create its socket"
+    wait_socket
+    ;;
+aosp)
+    # AOSP lmkd: the launcher binds the control socket as init would and
+    # execs lmkd, so $! is lmkd itself. The driver talks to it exactly as
+    # to lmkd-rs.
+    /usr/bin/lmkd_launch /run/lmkd.sock /opt/aosp/lmkd 2> /out/daemon.log &
+    KPID=$!
+    SOCKET_ARG="--socket /run/lmkd.sock"
+    wait_socket
     ;;
 earlyoom)
     # Debian's defaults (act below 10% free RAM and 10% free swap), with
@@ -112,12 +128,55 @@ fi
 ) &
 SNAPPID=$!
 
+# The seed's question: does the killer itself fault or enter direct
+# reclaim while it works? Per thread: minflt+majflt from the task stat
+# files before and after the scenario, and every direct-reclaim entry by
+# one of its threads (a tracefs instance filtered to their ids, with the
+# kernel stack, which names the syscall that allocated).
+thread_stats() {
+    for t in /proc/"$KPID"/task/*; do
+        s=$(cat "$t/stat" 2>/dev/null) && echo "$s"
+    done
+}
+TRACE=""
+if [ -n "$KPID" ]; then
+    # Threads the killer starts on its own take a moment.
+    sleep 0.5
+    mkdir -p /sys/kernel/tracing
+    mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
+    if [ -d /sys/kernel/tracing/instances ] && mkdir /sys/kernel/tracing/instances/killer 2>/dev/null; then
+        TRACE=/sys/kernel/tracing/instances/killer
+        filter=""
+        for t in /proc/"$KPID"/task/*; do
+            filter="${filter:+$filter || }common_pid == ${t##*/}"
+        done
+        ev=$TRACE/events/vmscan/mm_vmscan_direct_reclaim_begin
+        echo 1024 > "$TRACE/buffer_size_kb"
+        echo "$filter" > "$ev/filter" || log "tracefs: filter refused: $filter"
+        echo 1 > "$TRACE/options/stacktrace"
+        echo 1 > "$ev/enable"
+        echo 1 > "$TRACE/tracing_on"
+    else
+        log "tracefs: no instance (direct reclaims of the killer not counted)"
+    fi
+    thread_stats > /out/killer-threads.before
+fi
+
 log "driver start"
 # shellcheck disable=SC2086
 /usr/bin/lmkd-workload $SOCKET_ARG --scenario /etc/scenario.toml --out /out/result.json \
     --label "$KILLER" --data-file /dev/vda > /out/driver.txt 2>&1
 echo "$?" > /out/driver.rc
 log "driver exit $(cat /out/driver.rc)"
+
+if [ -n "$KPID" ]; then
+    thread_stats > /out/killer-threads.after
+    if [ -n "$TRACE" ]; then
+        echo 0 > "$TRACE/tracing_on"
+        cat "$TRACE/trace" > /out/killer-reclaim.trace
+    fi
+    cat "/proc/$KPID/smaps_rollup" > /out/daemon.smaps_rollup 2>/dev/null
+fi
 
 if [ -n "$STPID" ]; then
     kill -INT "$STPID" 2>/dev/null

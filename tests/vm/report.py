@@ -2,7 +2,9 @@
 """Metrics, pictures and side-by-side tables for VM bench runs (stdlib only).
 
     report.py summarize OUTDIR          -> OUTDIR/metrics.json, OUTDIR/plot.svg
-    report.py compare OUTDIR [OUTDIR..] -> a table on stdout
+    report.py compare [--svg FILE] OUTDIR [OUTDIR..]
+                                        -> per-killer medians and ranges on
+                                           stdout, all runs in one picture
 
 OUTDIR is what tests/vm/run.sh leaves: result.json from the driver,
 samples.csv from the sampler, and the guest's before/after counters.
@@ -11,6 +13,8 @@ samples.csv from the sampler, and the guest's before/after counters.
 import csv
 import json
 import os
+import re
+import statistics
 import sys
 
 # A sample interval whose memory "some" stall exceeds this share marks the
@@ -60,6 +64,146 @@ def load_samples(d):
     return rows
 
 
+def thread_stats(text):
+    """{tid: (comm, minflt, majflt)} from concatenated /proc/PID/task/TID/stat lines."""
+    out = {}
+    for line in text.splitlines():
+        open_, close = line.find("("), line.rfind(")")
+        if open_ < 0 or close < open_:
+            continue
+        rest = line[close + 1:].split()
+        try:
+            out[int(line[:open_])] = (line[open_ + 1:close], int(rest[7]), int(rest[9]))
+        except (ValueError, IndexError):
+            pass
+    return out
+
+
+EVENT = re.compile(r"^\s*(.*)-(\d+)\s+\[\d+\].*?\s(\d+\.\d+): (\S+):")
+
+
+def reclaim_trace(text):
+    """Direct-reclaim entries from a tracefs dump: [(tid, comm, [frames])],
+    each with the kernel stack recorded by options/stacktrace (innermost first)."""
+    entries = []
+    cur = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if line.lstrip().startswith("=>"):
+            if cur is not None:
+                cur[2].append(line.split("=>", 1)[1].strip().split("+")[0])
+            continue
+        m = EVENT.match(line)
+        if not m:
+            continue
+        if m.group(4) == "mm_vmscan_direct_reclaim_begin":
+            cur = (int(m.group(2)), m.group(1).strip(), [])
+            entries.append(cur)
+        # the "<stack trace>" pseudo-event that follows keeps `cur`
+    return entries
+
+
+def entry_point(frames):
+    """What made the kernel allocate: the syscall, or a page fault."""
+    for f in frames:
+        if f.startswith(("__x64_sys_", "__ia32_sys_", "__do_sys_", "__se_sys_")):
+            return f.split("_sys_", 1)[1] + "()"
+    for f in frames:
+        if "page_fault" in f:
+            return "page fault"
+    # Some syscalls have no __x64_sys_ frame of their own (inlined): the
+    # frame below do_syscall_64 names it (ksys_write -> write()).
+    if "do_syscall_64" in frames:
+        i = frames.index("do_syscall_64")
+        if i > 0:
+            return frames[i - 1].removeprefix("ksys_") + "()"
+    return frames[-1] if frames else "?"
+
+
+ALLOCATOR = re.compile(r"^(trace_event_|try_to_free_pages|__?alloc_pages|__folio_alloc|folio_alloc|"
+                       r"vma_alloc_folio|__alloc_pages_slowpath|alloc_slab_page|allocate_slab|___slab_alloc)")
+
+
+def call_path(frames, limit=14):
+    """The frames between the page allocator and the syscall (or fault)
+    entry, innermost first: who asked for memory."""
+    i = 0
+    while i < len(frames) and ALLOCATOR.match(frames[i]):
+        i += 1
+    out = []
+    for f in frames[i:]:
+        out.append(f)
+        if f.startswith(("__x64_sys_", "__ia32_sys_", "ksys_")) or f == "asm_exc_page_fault" or len(out) >= limit:
+            break
+    return out
+
+
+def killer_threads(d):
+    """Per thread of the killer: faults and direct reclaims during the run."""
+    before = thread_stats(read(os.path.join(d, "killer-threads.before")))
+    after = thread_stats(read(os.path.join(d, "killer-threads.after")))
+    if not before and not after:
+        return None
+    trace = reclaim_trace(read(os.path.join(d, "killer-reclaim.trace")))
+    pid = min(before) if before else None
+    threads = []
+    for tid in sorted(set(before) | set(after)):
+        comm = (after.get(tid) or before.get(tid))[0]
+        b, a = before.get(tid), after.get(tid)
+        faults = None
+        if a and b:
+            faults = (a[1] - b[1]) + (a[2] - b[2])
+        rec = [e for e in trace if e[0] == tid]
+        stacks = {}
+        for _, _, frames in rec:
+            key = (entry_point(frames), " < ".join(call_path(frames)))
+            stacks[key] = stacks.get(key, 0) + 1
+        threads.append({
+            "tid": tid,
+            "comm": comm,
+            "role": role(comm, tid == pid),
+            "faults": faults,
+            "new_during_run": b is None,
+            "gone_after_run": a is None,
+            "direct_reclaims": len(rec),
+            "reclaim_stacks": [{"count": n, "entry": e, "frames": f} for (e, f), n in stacks.items()],
+        })
+    return threads
+
+
+def role(comm, is_main):
+    if is_main:
+        return "core"
+    if "reaper" in comm:
+        return "reaper"
+    return "other"
+
+
+def smaps_rollup(d):
+    text = read(os.path.join(d, "daemon.smaps_rollup"))
+    return field_kb(text, "Rss"), field_kb(text, "Locked")
+
+
+def field_kb(text, key):
+    for line in text.splitlines():
+        p = line.split()
+        if len(p) >= 2 and p[0] == key + ":":
+            return int(p[1])
+    return None
+
+
+def per_role(threads, what):
+    """Sum of `what` per role over the killer's threads, e.g. {"core": 0}."""
+    out = {}
+    for t in threads or []:
+        v = t.get(what)
+        if v is None:
+            continue
+        out[t["role"]] = out.get(t["role"], 0) + v
+    return out
+
+
 def summarize(d):
     res = json.loads(read(os.path.join(d, "result.json"), "{}") or "{}")
     samples = load_samples(d)
@@ -104,8 +248,26 @@ def summarize(d):
     cnt = read(os.path.join(d, "strace.count")).strip()
     m["daemon_mmap_calls"] = int(cnt) if cnt.isdigit() else None
     m["daemon_state"] = read(os.path.join(d, "daemon.state")).strip() or None
+    threads = killer_threads(d)
+    m["killer_threads"] = threads
+    m["killer_faults"] = per_role(threads, "faults") if threads else None
+    m["killer_direct_reclaims"] = per_role(threads, "direct_reclaims") if threads else None
+    m["killer_reclaim_traced"] = os.path.exists(os.path.join(d, "killer-reclaim.trace"))
+    m["daemon_rss_kb"], m["daemon_locked_kb"] = smaps_rollup(d)
+    deaths = res.get("deaths", [])
+    adjs = [x["adj"] for x in deaths]
+    m["kills_in_adj_order"] = all(a >= b for a, b in zip(adjs, adjs[1:])) if deaths else None
+    m["foreground_deaths"] = sum(1 for x in deaths if x["adj"] <= 0)
     m["min_mem_free_mb"] = round(min(s["mem_free_kb"] for s in samples) / 1024) if samples else None
     m["min_swap_free_mb"] = round(min(s["swap_free_kb"] for s in samples) / 1024) if samples else None
+    if threads is not None:
+        # One line per killer thread, for tests that read no JSON.
+        with open(os.path.join(d, "killer-threads.tsv"), "w") as f:
+            f.write("role\tcomm\ttid\tfaults\tdirect_reclaims\treclaim_entries\n")
+            for t in threads:
+                entries = ",".join(f"{st['count']}x{st['entry']}" for st in t["reclaim_stacks"]) or "-"
+                rec = t["direct_reclaims"] if m["killer_reclaim_traced"] else "?"
+                f.write(f"{t['role']}\t{t['comm']}\t{t['tid']}\t{fmt(t['faults'])}\t{rec}\t{entries}\n")
     with open(os.path.join(d, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
         f.write("\n")
@@ -186,26 +348,6 @@ def svg(res, samples):
     return "\n".join(o)
 
 
-COLUMNS = [
-    ("pass", "pass"),
-    ("pressure onset (ms)", "pressure_onset_ms"),
-    ("onset -> first kill (ms)", "onset_to_first_kill_ms"),
-    ("deaths total", "deaths_total"),
-    ("by daemon", "daemon_kills"),
-    ("kernel OOM kills", "kernel_oom_kills"),
-    ("deaths per adj", "kills_per_adj"),
-    ("foreground survived", "foreground_survived"),
-    ("PSI some total (ms)", "psi_some_ms"),
-    ("PSI full total (ms)", "psi_full_ms"),
-    ("min MemFree (MiB)", "min_mem_free_mb"),
-    ("min SwapFree (MiB)", "min_swap_free_mb"),
-    ("daemon peak VmRSS (kB)", "daemon_peak_rss_kb"),
-    ("daemon peak VmLck (kB)", "daemon_peak_lck_kb"),
-    ("daemon mmap-family calls", "daemon_mmap_calls"),
-    ("daemon at end", "daemon_state"),
-]
-
-
 def fmt(v):
     if v is None:
         return "-"
@@ -216,25 +358,171 @@ def fmt(v):
     return str(v)
 
 
-def compare(dirs):
+def spread(vals):
+    """Median and range of the runs' numbers: "1280 (1100-1300)"."""
+    xs = [int(v) if float(v).is_integer() else v for v in vals
+          if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not xs:
+        return "-"
+    med = statistics.median(xs)
+    med = int(med) if float(med).is_integer() else round(med, 1)
+    return f"{med}" if min(xs) == max(xs) else f"{med} ({min(xs)}-{max(xs)})"
+
+
+def count_true(vals):
+    xs = [v for v in vals if v is not None]
+    return f"{sum(1 for v in xs if v)}/{len(xs)}" if xs else "-"
+
+
+def per_run(vals):
+    return ", ".join(fmt(v) for v in vals) or "-"
+
+
+def role_pair(m, r):
+    """Faults/direct reclaims of one role's threads in one run, "f/r"."""
+    f, d = m.get("killer_faults"), m.get("killer_direct_reclaims")
+    if f is None:
+        return "-"
+    if r not in f and r not in (d or {}):
+        return "n/a"
+    rec = (d or {}).get(r, 0) if m.get("killer_reclaim_traced") else "?"
+    return f"{f.get(r, '?')}/{rec}"
+
+
+# (label, how the runs of one killer are folded into one cell)
+ROWS = [
+    ("runs passed", lambda ms: count_true([m.get("pass") for m in ms])),
+    ("onset -> first kill (ms)", lambda ms: spread([m.get("onset_to_first_kill_ms") for m in ms])),
+    ("PSI some total (ms)", lambda ms: spread([m.get("psi_some_ms") for m in ms])),
+    ("PSI full total (ms)", lambda ms: spread([m.get("psi_full_ms") for m in ms])),
+    ("kills (all deaths)", lambda ms: spread([m.get("deaths_total") for m in ms])),
+    ("  by the daemon", lambda ms: spread([m.get("daemon_kills") for m in ms])),
+    ("kills in adj order", lambda ms: count_true([m.get("kills_in_adj_order") for m in ms])),
+    ("kernel OOM kills", lambda ms: spread([m.get("kernel_oom_kills") for m in ms])),
+    ("foreground (adj<=0) deaths", lambda ms: spread([m.get("foreground_deaths") for m in ms])),
+    ("core thread faults/reclaims", lambda ms: per_run([role_pair(m, "core") for m in ms])),
+    ("reaper threads faults/reclaims", lambda ms: per_run([role_pair(m, "reaper") for m in ms])),
+    ("other threads faults/reclaims", lambda ms: per_run([role_pair(m, "other") for m in ms])),
+    ("killer Rss, smaps_rollup (kB)", lambda ms: spread([m.get("daemon_rss_kb") for m in ms])),
+    ("killer Locked (kB)", lambda ms: spread([m.get("daemon_locked_kb") for m in ms])),
+    ("killer peak VmRSS (kB)", lambda ms: spread([m.get("daemon_peak_rss_kb") for m in ms])),
+    ("min MemFree (MiB)", lambda ms: spread([m.get("min_mem_free_mb") for m in ms])),
+    ("min SwapFree (MiB)", lambda ms: spread([m.get("min_swap_free_mb") for m in ms])),
+    ("killer mmap-family calls", lambda ms: per_run([m.get("daemon_mmap_calls") for m in ms])),
+    ("killer alive at end", lambda ms: count_true([m.get("daemon_state") == "alive" for m in ms
+                                                   if m.get("daemon_state")])),
+]
+
+
+def load_runs(dirs):
+    """[(killer, dir, metrics)] in the order given."""
     runs = []
     for d in dirs:
         p = os.path.join(d, "metrics.json")
         if not os.path.exists(p) and os.path.exists(os.path.join(d, "result.json")):
             summarize(d)
         m = json.loads(read(p, "{}") or "{}")
-        runs.append((m.get("killer") or os.path.basename(d.rstrip("/")), m))
-    head = ["metric"] + [k for k, _ in runs]
-    rows = [[label] + [fmt(m.get(key)) if m else "no run" for _, m in runs] for label, key in COLUMNS]
+        runs.append((m.get("killer") or os.path.basename(d.rstrip("/")), d, m))
+    return runs
+
+
+def compare(dirs, svg_path=None):
+    runs = load_runs(dirs)
+    groups = {}
+    for k, d, m in runs:
+        groups.setdefault(k, []).append(m)
+    head = ["metric (median (range) over runs)"] + [f"{k} ({len(ms)} runs)" for k, ms in groups.items()]
+    rows = [[label] + [f([m for m in ms if m]) if any(ms) else "no run" for ms in groups.values()]
+            for label, f in ROWS]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
     print(line(head))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print(line(r))
-    for k, m in runs:
+    print()
+    print("Killer threads that faulted or entered direct reclaim (per run):")
+    for k, d, m in runs:
+        for t in m.get("killer_threads") or []:
+            if t.get("faults") or t.get("direct_reclaims"):
+                print(f"- {k} {os.path.basename(d.rstrip('/'))}: thread {t['comm']} ({t['role']}, tid {t['tid']}): "
+                      f"{fmt(t['faults'])} faults, {t['direct_reclaims']} direct reclaims")
+                for st in t.get("reclaim_stacks", []):
+                    print(f"    {st['count']}x from {st['entry']}: {st['frames']}")
+    for k, d, m in runs:
         for f in m.get("failures", []) if m else []:
-            print(f"{k}: FAIL: {f}")
+            print(f"{k} {os.path.basename(d.rstrip('/'))}: FAIL: {f}")
+    if svg_path:
+        with open(svg_path, "w") as f:
+            f.write(svg_compare(runs))
+
+
+KILLER_COLOUR = {"lmkd-rs": "#c0392b", "aosp": "#2471a3", "earlyoom": "#27ae60", "none": "#7f8c8d"}
+
+
+def svg_compare(runs):
+    """Every run of every killer in one picture: cumulative PSI "some" stall
+    and MemAvailable over time, and each run's deaths as ticks (labelled
+    with the victim's adj) on a row per run."""
+    W, L, R, T, ph, gap = 960, 60, 170, 40, 200, 50
+    series = []
+    for k, d, m in runs:
+        res = json.loads(read(os.path.join(d, "result.json"), "{}") or "{}")
+        samples = load_samples(d)
+        t0 = res.get("t0_mono_ms") or (samples[0]["t_ms"] if samples else 0)
+        pts = [((s["t_ms"] - t0) / 1000, s) for s in samples if s["t_ms"] >= t0]
+        series.append((k, os.path.basename(d.rstrip("/")), pts, res.get("deaths", [])))
+    rows = len(series)
+    H = T + 2 * (ph + gap) + 16 * rows + 40
+    tmax = max([p[-1][0] for _, _, p, _ in series if p] + [x["t_ms"] / 1000 for *_, ds in series for x in ds] + [1])
+    x = lambda t: L + max(0, t) / tmax * (W - L - R)
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{L}" y="20" font-size="14">{esc(runs[0][2].get("scenario") if runs else "")}: '
+         f'{esc(", ".join(dict.fromkeys(k for k, _, _ in runs)))}</text>']
+
+    def panel(top, title, key_fn, unit):
+        vals = [key_fn(s, first) for _, _, pts, _ in series for first in [pts[0][1] if pts else None]
+                for _, s in pts]
+        ymax = max([v for v in vals if v is not None] + [1])
+        y = lambda v: top + ph - min(v, ymax) / ymax * ph
+        o.append(f'<rect x="{L}" y="{top}" width="{W - L - R}" height="{ph}" fill="none" stroke="#999"/>')
+        o.append(f'<text x="{L}" y="{top - 6}">{esc(title)}</text>')
+        for frac in (0, 0.5, 1):
+            o.append(f'<text x="{L - 6}" y="{y(ymax * frac) + 4}" text-anchor="end">{ymax * frac:.1f}{unit}</text>')
+        for k, name, pts, _ in series:
+            if not pts:
+                continue
+            first = pts[0][1]
+            path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, s in pts for v in [key_fn(s, first)] if v is not None)
+            o.append(f'<polyline fill="none" stroke="{KILLER_COLOUR.get(k, "#000")}" stroke-width="1.2" '
+                     f'stroke-opacity="0.8" points="{path}"><title>{esc(name)}</title></polyline>')
+
+    panel(T + 10, "memory PSI some, cumulative stall since the driver started (s)",
+          lambda s, f: (s["some_total_us"] - f["some_total_us"]) / 1e6, "s")
+    top2 = T + 10 + ph + gap
+    panel(top2, "MemAvailable (MiB)", lambda s, f: s["mem_avail_kb"] / 1024 if s["mem_avail_kb"] >= 0 else None, "")
+    for t_tick in range(0, int(tmax) + 1, max(1, int(tmax / 10))):
+        o.append(f'<text x="{x(t_tick):.1f}" y="{top2 + ph + 14}" text-anchor="middle">{t_tick}s</text>')
+    top3 = top2 + ph + 30
+    for i, (k, name, _, deaths) in enumerate(series):
+        yy = top3 + 16 * i
+        colour = KILLER_COLOUR.get(k, "#000")
+        o.append(f'<text x="{W - R + 6}" y="{yy + 4}" fill="{colour}">{esc(name)}</text>')
+        o.append(f'<line x1="{L}" y1="{yy}" x2="{W - R}" y2="{yy}" stroke="#ddd"/>')
+        for dth in deaths:
+            xx = x(dth["t_ms"] / 1000)
+            c = "#000" if dth["cause"] == "kernel-oom" else colour
+            o.append(f'<line x1="{xx:.1f}" y1="{yy - 6}" x2="{xx:.1f}" y2="{yy + 6}" stroke="{c}" stroke-width="2">'
+                     f'<title>{esc(dth["app"])} adj {dth["adj"]} {esc(dth["cause"])} at {dth["t_ms"]} ms</title></line>')
+    ly = T
+    for k in dict.fromkeys(k for k, _, _ in runs):
+        o.append(f'<text x="{W - R + 6}" y="{ly + 24}" fill="{KILLER_COLOUR.get(k, "#000")}">{esc(k)}</text>')
+        ly += 14
+    o.append(f'<text x="{L}" y="{H - 6}" fill="#555">bottom rows: deaths per run (black: kernel OOM); '
+             f'hover a tick for app, adj and cause</text>')
+    o.append("</svg>\n")
+    return "\n".join(o)
 
 
 def main(argv):
@@ -245,7 +533,10 @@ def main(argv):
                   f"kernel OOM kills {fmt(m['kernel_oom_kills'])})")
         return 0
     if len(argv) >= 3 and argv[1] == "compare":
-        compare(argv[2:])
+        args, svg_path = argv[2:], None
+        if args[0] == "--svg" and len(args) >= 3:
+            svg_path, args = args[1], args[2:]
+        compare(args, svg_path)
         return 0
     print(__doc__, file=sys.stderr)
     return 64

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs one scenario in a small qemu VM under one killer.
 #
-#   tests/vm/run.sh SCENARIO KILLER        KILLER = lmkd-rs | earlyoom | none
+#   tests/vm/run.sh SCENARIO KILLER   KILLER = lmkd-rs | aosp | earlyoom | none
 #
-# SCENARIO is a name from tests/vm/scenarios/ (ladder, app-switch, thrash)
-# or a path to a scenario file. Results go to tests/vm/out/<scenario>-<killer>/.
-# Environment: RAM (MiB, default 512), ZRAM_MB (256), DISK_MB (1536),
+# SCENARIO is a name from tests/vm/scenarios/ or a path to a scenario file.
+# Results go to tests/vm/out/<scenario>-<killer>[-<RUN_TAG>]/.
+# `aosp` runs an AOSP lmkd built for Linux: AOSP_LMKD=PATH (a static x86_64
+# binary) started through its socket launcher (AOSP_LMKD_LAUNCH, default:
+# lmkd_launch beside it). Optional: a reference instrument, not needed by
+# anything else in the repo.
+# Environment: RAM (MiB, default 512; MEM=1024M is the same), ZRAM_MB (256), DISK_MB (1536),
 # VM_TIMEOUT (s, 300), SAMPLE_MS (200), STRACE (1: count the daemon's mmap calls), KERNEL (/boot/vmlinuz-*), LMKD_CONFIG
 # (a TOML for lmkd; default tests/vm/scenarios/<scenario>.lmkd.toml if present),
 # SKIP_BUILD=1 (reuse binaries from the last build), CARGO_TARGET_DIR.
@@ -17,13 +21,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
 usage() {
-    echo "usage: $0 SCENARIO lmkd-rs|earlyoom|none" >&2
+    echo "usage: $0 SCENARIO lmkd-rs|aosp|earlyoom|none" >&2
     exit 64
 }
 [ $# -eq 2 ] || usage
 SCEN_ARG=$1
 KILLER=$2
-case "$KILLER" in lmkd-rs | earlyoom | none) ;; *) usage ;; esac
+case "$KILLER" in lmkd-rs | aosp | earlyoom | none) ;; *) usage ;; esac
 
 if [ -f "$SCEN_ARG" ]; then
     SCEN_FILE=$(cd "$(dirname "$SCEN_ARG")" && pwd)/$(basename "$SCEN_ARG")
@@ -33,6 +37,8 @@ fi
 [ -f "$SCEN_FILE" ] || { echo "run.sh: no scenario $SCEN_ARG ($SCEN_FILE)" >&2; exit 64; }
 SCEN=$(basename "$SCEN_FILE" .toml)
 
+MEM=${MEM:-}
+RAM=${RAM:-${MEM:+${MEM%[Mm]}}}
 RAM=${RAM:-512}
 ZRAM_MB=${ZRAM_MB:-256}
 DISK_MB=${DISK_MB:-1536}
@@ -53,7 +59,7 @@ KERNEL=${KERNEL:-$(ls /boot/vmlinuz-* 2> /dev/null | sort -V | tail -n 1 || true
 KVER=${KERNEL##*/vmlinuz-}
 MODDIR=/lib/modules/$KVER
 
-OUT=$ROOT/tests/vm/out/$SCEN-$KILLER
+OUT=$ROOT/tests/vm/out/$SCEN-$KILLER${RUN_TAG:+-$RUN_TAG}
 WORK=$(mktemp -d /tmp/lmkd-vm.XXXXXX)
 QEMU_PID=""
 cleanup() {
@@ -72,6 +78,30 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 [ -x "$BIN/lmkd-workload" ] || { echo "run.sh: $BIN/lmkd-workload missing" >&2; exit 4; }
 [ "$KILLER" != lmkd-rs ] || [ -x "$BIN/lmkd" ] || { echo "run.sh: $BIN/lmkd missing" >&2; exit 4; }
+if [ "$KILLER" = aosp ]; then
+    # The reference peer: an AOSP lmkd built for Linux, when one is at hand.
+    # Default: peers/lmkd.static in a "shared" directory beside the checkout
+    # (for a git worktree, beside the main checkout).
+    DEFAULT_AOSP=""
+    MAIN_ROOT=$(cd "$ROOT" && cd "$(git rev-parse --git-common-dir 2> /dev/null || echo .git)/.." 2> /dev/null && pwd || echo "$ROOT")
+    for c in "$ROOT/../shared/peers/lmkd.static" "$MAIN_ROOT/../shared/peers/lmkd.static"; do
+        if [ -e "$c" ]; then DEFAULT_AOSP=$c; break; fi
+    done
+    AOSP_LMKD=${AOSP_LMKD:-$DEFAULT_AOSP}
+    [ -n "$AOSP_LMKD" ] && [ -x "$AOSP_LMKD" ] || {
+        if [ -n "$AOSP_LMKD" ]; then
+            echo "run.sh: killer aosp: AOSP_LMKD=$AOSP_LMKD is not an executable file" >&2
+        else
+            echo "run.sh: killer aosp needs an AOSP lmkd built for Linux (static x86_64): set AOSP_LMKD=PATH" >&2
+        fi
+        exit 4
+    }
+    AOSP_LMKD_LAUNCH=${AOSP_LMKD_LAUNCH:-$(dirname "$AOSP_LMKD")/lmkd_launch}
+    [ -x "$AOSP_LMKD_LAUNCH" ] || {
+        echo "run.sh: killer aosp needs the socket launcher: set AOSP_LMKD_LAUNCH=PATH ($AOSP_LMKD_LAUNCH not found)" >&2
+        exit 4
+    }
+fi
 
 # --- initramfs ------------------------------------------------------------
 R=$WORK/root
@@ -81,6 +111,11 @@ ln -s busybox "$R/bin/sh"
 install -m 755 "$HERE/init.sh" "$R/init"
 cp "$BIN/lmkd-workload" "$R/usr/bin/"
 [ "$KILLER" = lmkd-rs ] && cp "$BIN/lmkd" "$R/usr/bin/"
+if [ "$KILLER" = aosp ]; then
+    mkdir -p "$R/opt/aosp"
+    cp "$AOSP_LMKD" "$R/opt/aosp/lmkd"
+    cp "$AOSP_LMKD_LAUNCH" "$R/usr/bin/lmkd_launch"
+fi
 cp "$SCEN_FILE" "$R/etc/scenario.toml"
 LMKD_CONFIG=${LMKD_CONFIG:-$HERE/scenarios/$SCEN.lmkd.toml}
 if [ "$KILLER" = lmkd-rs ] && [ -f "$LMKD_CONFIG" ]; then
@@ -88,10 +123,12 @@ if [ "$KILLER" = lmkd-rs ] && [ -f "$LMKD_CONFIG" ]; then
 fi
 # Android marks devices with 1 GiB of RAM or less as low-RAM
 # (ro.config.low_ram), which selects lmkd's low-RAM defaults; the guest is
-# such a device. LOW_RAM=0 or 1 overrides.
-LOW_RAM=${LOW_RAM:-$([ "${RAM:-512}" -le 1024 ] && echo 1 || echo 0)}
+# such a device. LOW_RAM=0 or 1 overrides. Both daemons get the same file;
+# boot is complete (AOSP lmkd defers some set-up until it is).
+LOW_RAM=${LOW_RAM:-$([ "$RAM" -le 1024 ] && echo 1 || echo 0)}
+echo "sys.boot_completed=1" > "$R/etc/lmkd.props"
 if [ "$LOW_RAM" = 1 ]; then
-    echo "ro.config.low_ram=true" > "$R/etc/lmkd.props"
+    echo "ro.config.low_ram=true" >> "$R/etc/lmkd.props"
 fi
 
 # Copies a dynamically linked program with the libraries ldd names.
@@ -151,6 +188,7 @@ KILLER=$KILLER
 SCENARIO=$SCEN
 ZRAM_MB=$ZRAM_MB
 SAMPLE_MS=$SAMPLE_MS
+LOW_RAM=$LOW_RAM
 ENV
 
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) > "$WORK/initrd.gz"
@@ -161,7 +199,7 @@ truncate -s "${DISK_MB}M" "$WORK/data.img"
 # --- boot -----------------------------------------------------------------
 rm -rf "$OUT"
 mkdir -p "$OUT"
-echo "run.sh: booting $KVER, ${RAM} MiB RAM, zram ${ZRAM_MB} MiB: $SCEN under $KILLER (timeout ${VM_TIMEOUT}s)" >&2
+echo "run.sh: booting $KVER, ${RAM} MiB RAM (low-RAM $LOW_RAM), zram ${ZRAM_MB} MiB: $SCEN under $KILLER (timeout ${VM_TIMEOUT}s)" >&2
 start=$(date +%s)
 timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m "$RAM" -smp 2 \
     -kernel "$KERNEL" -initrd "$WORK/initrd.gz" \

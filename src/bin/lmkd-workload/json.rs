@@ -1,75 +1,62 @@
-//! A minimal JSON writer: the result file is small and flat, and serde_json
-//! is not among our dependencies.
+//! The result file of a run, as typed records written with serde_json
+//! (tests/vm/report.py reads it; field names are its contract).
 
-use std::fmt::Write;
+use std::collections::BTreeMap;
 
-pub fn string(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct RunResult<'a> {
+    pub scenario: &'a str,
+    pub killer: &'a str,
+    pub pass: bool,
+    pub failures: &'a [String],
+    pub t0_mono_ms: u64,
+    pub end_ms: u64,
+    pub apps: usize,
+    pub daemon_connected: bool,
+    pub daemon_lost_ms: Option<u64>,
+    pub deaths_total: usize,
+    pub daemon_kills: usize,
+    pub getkillcnt: Option<i32>,
+    pub kernel_oom_kills: i64,
+    pub foreground_survived: bool,
+    pub first_death_ms: Option<u64>,
+    /// adj (as text: JSON keys are strings) -> kills.
+    pub kills_per_adj: BTreeMap<String, u32>,
+    pub survivors: &'a [String],
+    pub deaths: Vec<Death<'a>>,
+    pub unmatched_kill_notices: Vec<Notice<'a>>,
+    pub unmatched_stats: usize,
 }
 
-/// An object under construction; values are already-encoded JSON.
-#[derive(Default)]
-pub struct Obj {
-    pub fields: Vec<(String, String)>,
+/// One death of an app, matched to lmkd's notices when there were some.
+#[derive(Serialize)]
+pub struct Death<'a> {
+    pub t_ms: u64,
+    pub app: &'a str,
+    pub pid: i32,
+    pub adj: i32,
+    pub cause: &'a str,
+    pub reason: Option<i32>,
+    pub reason_name: &'a str,
+    pub rss_kb: Option<i32>,
+    pub min_adj: Option<i32>,
+    pub free_mem_kb: Option<i32>,
+    pub free_swap_kb: Option<i32>,
+    pub thrashing: Option<i32>,
 }
 
-impl Obj {
-    pub fn new() -> Obj {
-        Obj::default()
-    }
-
-    pub fn raw(mut self, k: &str, v: impl ToString) -> Obj {
-        self.fields.push((k.to_string(), v.to_string()));
-        self
-    }
-
-    pub fn str(self, k: &str, v: &str) -> Obj {
-        self.raw(k, string(v))
-    }
-
-    pub fn opt<T: ToString>(self, k: &str, v: Option<T>) -> Obj {
-        match v {
-            Some(v) => self.raw(k, v),
-            None => self.raw(k, "null"),
-        }
-    }
-
-    pub fn build(&self) -> String {
-        let body: Vec<String> = self
-            .fields
-            .iter()
-            .map(|(k, v)| format!("{}: {}", string(k), v))
-            .collect();
-        format!("{{{}}}", body.join(", "))
-    }
-}
-
-pub fn array(items: impl IntoIterator<Item = String>, sep: &str) -> String {
-    let v: Vec<String> = items.into_iter().collect();
-    if v.is_empty() {
-        return "[]".into();
-    }
-    format!(
-        "[{sep}{}{}]",
-        v.join(&format!(",{sep}")),
-        if sep.is_empty() { "" } else { "\n" }
-    )
+/// A kill notice from lmkd that matches no death of ours.
+#[derive(Serialize)]
+pub struct Notice<'a> {
+    pub t_ms: u64,
+    pub pid: i32,
+    pub uid: i32,
+    pub reason: Option<i32>,
+    pub name: &'a str,
+    pub stat_t_ms: Option<u64>,
+    pub stat_adj: Option<i32>,
 }
 
 #[cfg(test)]
@@ -77,14 +64,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_and_nests() {
-        assert_eq!(string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
-        let o = Obj::new()
-            .str("k", "v")
-            .raw("n", 3)
-            .opt::<i32>("x", None)
-            .build();
-        assert_eq!(o, r#"{"k": "v", "n": 3, "x": null}"#);
-        assert_eq!(array(vec!["1".into(), "2".into()], ""), "[1,2]");
+    fn notices_serialize_with_their_field_names() {
+        let n = Notice {
+            t_ms: 5,
+            pid: 7,
+            uid: 10_000,
+            reason: None,
+            name: "a\"b",
+            stat_t_ms: Some(6),
+            stat_adj: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&n).unwrap(),
+            r#"{"t_ms":5,"pid":7,"uid":10000,"reason":null,"name":"a\"b","stat_t_ms":6,"stat_adj":null}"#
+        );
     }
 }

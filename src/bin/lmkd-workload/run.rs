@@ -11,7 +11,7 @@ use lmkd::client::{Client, Message};
 use lmkd::proto::{self, Command, Prio, TargetTable};
 
 use crate::app::{self, AppParams};
-use crate::json::{self, Obj};
+use crate::json;
 use crate::sample::{field, mono_ms, protect_self};
 use crate::scenario::{AppSpec, Scenario};
 
@@ -148,14 +148,23 @@ impl Daemon {
         Ok(Daemon { client })
     }
 
+    /// PROCPRIO as ActivityManager sends it: four arguments (pid, uid, adj,
+    /// ptype). The trailing for_lmkd_only word is only sent when set; AOSP
+    /// lmkd builds that predate it refuse a five-argument packet.
     fn prio(&self, pid: i32, uid: u32, adj: i32) -> io::Result<()> {
-        self.client.send(&Command::ProcPrio(Prio {
-            pid,
-            uid: uid as i32,
-            adj,
-            ptype: proto::ptype::APP,
-            for_lmkd_only: false,
-        }))
+        let mut buf = [0u8; proto::MAX_PACKET];
+        let n = proto::encode(
+            &Command::ProcPrio(Prio {
+                pid,
+                uid: uid as i32,
+                adj,
+                ptype: proto::ptype::APP,
+                for_lmkd_only: false,
+            }),
+            &mut buf,
+        );
+        // Drop the last word, for_lmkd_only = 0.
+        self.client.send_raw(&buf[..n - 4])
     }
 }
 
@@ -721,91 +730,73 @@ fn judge_and_report(r: &Run, end_ms: u64, oom_delta: i64, killcnt: Option<i32>) 
     }
 
     if let Some(out) = &r.args.out {
-        let mut per_adj: Vec<(i32, u32)> = Vec::new();
+        let mut kills_per_adj = std::collections::BTreeMap::new();
         for x in rows.iter().filter(|x| x.cause != "exit-0") {
-            match per_adj.iter_mut().find(|(a, _)| *a == x.adj) {
-                Some(e) => e.1 += 1,
-                None => per_adj.push((x.adj, 1)),
-            }
+            *kills_per_adj.entry(x.adj.to_string()).or_insert(0u32) += 1;
         }
-        per_adj.sort_by_key(|e| std::cmp::Reverse(e.0));
-        let deaths = json::array(
-            rows.iter().map(|x| {
+        let deaths = rows
+            .iter()
+            .map(|x| {
                 let st = x.kill.as_ref().and_then(|k| k.stat.as_ref());
-                Obj::new()
-                    .raw("t_ms", x.t_ms)
-                    .str("app", &x.name)
-                    .raw("pid", x.pid)
-                    .raw("adj", x.adj)
-                    .str("cause", &x.cause)
-                    .opt("reason", x.reason)
-                    .str("reason_name", x.reason.map_or("", reason_name))
-                    .opt("rss_kb", x.kill.as_ref().map(|k| k.rss_kb))
-                    .opt("min_adj", st.map(|s| s.min_adj))
-                    .opt("free_mem_kb", st.map(|s| s.free_mem_kb))
-                    .opt("free_swap_kb", st.map(|s| s.free_swap_kb))
-                    .opt("thrashing", st.map(|s| s.thrashing))
-                    .build()
-            }),
-            "\n    ",
-        );
-        let unmatched: Vec<&KillNote> = r
+                json::Death {
+                    t_ms: x.t_ms,
+                    app: &x.name,
+                    pid: x.pid,
+                    adj: x.adj,
+                    cause: &x.cause,
+                    reason: x.reason,
+                    reason_name: x.reason.map_or("", reason_name),
+                    rss_kb: x.kill.as_ref().map(|k| k.rss_kb),
+                    min_adj: st.map(|s| s.min_adj),
+                    free_mem_kb: st.map(|s| s.free_mem_kb),
+                    free_swap_kb: st.map(|s| s.free_swap_kb),
+                    thrashing: st.map(|s| s.thrashing),
+                }
+            })
+            .collect();
+        let notices = r
             .kills
             .iter()
             .filter(|k| !rows.iter().any(|x| x.pid == k.pid))
+            .map(|k| json::Notice {
+                t_ms: k.t_ms,
+                pid: k.pid,
+                uid: k.uid,
+                reason: k.stat.as_ref().map(|s| s.reason),
+                name: k.stat.as_ref().map_or("", |s| &s.name),
+                stat_t_ms: k.stat.as_ref().map(|s| s.t_ms),
+                stat_adj: k.stat.as_ref().map(|s| s.adj),
+            })
             .collect();
-        let notices = json::array(
-            unmatched.iter().map(|k| {
-                Obj::new()
-                    .raw("t_ms", k.t_ms)
-                    .raw("pid", k.pid)
-                    .raw("uid", k.uid)
-                    .opt("reason", k.stat.as_ref().map(|s| s.reason))
-                    .str("name", k.stat.as_ref().map_or("", |s| &s.name))
-                    .opt("stat_t_ms", k.stat.as_ref().map(|s| s.t_ms))
-                    .opt("stat_adj", k.stat.as_ref().map(|s| s.adj))
-                    .build()
-            }),
-            "",
-        );
-        let fg_killed = rows.iter().any(|x| x.adj <= 0);
-        let body = Obj::new()
-            .str("scenario", &r.sc.name)
-            .str("killer", &r.args.label)
-            .raw("pass", pass)
-            .raw(
-                "failures",
-                json::array(failures.iter().map(|f| json::string(f)), "\n    "),
-            )
-            .raw("t0_mono_ms", r.t0)
-            .raw("end_ms", end_ms)
-            .raw("apps", r.procs.len())
-            .raw("daemon_connected", r.args.socket.is_some())
-            .opt("daemon_lost_ms", r.daemon_lost.as_ref().map(|d| d.0))
-            .raw("deaths_total", rows.len())
-            .raw("daemon_kills", daemon_kills)
-            .opt("getkillcnt", killcnt)
-            .raw("kernel_oom_kills", oom_delta)
-            .raw("foreground_survived", !fg_killed)
-            .opt("first_death_ms", rows.first().map(|x| x.t_ms))
-            .raw(
-                "kills_per_adj",
-                Obj {
-                    fields: per_adj
-                        .iter()
-                        .map(|(a, n)| (a.to_string(), n.to_string()))
-                        .collect(),
-                }
-                .build(),
-            )
-            .raw(
-                "survivors",
-                json::array(survivors.iter().map(|s| json::string(s)), ""),
-            )
-            .raw("deaths", deaths)
-            .raw("unmatched_kill_notices", notices)
-            .raw("unmatched_stats", r.pending_stats.len())
-            .build();
+        let result = json::RunResult {
+            scenario: &r.sc.name,
+            killer: &r.args.label,
+            pass,
+            failures: &failures,
+            t0_mono_ms: r.t0,
+            end_ms,
+            apps: r.procs.len(),
+            daemon_connected: r.args.socket.is_some(),
+            daemon_lost_ms: r.daemon_lost.as_ref().map(|d| d.0),
+            deaths_total: rows.len(),
+            daemon_kills,
+            getkillcnt: killcnt,
+            kernel_oom_kills: oom_delta,
+            foreground_survived: !rows.iter().any(|x| x.adj <= 0),
+            first_death_ms: rows.first().map(|x| x.t_ms),
+            kills_per_adj,
+            survivors: &survivors,
+            deaths,
+            unmatched_kill_notices: notices,
+            unmatched_stats: r.pending_stats.len(),
+        };
+        let body = match serde_json::to_string_pretty(&result) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("lmkd-workload: encode the result: {e}");
+                return 2;
+            }
+        };
         if let Err(e) = std::fs::write(out, body + "\n") {
             eprintln!("lmkd-workload: write {out}: {e}");
             return 2;

@@ -1,0 +1,235 @@
+//! The control protocol: one JSON object per line each way over a unix
+//! stream socket. A request names its command in `cmd`; the reply is one
+//! object with one key naming what it carries (or `error`). `kills` with
+//! `follow` keeps the connection and sends one `kill` object per new kill.
+//!
+//! ```text
+//! > {"cmd":"config_set","key":"thrashing_limit","value":"50"}
+//! < {"applied":{"key":"thrashing_limit","value":50,"persisted":false,...}}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a reply changes shape incompatibly.
+pub const PROTOCOL: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    Procs,
+    Kills {
+        #[serde(default)]
+        follow: bool,
+    },
+    Stats,
+    ConfigGet {
+        #[serde(default)]
+        key: Option<String>,
+    },
+    ConfigSet {
+        key: String,
+        value: String,
+    },
+    Reload,
+}
+
+impl Request {
+    /// Whether the request changes the daemon (root and system only).
+    pub fn changes(&self) -> bool {
+        matches!(self, Request::ConfigSet { .. } | Request::Reload)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Status(Status),
+    Procs(Vec<ProcRow>),
+    Kills(Vec<Kill>),
+    /// One new kill on a following connection.
+    Kill(Kill),
+    Stats(Stats),
+    Config(Vec<ConfigItem>),
+    Applied(Applied),
+    Reloaded(Reloaded),
+    Error(ErrorReply),
+}
+
+/// Why a request failed; the names are stable (scripts match on them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The peer's uid may not do this.
+    Denied,
+    /// Not a request this daemon understands.
+    BadRequest,
+    UnknownKey,
+    /// A known key that cannot change while running.
+    NotLive,
+    BadValue,
+    /// The core did not answer in time, or another change is pending.
+    Busy,
+    /// The core refused (a reload whose new configuration is bad).
+    Rejected,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Count {
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    pub uptime_ms: u64,
+    pub config_file: Option<String>,
+    pub pressure: PressureInfo,
+    pub table_used: u64,
+    pub table_capacity: u64,
+    pub kills_total: u64,
+    pub kills_by_reason: Vec<Count>,
+    pub kills_by_band: Vec<Count>,
+    pub dropped_notes: u64,
+    pub config: Vec<ConfigItem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PressureInfo {
+    /// The PSI file the triggers are on.
+    pub psi_path: String,
+    pub partial_stall_ms: u32,
+    pub complete_stall_ms: u32,
+    /// Averages read now (percent); None when the file cannot be read.
+    pub now: Option<PsiNow>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct PsiNow {
+    pub some_avg10: f64,
+    pub some_avg60: f64,
+    pub some_avg300: f64,
+    pub full_avg10: f64,
+    pub full_avg60: f64,
+    pub full_avg300: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcRow {
+    pub pid: i32,
+    pub uid: i32,
+    pub adj: i32,
+    /// "app" or "service".
+    #[serde(rename = "type")]
+    pub ptype: String,
+    /// Peer pid of the registering client, -1 when it has gone.
+    pub owner: i32,
+    pub name: String,
+    /// None when the process is gone or unreadable.
+    pub rss_kb: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Kill {
+    pub serial: u64,
+    /// CLOCK_MONOTONIC of the signal.
+    pub time_ms: u64,
+    pub pid: i32,
+    pub name: String,
+    pub uid: i32,
+    pub adj: i32,
+    pub min_adj: i32,
+    pub reason: String,
+    pub reason_code: i32,
+    pub free_kb: i64,
+    pub free_swap_kb: i64,
+    pub thrashing_pct: i32,
+    pub rss_kb: u64,
+    pub swap_kb: u64,
+    pub event_to_signal_us: u64,
+    pub signal_to_exit_us: Option<u64>,
+    pub reap_us: Option<u64>,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Histogram {
+    pub count: u64,
+    pub mean_us: u64,
+    /// Non-empty buckets: values below `below_us` (and at least the
+    /// previous bucket's bound).
+    pub buckets: Vec<Bucket>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Bucket {
+    pub below_us: u64,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stats {
+    pub uptime_ms: u64,
+    pub event_to_signal: Histogram,
+    pub signal_to_exit: Histogram,
+    pub reap: Histogram,
+    pub pressure_events: Vec<Count>,
+    pub commands: Vec<Count>,
+    pub refused_commands: u64,
+    pub refused_connections: u64,
+    pub dropped_notes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigItem {
+    pub key: String,
+    pub value: serde_json::Value,
+    /// "default", "file", "property" or "live" (set over this socket).
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Applied {
+    pub key: String,
+    pub value: serde_json::Value,
+    /// Always false: `config set` lasts until the next reload or restart.
+    pub persisted: bool,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reloaded {
+    pub config_generation: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_from_their_documented_form() {
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"config_set","key":"a","value":"1"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::ConfigSet {
+                key: "a".into(),
+                value: "1".into()
+            }
+        );
+        let r: Request = serde_json::from_str(r#"{"cmd":"kills"}"#).unwrap();
+        assert_eq!(r, Request::Kills { follow: false });
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"shutdown"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"config_set","key":"a"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"kills","follow":1}"#).is_err());
+    }
+}
