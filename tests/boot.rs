@@ -10,11 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::inproc::InProc;
+use common::pressure::*;
 use common::*;
 use lmkd::props::MapProperties;
 use lmkd::proto::Command as Cmd;
 
 const T: Duration = Duration::from_secs(10);
+
+/// A child run of this binary (the real-pressure hog; see
+/// `common::pressure::child_main`).
+#[test]
+fn child_process_helper() {
+    child_main();
+}
 
 /// The real binary, properties from `LMKD_PROPS_FILE`.
 fn start(tag: &str, props: &str) -> (Daemon, TempDir) {
@@ -87,4 +95,41 @@ fn restart_after_boot_kills_without_start_monitoring() {
             "no kill after START_MONITORING"
         );
     }
+}
+
+/// The real binary restarted after boot, under real memory pressure in a
+/// memory cgroup with zram swap: it kills the hog with no START_MONITORING.
+#[test]
+fn restart_after_boot_kills_under_real_pressure() {
+    const TEST: &str = "restart_after_boot_kills_under_real_pressure";
+    let _serial = serial();
+    if !need_root(TEST) {
+        return;
+    }
+    let memcg_root = match rig_prerequisites() {
+        Ok(p) => p,
+        Err(why) => return skip(TEST, &why),
+    };
+    let _zram = match ZramSwap::setup(ZRAM_MIB) {
+        Ok(z) => z,
+        Err(why) => return skip(TEST, &format!("zram swap unavailable: {why}")),
+    };
+    let props = TempDir::new("boot-pressure-props");
+    let file = props.path("props");
+    fs::write(&file, "sys.boot_completed=1\n").unwrap();
+    // Rig::start_with waits for the armed monitor: no START_MONITORING is sent.
+    let mut rig = Rig::start_with(
+        &memcg_root,
+        "boot-pressure",
+        "delay_monitors_until_boot = true\n",
+        |cmd| {
+            cmd.env("LMKD_PROPS_FILE", &file);
+        },
+    );
+    rig.d.wait_log("boot already completed", T);
+    let go = rig.go();
+    let seen = rig
+        .wait_kill(go, Duration::from_secs(45))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seen.kill.pid, rig.hog.pid(), "killed someone else");
 }
