@@ -194,6 +194,11 @@ impl Machine {
             return;
         }
         self.reload.waiting |= bit;
+        self.ask_reload();
+    }
+
+    /// Starts a round for the requests in `waiting`.
+    fn ask_reload(&mut self) {
         self.reload.running = true;
         let psi = self.source.as_ref().is_some_and(Source::is_psi);
         if !self.loader.ask(Request::Reload { psi }) {
@@ -222,11 +227,7 @@ impl Machine {
         let queued = std::mem::take(&mut self.reload.queued);
         if queued != 0 {
             self.reload.waiting = queued;
-            self.reload.running = true;
-            let psi = self.source.as_ref().is_some_and(Source::is_psi);
-            if !self.loader.ask(Request::Reload { psi }) {
-                self.finish_reload(false);
-            }
+            self.ask_reload();
         }
     }
 
