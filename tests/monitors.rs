@@ -8,10 +8,10 @@
 mod common;
 
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::inproc::InProc;
+use common::pressure::own_memcg;
 use common::*;
 use lmkd::psi::Source;
 
@@ -41,20 +41,6 @@ fn failing_source() -> (Source, OwnedFd) {
     (src, read)
 }
 
-/// Our own memory cgroup (v1), where vmpressure events can be registered.
-fn own_memcg() -> Option<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = text.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
-        ctl.split(',')
-            .any(|c| c == "memory")
-            .then(|| path.to_string())
-    })?;
-    let p = PathBuf::from("/sys/fs/cgroup/memory").join(rel.trim_start_matches('/'));
-    p.join("memory.pressure_level").exists().then_some(p)
-}
-
 #[test]
 fn a_failed_source_is_re_created_or_replaced() {
     if !need_root("a_failed_source_is_re_created_or_replaced") {
@@ -63,7 +49,8 @@ fn a_failed_source_is_re_created_or_replaced() {
     if !std::path::Path::new("/proc/pressure/memory").exists() {
         return skip("a_failed_source_is_re_created_or_replaced", "no PSI");
     }
-    let Some(memcg) = own_memcg() else {
+    // Our own memory cgroup (v1): vmpressure events can be registered there.
+    let Some(memcg) = own_memcg().filter(|p| p.join("memory.pressure_level").exists()) else {
         return skip(
             "a_failed_source_is_re_created_or_replaced",
             "no memcg v1 with memory.pressure_level",
