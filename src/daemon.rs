@@ -144,11 +144,10 @@ impl Daemon {
         let settings = Settings {
             config_path: opts.config_path.clone(),
             dry_run: opts.dry_run,
-            props: opts.props,
+            props: Arc::from(opts.props),
             on_thread_start: hook,
         };
         let watchdog_ms = config.startup.watchdog_timeout_ms as u64;
-        let delay_monitors = config.delay_monitors_until_boot;
         let mut machine = Machine::new(config, settings)?;
         let cfg = machine.config();
         let reader = snapshot::Reader::open(&cfg.startup.proc_root, &cfg.startup.psi_path)?;
@@ -177,6 +176,7 @@ impl Daemon {
                 Token::Control,
                 "epoll add control",
             ),
+            (machine.loader_fd(), Token::Loader, "epoll add loader"),
         ];
         for (fd, token, what) in fixed {
             let ev = EpollEvent::new(EpollFlags::EPOLLIN, token.encode());
@@ -186,13 +186,7 @@ impl Daemon {
             let ev = EpollEvent::new(EpollFlags::EPOLLIN, Token::Signal.encode());
             live.epoll.add(s, ev).map_err(ctx("epoll add signalfd"))?;
         }
-        if let Some(src) = opts.source {
-            machine.start_monitors(Some(src), &mut live)?;
-        } else if !delay_monitors {
-            machine.start_monitors(None, &mut live)?;
-        } else {
-            log::info!("pressure monitors delayed until START_MONITORING or boot completion");
-        }
+        machine.start_or_park_monitors(opts.source, &mut live)?;
         // First read sizes nothing new but fails early on unreadable files.
         live.reader.refresh_watermarks();
         if let Err(e) = live.reader.read(sys::monotonic_ms()) {
@@ -274,6 +268,7 @@ impl Daemon {
             }
             Token::Victim => m.step(Input::VictimExited, now_ns, live),
             Token::Control => m.step(Input::Control, now_ns, live),
+            Token::Loader => m.step(Input::Loaded, now_ns, live),
             Token::Conn(slot) => {
                 let hup = flags.intersects(
                     EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR | EpollFlags::EPOLLRDHUP,

@@ -12,6 +12,7 @@ pub mod control;
 pub mod daemon;
 pub mod history;
 pub mod kill;
+pub mod loader;
 pub mod logging;
 pub mod machine;
 pub mod memcg;

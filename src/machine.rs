@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::control;
 use crate::history::{History, KillRecord};
 use crate::kill::{InFlight, Signal};
+use crate::loader::Loader;
 use crate::memcg::AppMemcg;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
@@ -48,6 +49,8 @@ pub enum Input {
     Pressure(Pressure),
     /// A pressure trigger reported an error: the source is gone.
     PressureLost,
+    /// The loader thread finished a reload or a re-opened source.
+    Loaded,
     /// The polling timer expired.
     Timer,
     /// The listening socket has connections waiting.
@@ -90,8 +93,10 @@ pub struct Settings {
     /// The file a reload re-reads.
     pub config_path: Option<PathBuf>,
     pub dry_run: bool,
-    pub props: Box<dyn PropertySource>,
-    /// Runs first on the logging thread.
+    /// Shared with the logging thread (which publishes `sys.lmk.*`) and
+    /// the loader thread (which reads them on a reload).
+    pub props: Arc<dyn PropertySource>,
+    /// Runs first on the logging and loader threads.
     pub on_thread_start: fn(&'static str),
 }
 
@@ -109,6 +114,13 @@ pub struct Machine {
     server: Server,
     reg: Registry,
     source: Option<Source>,
+    /// Opened at start-up but not yet watched (monitors delayed until
+    /// START_MONITORING or boot completion), so arming it allocates nothing.
+    parked: Option<Source>,
+    /// Pressure sources that failed so far (bounds the re-open attempts).
+    source_failures: u8,
+    loader: Loader,
+    reload: clients::Reloads,
     policy: policy::State,
     report: Reporter,
     history: History,
@@ -130,7 +142,13 @@ impl Machine {
     /// Opens the socket and the table and starts the logging thread; all
     /// allocation happens here. Pressure monitors start separately.
     pub fn new(config: Config, settings: Settings) -> io::Result<Machine> {
-        let report = Reporter::start(settings.on_thread_start)?;
+        let report = Reporter::start(settings.on_thread_start, settings.props.clone())?;
+        let loader = Loader::start(
+            config.clone(),
+            settings.config_path.clone(),
+            settings.props.clone(),
+            settings.on_thread_start,
+        )?;
         let table = ProcTable::new(config.startup.max_procs as usize).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -148,6 +166,10 @@ impl Machine {
             server,
             reg: Registry::new(table, procfs, AppMemcg::from_config(&config)?),
             source: None,
+            parked: None,
+            source_failures: 0,
+            loader,
+            reload: clients::Reloads::default(),
             policy: policy::State::new(),
             report,
             history: History::default(),
@@ -173,20 +195,17 @@ impl Machine {
     pub fn step(&mut self, input: Input, now_ns: u64, io: &mut dyn Edges) {
         match input {
             Input::Pressure(p) => self.on_pressure(p, now_ns, io),
-            Input::PressureLost => {
-                self.report
-                    .note(Note::Info("pressure source reported an error (gone?)"));
-                self.stop_monitors(io);
-            }
+            Input::PressureLost => self.on_pressure_lost(io),
+            Input::Loaded => self.on_loaded(io),
             Input::Timer => self.on_timer(now_ns, io),
             Input::Listen => self.on_listen(now_ns, io),
             Input::Client { slot, hup } => self.on_client(slot, hup, now_ns, io),
             Input::Reaped(done) => self.on_reaped(done, io),
             Input::VictimExited => self.on_victim_exit(now_ns, io),
-            Input::Signal(signo) => self.on_signal(signo, io),
+            Input::Signal(signo) => self.on_signal(signo),
             Input::Control => match self.control.serve(&self.reg.table) {
-                control::Ask::Reload => _ = self.reload(io),
-                control::Ask::Apply(new) => _ = self.apply_config(*new, io),
+                control::Ask::Reload => self.request_reload(None),
+                control::Ask::Apply(new) => self.request_apply(new),
                 control::Ask::Nothing => {}
             },
         }
@@ -239,6 +258,12 @@ impl Machine {
         self.server.listener()
     }
 
+    /// The loader thread's doorbell (watched as `Token::Loader`).
+    pub fn loader_fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.loader.as_fd()
+    }
+
     /// Publishes to a control socket from now on (see `control::start`).
     pub fn attach_control(&mut self, p: control::Publisher) {
         self.control = p;
@@ -251,25 +276,30 @@ impl Machine {
 
     // ---- pressure monitors ----------------------------------------------
 
-    /// Starts watching `given`, or the source the config names.
+    /// Starts watching `given`, the parked source, or the source the
+    /// config names (opening that one allocates: start-up and error paths).
     pub fn start_monitors(&mut self, given: Option<Source>, io: &mut dyn Edges) -> io::Result<()> {
         if self.source.is_some() {
             return Ok(());
         }
-        let src = match given {
+        let src = match given.or_else(|| self.parked.take()) {
             Some(s) => s,
-            None => Source::open(
-                &self.config.startup.psi_path,
-                self.config.psi_partial_stall_ms,
-                self.config.psi_complete_stall_ms,
-                &self.config.startup.vmpressure_memcg,
-            )?,
+            None => Source::from_config(&self.config)?,
         };
+        self.arm(src, io)
+    }
+
+    /// Watches `src` and says what is armed (through the report thread).
+    fn arm(&mut self, src: Source, io: &mut dyn Edges) -> io::Result<()> {
         for (fd, pressure, urgent) in src.fds() {
-            io.watch(fd, Token::Pressure(pressure), urgent)
-                .map_err(|e| io::Error::other(format!("epoll add pressure source: {e}")))?;
+            if let Err(e) = io.watch(fd, Token::Pressure(pressure), urgent) {
+                for (fd, _, _) in src.fds() {
+                    io.unwatch(fd);
+                }
+                return Err(io::Error::other(format!("epoll add pressure source: {e}")));
+            }
         }
-        log::info!("pressure monitor: {}", src.describe());
+        self.report.note(Note::Monitor(src.kind()));
         self.source = Some(src);
         Ok(())
     }
@@ -346,13 +376,16 @@ impl Machine {
         while let Some(d) = io.degradation() {
             self.report.note(Note::SnapshotDegraded(d));
         }
-        let d = policy::decide(
-            &snap,
-            p,
-            &self.tunables,
-            &self.reg.targets,
-            &mut self.policy,
-        );
+        let d = match self.level_decision(p, &snap) {
+            Some(d) => d,
+            None => policy::decide(
+                &snap,
+                p,
+                &self.tunables,
+                &self.reg.targets,
+                &mut self.policy,
+            ),
+        };
         self.polling.interval_ms = d.poll.ms();
         if d.extend_poll {
             self.polling.until_ms = self.polling.until_ms.max(now_ms + POLL_WINDOW_MS);
@@ -544,9 +577,11 @@ impl Machine {
         if !dry_run {
             self.reg.kills.add(v.adj);
             // Stats first, then the kill notification, as AMS expects.
-            let mut buf = [0u8; proto::STAT_MAX_LEN];
-            let n = proto::encode_kill_stat(&stat, &mut buf);
-            self.server.broadcast(true, &buf[..n], &self.report);
+            if self.config.startup.log_stats {
+                let mut buf = [0u8; proto::STAT_MAX_LEN];
+                let n = proto::encode_kill_stat(&stat, &mut buf);
+                self.server.broadcast(true, &buf[..n], &self.report);
+            }
             let mut pk = [0u8; proto::PROCKILL_LEN];
             let rss = v.rss_kb.min(i32::MAX as u64) as i32;
             self.server.broadcast(

@@ -17,6 +17,17 @@ pub trait PropertySource: Send + Sync {
     fn set(&self, name: &str, value: &str) -> io::Result<()>;
 }
 
+/// A store shared with others (the daemon's threads, or a test that reads
+/// back what the daemon published).
+impl<T: PropertySource + ?Sized> PropertySource for std::sync::Arc<T> {
+    fn get(&self, name: &str) -> Option<String> {
+        (**self).get(name)
+    }
+    fn set(&self, name: &str, value: &str) -> io::Result<()> {
+        (**self).set(name, value)
+    }
+}
+
 /// Environment variable naming a property file for hosts and VMs.
 pub const PROPS_FILE_ENV: &str = "LMKD_PROPS_FILE";
 

@@ -3,10 +3,12 @@
 //! afterwards an event costs one epoll wakeup and no reads.
 
 use std::ffi::CString;
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
 use crate::policy::Pressure;
 use crate::sys;
 
@@ -122,7 +124,58 @@ fn trigger(path: &Path, kind: &str, stall_ms: u32, pressure: Pressure) -> io::Re
     }
 }
 
+/// What a source is, for the log line that says what is armed (Copy, so
+/// the core can hand it to the logging thread without formatting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Psi {
+        some_us: u32,
+        full_us: u32,
+        window_ms: u32,
+    },
+    Vmpressure,
+    Injected,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Kind::Psi {
+                some_us,
+                full_us,
+                window_ms,
+            } => write!(
+                f,
+                "PSI some {some_us} us / full {full_us} us per {window_ms} ms window"
+            ),
+            Kind::Vmpressure => f.write_str("memcg v1 vmpressure (medium, critical)"),
+            Kind::Injected => f.write_str("injected events"),
+        }
+    }
+}
+
 impl Source {
+    /// The source the configuration asks for: PSI triggers on `psi_path`
+    /// (unless `use_psi` is false); without PSI, vmpressure on
+    /// `vmpressure_memcg`; else a clear error.
+    pub fn from_config(c: &Config) -> io::Result<Source> {
+        let s = &c.startup;
+        if !s.use_psi {
+            log::info!("use_psi is false: using memcg v1 vmpressure");
+            return vmpressure(&s.vmpressure_memcg).map_err(|e| {
+                io::Error::other(format!(
+                    "no pressure source: use_psi is false and vmpressure failed: {e}"
+                ))
+            });
+        }
+        Self::open(
+            &s.psi_path,
+            c.psi_partial_stall_ms,
+            c.psi_complete_stall_ms,
+            &s.vmpressure_memcg,
+        )
+    }
+
     /// PSI triggers on `psi_path`; if PSI is missing, vmpressure on the
     /// root memory cgroup under `memcg_root`; else a clear error.
     pub fn open(
@@ -132,29 +185,55 @@ impl Source {
         memcg_root: &Path,
     ) -> io::Result<Source> {
         if psi_path.exists() {
-            let partial = trigger(psi_path, "some", partial_ms, Pressure::Partial)?;
-            let complete = trigger(psi_path, "full", complete_ms, Pressure::Complete)?;
-            if partial.window_us != WINDOW_US || complete.window_us != WINDOW_US {
-                log::warn!(
-                    "PSI on {}: the kernel refused 1 s trigger windows (no CAP_SYS_RESOURCE?); \
-                     using 2 s windows with thresholds scaled to match (some {} ms, full {} ms)",
-                    psi_path.display(),
-                    partial.threshold_us / 1000,
-                    complete.threshold_us / 1000
-                );
-            }
-            return Ok(Source::Psi { partial, complete });
+            return Self::psi(psi_path, partial_ms, complete_ms);
         }
         log::warn!(
             "no PSI at {}: falling back to memcg v1 vmpressure",
             psi_path.display()
         );
-        vmpressure(memcg_root).map_err(|e| {
+        Self::vmpressure(memcg_root).map_err(|e| {
             io::Error::other(format!(
                 "no pressure source: {} is missing (kernel without PSI?) and vmpressure failed: {e}",
                 psi_path.display()
             ))
         })
+    }
+
+    /// PSI `some` and `full` triggers on `psi_path`, nothing else.
+    pub fn psi(psi_path: &Path, partial_ms: u32, complete_ms: u32) -> io::Result<Source> {
+        let partial = trigger(psi_path, "some", partial_ms, Pressure::Partial)?;
+        let complete = trigger(psi_path, "full", complete_ms, Pressure::Complete)?;
+        if partial.window_us != WINDOW_US || complete.window_us != WINDOW_US {
+            log::warn!(
+                "PSI on {}: the kernel refused 1 s trigger windows (no CAP_SYS_RESOURCE?); \
+                 using 2 s windows with thresholds scaled to match (some {} ms, full {} ms)",
+                psi_path.display(),
+                partial.threshold_us / 1000,
+                complete.threshold_us / 1000
+            );
+        }
+        Ok(Source::Psi { partial, complete })
+    }
+
+    /// memcg v1 vmpressure events (medium, critical) on `memcg`.
+    pub fn vmpressure(memcg: &Path) -> io::Result<Source> {
+        vmpressure(memcg)
+    }
+
+    pub fn is_psi(&self) -> bool {
+        matches!(self, Source::Psi { .. })
+    }
+
+    /// vmpressure levels rather than PSI stalls: the level decides the min
+    /// adj directly.
+    pub fn is_vmpressure(&self) -> bool {
+        matches!(
+            self,
+            Source::Counters {
+                _level: Some(_),
+                ..
+            }
+        )
     }
 
     /// The fds to watch and what each means; `EPOLLPRI` for PSI,
@@ -191,19 +270,22 @@ impl Source {
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub fn kind(&self) -> Kind {
         match self {
-            Source::Psi { partial, complete } => format!(
-                "PSI some {} us / full {} us per {} ms window",
-                partial.threshold_us,
-                complete.threshold_us,
-                partial.window_us / 1000
-            ),
+            Source::Psi { partial, complete } => Kind::Psi {
+                some_us: partial.threshold_us,
+                full_us: complete.threshold_us,
+                window_ms: partial.window_us / 1000,
+            },
             Source::Counters {
                 _level: Some(_), ..
-            } => "memcg v1 vmpressure (medium, critical)".into(),
-            Source::Counters { _level: None, .. } => "injected events".into(),
+            } => Kind::Vmpressure,
+            Source::Counters { _level: None, .. } => Kind::Injected,
         }
+    }
+
+    pub fn describe(&self) -> String {
+        self.kind().to_string()
     }
 }
 

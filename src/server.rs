@@ -101,9 +101,9 @@ impl Server {
         })
     }
 
-    pub fn set_allowed_uids(&mut self, uids: &[u32]) {
-        // Reload only: allocation here is fine.
-        self.allowed_uids = uids.to_vec();
+    /// Takes a list built off the core (a reload): nothing is allocated.
+    pub fn set_allowed_uids(&mut self, uids: Vec<u32>) {
+        self.allowed_uids = uids;
     }
 
     pub fn listener(&self) -> BorrowedFd<'_> {

@@ -22,6 +22,8 @@ pub enum Token {
     Victim,
     /// The control socket's doorbell (lmkctl asks for something).
     Control,
+    /// The loader thread's doorbell (a reload or a re-opened source is ready).
+    Loader,
     /// A client connection, by server slot.
     Conn(usize),
 }
@@ -34,6 +36,7 @@ const TIMER: u64 = 4;
 const REAPER: u64 = 5;
 const VICTIM: u64 = 6;
 const CONTROL: u64 = 7;
+const LOADER: u64 = 8;
 const CONN: u64 = 16;
 
 impl Token {
@@ -49,6 +52,7 @@ impl Token {
             Token::Reaper => REAPER,
             Token::Victim => VICTIM,
             Token::Control => CONTROL,
+            Token::Loader => LOADER,
             Token::Conn(slot) => CONN + slot as u64,
         }
     }
@@ -64,6 +68,7 @@ impl Token {
             REAPER => Token::Reaper,
             VICTIM => Token::Victim,
             CONTROL => Token::Control,
+            LOADER => Token::Loader,
             v if (CONN..CONN + MAX_CONNECTIONS as u64).contains(&v) => {
                 Token::Conn((v - CONN) as usize)
             }
@@ -87,6 +92,7 @@ mod tests {
             Token::Reaper,
             Token::Victim,
             Token::Control,
+            Token::Loader,
         ];
         all.extend((0..MAX_CONNECTIONS).map(Token::Conn));
         let mut seen = std::collections::HashSet::new();
@@ -98,7 +104,7 @@ mod tests {
 
     #[test]
     fn unknown_values_decode_to_none() {
-        for v in [8, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
+        for v in [9, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
             assert_eq!(Token::decode(v), None, "{v}");
         }
     }

@@ -2,15 +2,22 @@
 //! global allocator watches exactly those two threads (the daemon marks
 //! them through `Options::on_thread_start`) while the daemon
 //!   1. handles thousands of PROCPRIO / PROCS_PRIO / PROCREMOVE / GETKILLCNT
-//!      commands from a real client, and
-//!   2. goes from an injected pressure event, through recorded /proc
+//!      commands from a real client,
+//!   2. handles every other command once for real: SUBSCRIBE, TARGET (its
+//!      property is published by the logging thread), START_MONITORING and
+//!      BOOT_COMPLETED (arming a source opened at start-up), UPDATE_PROPS
+//!      (parsed by the loader thread; the core only swaps the result in)
+//!      and PROCPURGE, and
+//!   3. goes from an injected pressure event, through recorded /proc
 //!      snapshots and the policy, to the real kill of a real child and the
 //!      notifications that follow,
 //!
 //! both while a control client polls `stats` and `procs` (the core copies
 //! its table for it) in a loop.
 //!
-//! The logging thread formats text and may allocate; it is not watched.
+//! The logging and loader threads format text and may allocate; they are
+//! not watched. A capturing logger is installed, so a log line written on
+//! the core itself would be formatted there and counted.
 
 mod common;
 
@@ -23,9 +30,10 @@ use std::time::{Duration, Instant};
 
 use common::counting::{watch_thread, watched_allocs, Counting};
 use common::inproc::InProc;
+use common::logcap;
 use common::*;
 use lmkd::client::Message;
-use lmkd::proto::{Command as Cmd, PrioBatch};
+use lmkd::proto::{self, Command as Cmd, PrioBatch, TargetTable};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -98,8 +106,10 @@ fn core_allocates_nothing_after_start_up() {
     if !need_root("core_allocates_nothing_after_start_up") {
         return;
     }
+    common::logcap::install();
     counter_sees_watched_threads();
     commands_allocate_nothing();
+    every_command_allocates_nothing();
     pressure_to_kill_allocates_nothing();
 }
 
@@ -170,6 +180,67 @@ fn commands_allocate_nothing() {
     );
     assert!(polled > 0, "the control client was not served");
     assert!(sent >= 3000);
+    assert_eq!(
+        after - before,
+        0,
+        "the core allocated while handling commands"
+    );
+}
+
+/// Each command beyond the PROCPRIO family, done for real the first time
+/// inside the measured window (not only its cheap "already done" path).
+fn every_command_allocates_nothing() {
+    let kids: Vec<Sleeper> = (0..3).map(|_| Sleeper::new()).collect();
+    let pids: Vec<i32> = kids.iter().map(Sleeper::pid).collect();
+    let d = InProc::start("alloc-every", "small", &pids, |c, o| {
+        c.delay_monitors_until_boot = true;
+        o.on_thread_start = watch;
+    });
+    let c = d.connect();
+    let t = Duration::from_secs(5);
+    // Warm-up: the first packet and reply paths.
+    Daemon::sync(&c);
+    for k in &kids {
+        c.send(&Cmd::ProcPrio(prio(k.pid(), 900))).unwrap();
+    }
+    Daemon::sync(&c);
+    let monitor_lines = || logcap::text().matches("pressure monitor: injected").count();
+    let armed_before = monitor_lines();
+
+    let before = allocs();
+    subscribe_all(&c);
+    let levels = proto::AMS_PHONE_TARGETS;
+    c.send(&Cmd::Target(TargetTable::from_slice(&levels).unwrap()))
+        .unwrap();
+    c.send(&Cmd::StartMonitoring).unwrap();
+    assert_eq!(c.request(&Cmd::BootCompleted, t).unwrap(), 0);
+    assert_eq!(c.request(&Cmd::BootCompleted, t).unwrap(), 1);
+    assert_eq!(c.request(&Cmd::UpdateProps, t).unwrap(), 0);
+    assert_eq!(c.request(&Cmd::UpdateProps, t).unwrap(), 0);
+    c.send(&Cmd::ProcPurge).unwrap();
+    assert_eq!(kill_count(&c, 0, 1000), 0);
+    let after = allocs();
+    eprintln!(
+        "SUBSCRIBE, TARGET, START_MONITORING, BOOT_COMPLETED, UPDATE_PROPS, PROCPURGE: \
+         {} heap allocations on the core/reaper threads",
+        after - before
+    );
+    // Each really happened: the monitor was armed once (by START_MONITORING),
+    // the reload ran on the loader, the purge emptied the table.
+    assert!(
+        eventually(t, || monitor_lines() == armed_before + 1),
+        "START_MONITORING did not arm the parked monitor:\n{}",
+        logcap::text()
+    );
+    logcap::wait_for("configuration reloaded", t);
+    for k in &kids {
+        c.send(&Cmd::ProcRemove { pid: k.pid() }).unwrap();
+    }
+    Daemon::sync(&c);
+    assert!(
+        !logcap::text().contains("pid is not registered"),
+        "PROCPURGE left records behind"
+    );
     assert_eq!(
         after - before,
         0,

@@ -1356,8 +1356,12 @@ fn vmpressure_levels_map_to_their_min_adj() {
     assert_eq!(t.vmpressure_adj, [1001, 800, 0]);
     let mut st = State::new();
     let s = B::new().free(100_000).0;
-    // No low event seen yet: lmkd has nothing to compare with and waits.
-    assert_eq!(vmp(VmPressureLevel::Critical, None, &s, &t, &mut st), None);
+    // No low event seen yet (the daemon watches medium and critical only):
+    // nothing to compare with, so the level alone decides.
+    assert_eq!(
+        vmp(VmPressureLevel::Critical, None, &s, &t, &mut st),
+        vm_kill(0)
+    );
     // A low event at 100 000 kB free: never a kill itself (low = 1001).
     assert_eq!(vmp(VmPressureLevel::Low, None, &s, &t, &mut st), None);
     assert_eq!(st.low_pressure_max_free_kb(), Some(100_000));

@@ -213,12 +213,15 @@ fn update_props_is_atomic() {
     let mut d = Daemon::start("props", "allowed_uids = [0, 1000]");
     let c = d.connect();
     let base = fs::read_to_string(&d.config).unwrap();
-    // A good file: 0, and the new value is in force.
+    // A good file: 0, and the new value is in force (the reload logs each
+    // key it changed, from the value in force to the new one).
     fs::write(&d.config, format!("{base}kill_timeout_ms = 200\n")).unwrap();
     assert_eq!(c.request(&Cmd::UpdateProps, T).unwrap(), 0);
-    // A broken file (and one with a wrong type): -1, nothing applied.
-    let broken =
-        base.replace("allowed_uids = [0, 1000]", "allowed_uids = [1000]") + "no_such_key = 1\n";
+    d.wait_log("reload: kill_timeout_ms 100 -> 200", T);
+    // A broken file (and one with a wrong type): -1, nothing applied, not
+    // even its valid lines.
+    let broken = base.replace("allowed_uids = [0, 1000]", "allowed_uids = [1000]")
+        + "kill_timeout_ms = 300\nno_such_key = 1\n";
     fs::write(&d.config, broken).unwrap();
     assert_eq!(c.request(&Cmd::UpdateProps, T).unwrap(), -1);
     d.wait_log("no_such_key", T);
@@ -240,6 +243,17 @@ fn update_props_is_atomic() {
     )
     .unwrap();
     assert_eq!(c.request(&Cmd::UpdateProps, T).unwrap(), 0);
+    // The diff starts from what was in force: the rejected files left
+    // kill_timeout_ms at 200 (not 300) and allowed_uids whole.
+    let log = d.wait_log("reload: kill_timeout_ms 200 -> 100", T);
+    assert!(
+        log.contains("reload: allowed_uids [0, 1000] -> [1000]"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("-> 300"),
+        "a rejected value was applied:\n{log}"
+    );
     let c3 = d.connect();
     let r = c3.request(
         &Cmd::GetKillCnt {

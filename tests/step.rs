@@ -99,7 +99,7 @@ impl Rig {
         let settings = Settings {
             config_path: None,
             dry_run,
-            props: Box::new(lmkd::props::NoProperties),
+            props: std::sync::Arc::new(lmkd::props::NoProperties),
             on_thread_start: no_hook,
         };
         let m = Machine::new(cfg, settings).expect("machine");

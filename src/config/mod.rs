@@ -280,6 +280,17 @@ impl Config {
             .collect()
     }
 
+    /// Keys whose value in force differs in `new`, in table order, as
+    /// (name, old, new) in TOML syntax: what a reload logs.
+    pub fn changes(&self, new: &Config) -> Vec<(&'static str, String, String)> {
+        KEYS.iter()
+            .filter_map(|k| {
+                let (old, now) = (self.effective(k.name)?, new.effective(k.name)?);
+                (old != now).then(|| (k.name, old.to_string(), now.to_string()))
+            })
+            .collect()
+    }
+
     /// What a reload puts in force: `new`, with the running start-up keys
     /// kept whole; plus the start-up keys `new` wanted to change (for a
     /// warning: they take effect at the next start).

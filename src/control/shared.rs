@@ -594,11 +594,17 @@ impl Publisher {
     /// `config set`): publish the one in force, answer a waiting request.
     /// Runs only on those rare changes, which allocate anyway.
     pub fn config_changed(&self, now: &Config, ok: bool) {
+        self.config_copy_changed(ok.then(|| Box::new(now.clone())));
+    }
+
+    /// As [`Publisher::config_changed`], with the copy to publish made off
+    /// the core (by the loader thread), so the core allocates nothing.
+    /// None: the change was refused.
+    pub fn config_copy_changed(&self, copy: Option<Box<Config>>) {
         let s = &self.shared;
-        if ok {
-            let old = s
-                .current
-                .swap(Box::into_raw(Box::new(now.clone())), Ordering::AcqRel);
+        let ok = copy.is_some();
+        if let Some(copy) = copy {
+            let old = s.current.swap(Box::into_raw(copy), Ordering::AcqRel);
             if !old.is_null() {
                 // SAFETY: an owned Box<Config> that left the slot.
                 drop(unsafe { Box::from_raw(old) });

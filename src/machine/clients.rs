@@ -1,14 +1,17 @@
 //! The machine's client side: connections, commands and their effects on
 //! the rest of the daemon (reload, monitors, boot), and signals.
 
+use std::io;
+
 use super::{Edges, Machine};
 use crate::commands::Effect;
-use crate::config::Config;
-use crate::policy::Tunables;
+use crate::loader::{Outcome, Request};
+use crate::policy::{self, Pressure, Tunables};
 use crate::proto;
 use crate::psi::Source;
 use crate::report::{ConnEvent, Note};
 use crate::server::{self, Accepted, Incoming};
+use crate::snapshot::Snapshot;
 use crate::sys;
 use crate::token::Token;
 
@@ -69,6 +72,8 @@ impl Machine {
             if let Some(fd) = self.server.conn_fd(slot) {
                 io.unwatch(fd);
             }
+            // A reload still running must not answer whoever takes the slot next.
+            self.reload.forget(slot);
             let uid = self.server.conn(slot).map_or(0, |c| c.uid);
             if let Some(peer) = self.server.close(slot) {
                 // Ownership is per client process: another connection of
@@ -129,10 +134,7 @@ impl Machine {
         match self.reg.apply(&cmd, peer, now_ns / 1_000_000, &self.report) {
             Effect::None => {}
             Effect::Reply(id, v) => self.reply(slot, id, v),
-            Effect::Reload => {
-                let r = if self.reload(io) { 0 } else { -1 };
-                self.reply(slot, proto::id::UPDATE_PROPS, r);
-            }
+            Effect::Reload => self.request_reload(Some(slot)),
             Effect::StartMonitoring => {
                 if let Err(e) = self.start_monitors(None, io) {
                     log::error!("START_MONITORING: {e}");
@@ -151,7 +153,7 @@ impl Machine {
                     }
                 }
             }
-            Effect::TargetsChanged => self.publish_targets(),
+            Effect::TargetsChanged => self.report.note(Note::Targets(self.reg.targets)),
         }
         true
     }
@@ -181,73 +183,220 @@ impl Machine {
         0
     }
 
-    /// `sys.lmk.minfree_levels` = "minfree:adj,..." as lmkd publishes it.
-    fn publish_targets(&self) {
-        let levels: Vec<String> = self
-            .reg
-            .targets
-            .as_slice()
-            .iter()
-            .map(|t| format!("{}:{}", t.minfree, t.adj))
-            .collect();
-        if let Err(e) = self
-            .settings
-            .props
-            .set("sys.lmk.minfree_levels", &levels.join(","))
-        {
-            log::warn!("setting sys.lmk.minfree_levels: {e}");
+    /// UPDATE_PROPS (from `slot`) or SIGHUP (None): the loader thread
+    /// re-reads everything; the answer comes back as [`Outcome`]. A request
+    /// made while one is running waits for the next round, so it sees the
+    /// files as they are after it asked.
+    pub(super) fn request_reload(&mut self, slot: Option<usize>) {
+        let bit = slot.map_or(Reloads::SIGNAL, |s| 1 << s);
+        if self.reload.running {
+            self.reload.queued |= bit;
+            return;
+        }
+        self.reload.waiting |= bit;
+        self.ask_reload();
+    }
+
+    /// Starts a round for the requests in `waiting`.
+    fn ask_reload(&mut self) {
+        self.reload.running = true;
+        let psi = self.source.as_ref().is_some_and(Source::is_psi);
+        if !self.loader.ask(Request::Reload { psi }) {
+            self.finish_reload(false);
         }
     }
 
-    /// UPDATE_PROPS / SIGHUP: re-read everything; apply all or nothing.
-    pub(super) fn reload(&mut self, io: &mut dyn Edges) -> bool {
-        let loaded = Config::load(
-            self.settings.config_path.as_deref(),
-            self.settings.props.as_ref(),
-        );
-        let new = match loaded {
-            Ok((c, _warnings)) => c,
-            Err(e) => {
-                log::error!("reload failed, keeping the running configuration: {e}");
-                self.control.config_changed(&self.config, false);
-                return false;
+    /// The control socket's `config set`: a validated configuration the
+    /// loader puts in force as a reload would (and logs what changed).
+    pub(super) fn request_apply(&mut self, c: Box<crate::config::Config>) {
+        let psi = self.source.as_ref().is_some_and(Source::is_psi);
+        if !self.loader.apply(c, psi) {
+            self.control.config_copy_changed(None);
+        }
+    }
+
+    /// Answers the clients of the round that finished and starts the next.
+    fn finish_reload(&mut self, ok: bool) {
+        let waiting = std::mem::take(&mut self.reload.waiting);
+        self.reload.running = false;
+        for slot in 0..server::MAX_CONNECTIONS {
+            if waiting & (1 << slot) != 0 {
+                self.reply(slot, proto::id::UPDATE_PROPS, if ok { 0 } else { -1 });
+            }
+        }
+        let queued = std::mem::take(&mut self.reload.queued);
+        if queued != 0 {
+            self.reload.waiting = queued;
+            self.ask_reload();
+        }
+    }
+
+    /// The loader finished something: swap it in (nothing is built here).
+    pub(super) fn on_loaded(&mut self, io: &mut dyn Edges) {
+        self.loader.ack();
+        while let Some(outcome) = self.loader.take() {
+            match outcome {
+                Outcome::Reloaded {
+                    config,
+                    published,
+                    uids,
+                    triggers,
+                    applied,
+                } => {
+                    self.server.set_allowed_uids(uids);
+                    self.tunables = Tunables::from_config(&config);
+                    self.config = *config;
+                    if let Some(t) = triggers {
+                        if self.source.as_ref().is_some_and(Source::is_psi) {
+                            self.stop_monitors(io);
+                            if self.arm(t, io).is_err() {
+                                self.report.note(Note::Info(
+                                    "re-arming PSI triggers after reload failed: monitoring stopped",
+                                ));
+                            }
+                        }
+                    }
+                    self.control.config_copy_changed(Some(published));
+                    if !applied {
+                        self.finish_reload(true);
+                    }
+                }
+                Outcome::Rejected { applied } => {
+                    self.control.config_copy_changed(None);
+                    if !applied {
+                        self.finish_reload(false);
+                    }
+                }
+                Outcome::Reopened(src) => {
+                    if self.source.is_none() && self.arm(src, io).is_err() {
+                        self.report.note(Note::Info(
+                            "watching the re-opened pressure source failed: monitoring stopped",
+                        ));
+                    }
+                }
+                Outcome::NoSource => {}
+            }
+        }
+    }
+
+    /// EPOLLERR on a pressure source: drop it (its error would wake the
+    /// loop forever) and ask the loader for another: the configured PSI
+    /// triggers re-created the first time (vmpressure if that fails),
+    /// vmpressure the second, then nothing.
+    pub(super) fn on_pressure_lost(&mut self, io: &mut dyn Edges) {
+        if self.source.is_none() {
+            // The source's other descriptor, in the same wakeup.
+            return;
+        }
+        let psi = self.source_failures == 0;
+        self.source_failures = self.source_failures.saturating_add(1);
+        self.stop_monitors(io);
+        if self.source_failures > 2 {
+            self.report.note(Note::Info(
+                "pressure source reported an error again: monitoring stopped",
+            ));
+            return;
+        }
+        self.report.note(Note::Info(
+            "pressure source reported an error: re-opening it",
+        ));
+        let _ = self.loader.ask(Request::Reopen { psi });
+    }
+
+    /// With vmpressure as the source (no PSI), the event's level decides
+    /// through lmkd's vmpressure strategy (`policy::decide_vmpressure`): a
+    /// medium event from `medium` up, a critical one from `critical` up,
+    /// no PSI stall gate. The memcg usage figures behind
+    /// `upgrade_pressure`/`downgrade_pressure` are not read (None), so those
+    /// two keys keep their "off" meaning. Poll ticks kill nothing here: the
+    /// kernel's next event is the next verdict. None: the PSI policy decides.
+    pub(super) fn level_decision(
+        &mut self,
+        p: Pressure,
+        snap: &Snapshot,
+    ) -> Option<policy::Decision> {
+        if !self.source.as_ref().is_some_and(Source::is_vmpressure) {
+            return None;
+        }
+        let level = match p {
+            Pressure::Partial => policy::VmPressureLevel::Medium,
+            Pressure::Complete => policy::VmPressureLevel::Critical,
+            Pressure::Poll => {
+                return Some(policy::Decision {
+                    kill: None,
+                    poll: policy::PollInterval::Slow,
+                    extend_poll: false,
+                    figures: policy::Figures::default(),
+                })
             }
         };
-        self.apply_config(new, io)
+        Some(policy::decide_vmpressure(
+            level,
+            None,
+            snap,
+            &self.tunables,
+            &self.reg.targets,
+            &mut self.policy,
+        ))
     }
 
-    /// Puts a loaded (validated) configuration in force; start-up keys
-    /// keep their running values.
-    pub(super) fn apply_config(&mut self, new: Config, io: &mut dyn Edges) -> bool {
-        let (new, kept) = self.config.reloaded(new);
-        for key in kept {
-            log::warn!("reload: {key} changes only at restart; keeping the running value");
+    /// At start-up, without an injected source: arm the monitors now, or
+    /// park them until START_MONITORING / BOOT_COMPLETED when
+    /// `delay_monitors_until_boot` asks for it, unless boot has already
+    /// completed (a restart: ActivityManager will not ask again).
+    pub fn start_or_park_monitors(
+        &mut self,
+        given: Option<Source>,
+        io: &mut dyn Edges,
+    ) -> io::Result<()> {
+        if !self.config.delay_monitors_until_boot {
+            return self.start_monitors(given, io);
         }
-        let triggers_changed = new.psi_partial_stall_ms != self.config.psi_partial_stall_ms
-            || new.psi_complete_stall_ms != self.config.psi_complete_stall_ms;
-        self.server.set_allowed_uids(&new.allowed_uids);
-        crate::logging::set_debug(new.debug);
-        self.tunables = Tunables::from_config(&new);
-        self.config = new;
-        if triggers_changed && matches!(self.source, Some(Source::Psi { .. })) {
-            self.stop_monitors(io);
-            if let Err(e) = self.start_monitors(None, io) {
-                log::error!("re-arming PSI triggers after reload: {e}");
-            }
+        if self.settings.props.get("sys.boot_completed").as_deref() == Some("1") {
+            log::info!(
+                "boot already completed (sys.boot_completed=1): arming pressure monitors now"
+            );
+            return self.start_monitors(given, io);
         }
-        self.control.config_changed(&self.config, true);
-        log::info!("configuration reloaded");
-        // Only visible when the new level really is in force.
-        log::debug!("debug logging is on");
-        true
+        log::info!("pressure monitors delayed until START_MONITORING or boot completion");
+        self.parked = match given {
+            Some(s) => Some(s),
+            None => match Source::from_config(&self.config) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // START_MONITORING tries again (and says so if it fails).
+                    log::warn!("opening the pressure source now failed: {e}");
+                    None
+                }
+            },
+        };
+        Ok(())
     }
 
-    pub(super) fn on_signal(&mut self, signo: i32, io: &mut dyn Edges) {
+    pub(super) fn on_signal(&mut self, signo: i32) {
         match signo {
-            libc::SIGHUP => {
-                self.reload(io);
-            }
+            libc::SIGHUP => self.request_reload(None),
             _ => self.exit = true,
         }
     }
 }
+
+/// UPDATE_PROPS / SIGHUP requests: who waits for the running round, who
+/// for the next (a bit per connection slot, one for SIGHUP).
+#[derive(Default)]
+pub(super) struct Reloads {
+    running: bool,
+    waiting: u8,
+    queued: u8,
+}
+
+impl Reloads {
+    const SIGNAL: u8 = 1 << 7;
+
+    fn forget(&mut self, slot: usize) {
+        self.waiting &= !(1 << slot);
+        self.queued &= !(1 << slot);
+    }
+}
+
+const _: () = assert!(server::MAX_CONNECTIONS < 7);

@@ -98,9 +98,12 @@ impl LowLevelMemory {
     }
 
     /// Whether `free_kb` is not below the highest MemFree seen at a low
-    /// event; true while none was seen (lmkd starts from -1 pages).
+    /// event. False while none was seen: lmkd starts from -1 pages and
+    /// skips until its first low event, which it always watches; we watch
+    /// only medium and critical, so without a low record the check stays
+    /// out of the way instead of blocking every kill.
     fn not_below_max(&self, free_kb: u64) -> bool {
-        self.max_free_kb.map_or(true, |max| free_kb >= max)
+        self.max_free_kb.is_some_and(|max| free_kb >= max)
     }
 }
 

@@ -288,6 +288,12 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
             TARGET,
             format_args!("memory snapshot: {d}"),
         ),
+        Note::Monitor(kind) => out.line(
+            Level::Info,
+            TARGET,
+            format_args!("pressure monitor: {kind}"),
+        ),
+        Note::Targets(_) => {}
         Note::Info(s) => out.line(Level::Info, TARGET, format_args!("{s}")),
     }
 }

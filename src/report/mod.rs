@@ -11,16 +11,20 @@
 
 use std::cell::Cell;
 use std::io;
+use std::sync::Arc;
 use std::thread;
 
 use crate::history::KillRecord;
-use crate::proto::DecodeError;
+use crate::props::PropertySource;
+use crate::proto::{DecodeError, TargetTable};
+use crate::psi;
 use crate::ring;
 use crate::sys;
 
 pub mod killinfo;
 pub mod limit;
 pub mod logline;
+pub mod publish;
 pub mod trace;
 
 /// Log target of kill lines (and on Android the tag of every line): Android
@@ -130,6 +134,11 @@ pub enum Note {
     SnapshotFailed(crate::snapshot::ReadError),
     /// The snapshot reader carried on past trouble (told once per kind).
     SnapshotDegraded(crate::snapshot::Degradation),
+    /// A pressure monitor is armed (at start-up, START_MONITORING, boot
+    /// completion, a reload that changed the triggers, or a re-created source).
+    Monitor(psi::Kind),
+    /// TARGET changed the minfree levels: publish `sys.lmk.minfree_levels`.
+    Targets(TargetTable),
     Info(&'static str),
 }
 
@@ -138,9 +147,12 @@ impl Note {
     /// that are always written (kills and their outcome: one per kill).
     pub fn kind(&self) -> Option<&'static str> {
         Some(match self {
-            Note::Kill(_) | Note::Exited { .. } | Note::Reaped { .. } | Note::Info(_) => {
-                return None
-            }
+            Note::Kill(_)
+            | Note::Exited { .. }
+            | Note::Reaped { .. }
+            | Note::Monitor(_)
+            | Note::Targets(_)
+            | Note::Info(_) => return None,
             Note::ExitTimeout { .. } => "exit timeout",
             Note::KillFailed { .. } => "failed kill",
             Note::ReleaseFailed { .. } => "failed release",
@@ -203,8 +215,12 @@ pub struct Reporter {
 const RING: usize = 256;
 
 impl Reporter {
-    /// Starts the logging thread.
-    pub fn start(on_start: fn(&'static str)) -> io::Result<Reporter> {
+    /// Starts the logging thread; it also publishes the properties notes
+    /// ask for (see [`publish`]) through `props`.
+    pub fn start(
+        on_start: fn(&'static str),
+        props: Arc<dyn PropertySource>,
+    ) -> io::Result<Reporter> {
         let (tx, rx) = ring::channel::<Note>(RING)?;
         thread::Builder::new()
             .name("lmkd-report".into())
@@ -217,6 +233,9 @@ impl Reporter {
                     rx.wait(limit::WINDOW_MS as i32);
                     rx.ack();
                     while let Some(n) = rx.pop() {
+                        if let Note::Targets(t) = &n {
+                            publish::targets(props.as_ref(), t);
+                        }
                         out.note(&n, sys::monotonic_ms());
                     }
                     out.tick(sys::monotonic_ms());

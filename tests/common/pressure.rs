@@ -486,6 +486,17 @@ pub struct KillSeen {
 
 impl Rig {
     pub fn start(memcg_root: &Path, tag: &str) -> Rig {
+        Self::start_with(memcg_root, tag, "", |_| {})
+    }
+
+    /// Like [`Rig::start`], with `extra` config lines and `setup` applied to
+    /// the daemon's command (environment).
+    pub fn start_with(
+        memcg_root: &Path,
+        tag: &str,
+        extra: &str,
+        setup: impl FnOnce(&mut Command),
+    ) -> Rig {
         let name = unique(tag);
         let memcg = Cgroup::create(memcg_root.join(&name));
         write_file(
@@ -506,12 +517,14 @@ impl Rig {
         let scratch = TempDir::new(&format!("{tag}-file"));
         let file = scratch.path("resources.bin");
         make_cold_file(&file, HOG_FILE_MIB);
-        let d = Daemon::start(
+        let d = Daemon::start_with(
             tag,
             &format!(
-                "psi_path = {:?}\npsi_partial_stall_ms = 70\npsi_complete_stall_ms = 150\n",
+                "psi_path = {:?}\npsi_partial_stall_ms = 70\npsi_complete_stall_ms = 150\n{extra}",
                 pressure_file
             ),
+            &[],
+            setup,
         );
         d.wait_log("pressure monitor: PSI", Duration::from_secs(5));
         let c = Arc::new(d.connect());

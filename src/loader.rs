@@ -1,0 +1,273 @@
+//! The loader thread: the slow work a command or a failure asks of the
+//! daemon, done off the core. It re-reads the configuration (UPDATE_PROPS,
+//! SIGHUP) and re-opens a pressure source that reported an error; both read
+//! files, format text and allocate, which the core must not.
+//!
+//! The core pushes a [`Request`] (Copy) into a ring and carries on; the
+//! loader answers with an [`Outcome`] in a queue and rings a doorbell the
+//! core's epoll watches. The core then only swaps in what was built here.
+//! The loader keeps its own copy of the configuration in force (it made
+//! every one after the first), so it can log what a reload changes.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use crate::config::Config;
+use crate::props::PropertySource;
+use crate::psi::Source;
+use crate::ring;
+use crate::sys;
+
+/// What the core asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Re-read the file and the properties. `psi`: the core's monitor is
+    /// PSI, so changed thresholds need new triggers.
+    Reload { psi: bool },
+    /// Put in force the configuration handed over with [`Loader::apply`]
+    /// (the control socket's `config set`), as a reload would.
+    Apply { psi: bool },
+    /// The pressure source reported an error and was dropped. `psi`: try
+    /// the configured PSI triggers first (the first failure); otherwise go
+    /// to vmpressure.
+    Reopen { psi: bool },
+}
+
+/// What the loader built.
+pub enum Outcome {
+    /// The new configuration (start-up keys kept), a copy of it for the
+    /// control socket, the allowed uids for the server, and new PSI
+    /// triggers when their thresholds changed. `applied`: it answers
+    /// [`Request::Apply`], not a reload.
+    Reloaded {
+        config: Box<Config>,
+        published: Box<Config>,
+        uids: Vec<u32>,
+        triggers: Option<Source>,
+        applied: bool,
+    },
+    /// The reload was refused (logged): the running configuration stays.
+    Rejected { applied: bool },
+    /// A fresh pressure source to arm.
+    Reopened(Source),
+    /// No pressure source could be opened (logged).
+    NoSource,
+}
+
+struct Shared {
+    done: Mutex<VecDeque<Outcome>>,
+    /// The configuration an [`Request::Apply`] puts in force.
+    apply: Mutex<Option<Box<Config>>>,
+    bell: OwnedFd,
+}
+
+/// The core's end.
+pub struct Loader {
+    tx: ring::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+/// Requests queued at most (one reload and one reopen are ever in flight).
+const QUEUE: usize = 8;
+
+impl Loader {
+    /// Starts the thread with the configuration in force.
+    pub fn start(
+        config: Config,
+        path: Option<PathBuf>,
+        props: Arc<dyn PropertySource>,
+        on_start: fn(&'static str),
+    ) -> io::Result<Loader> {
+        let (tx, rx) = ring::channel::<Request>(QUEUE)?;
+        // SAFETY: eventfd(2) with valid flags; checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(sys::SysError::last("eventfd for the loader").into());
+        }
+        let shared = Arc::new(Shared {
+            done: Mutex::new(VecDeque::with_capacity(QUEUE)),
+            apply: Mutex::new(None),
+            // SAFETY: fresh descriptor we own.
+            bell: unsafe { OwnedFd::from_raw_fd(fd) },
+        });
+        let mut work = Work {
+            current: config,
+            path,
+            props,
+        };
+        let out = shared.clone();
+        thread::Builder::new()
+            .name("lmkd-loader".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                on_start("loader");
+                loop {
+                    rx.wait(-1);
+                    rx.ack();
+                    while let Some(req) = rx.pop() {
+                        let o = match req {
+                            Request::Reload { psi } => work.reload(psi),
+                            Request::Apply { psi } => match lock(&out.apply).take() {
+                                Some(c) => work.install(*c, psi, true),
+                                None => Outcome::Rejected { applied: true },
+                            },
+                            Request::Reopen { psi } => work.reopen(psi),
+                        };
+                        lock(&out.done).push_back(o);
+                        let one: u64 = 1;
+                        // SAFETY: 8-byte write to our eventfd.
+                        unsafe {
+                            libc::write(
+                                out.bell.as_raw_fd(),
+                                &one as *const u64 as *const libc::c_void,
+                                8,
+                            )
+                        };
+                    }
+                }
+            })
+            .map_err(|e| io::Error::new(e.kind(), format!("spawn loader thread: {e}")))?;
+        Ok(Loader { tx, shared })
+    }
+
+    /// Queues a request; false if the queue is full (never blocks).
+    pub fn ask(&self, r: Request) -> bool {
+        self.tx.push(r)
+    }
+
+    /// Hands over a configuration to put in force (a later one replaces
+    /// one not yet taken); false if the request queue is full.
+    pub fn apply(&self, c: Box<Config>, psi: bool) -> bool {
+        *lock(&self.shared.apply) = Some(c);
+        self.tx.push(Request::Apply { psi })
+    }
+
+    /// Clears the doorbell; call before draining with `take`.
+    pub fn ack(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: 8-byte read from our non-blocking eventfd.
+        unsafe {
+            libc::read(
+                self.shared.bell.as_raw_fd(),
+                &mut v as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
+    }
+
+    /// The next finished outcome. The lock is only ever held for a push or
+    /// a pop, and the queue has its capacity already: no allocation here.
+    pub fn take(&self) -> Option<Outcome> {
+        lock(&self.shared.done).pop_front()
+    }
+}
+
+impl AsFd for Loader {
+    /// The doorbell, for the core's epoll set.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.shared.bell.as_fd()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The loader thread's state.
+struct Work {
+    current: Config,
+    path: Option<PathBuf>,
+    props: Arc<dyn PropertySource>,
+}
+
+impl Work {
+    /// All or nothing: a bad file or value keeps the running configuration.
+    fn reload(&mut self, psi: bool) -> Outcome {
+        match Config::load(self.path.as_deref(), self.props.as_ref()) {
+            Ok((c, _warnings)) => self.install(c, psi, false),
+            Err(e) => {
+                log::error!("reload failed, keeping the running configuration: {e}");
+                Outcome::Rejected { applied: false }
+            }
+        }
+    }
+
+    /// A loaded (validated) configuration goes in force, start-up keys
+    /// kept: log what changes, open new triggers if their thresholds did.
+    fn install(&mut self, new: Config, psi: bool, applied: bool) -> Outcome {
+        let (new, kept) = self.current.reloaded(new);
+        for key in kept {
+            log::warn!("reload: {key} changes only at restart; keeping the running value");
+        }
+        for (key, from, to) in self.current.changes(&new) {
+            log::info!("reload: {key} {from} -> {to}");
+        }
+        let changed = new.psi_partial_stall_ms != self.current.psi_partial_stall_ms
+            || new.psi_complete_stall_ms != self.current.psi_complete_stall_ms;
+        let triggers = if psi && changed {
+            match Source::psi(
+                &new.startup.psi_path,
+                new.psi_partial_stall_ms,
+                new.psi_complete_stall_ms,
+            ) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!("re-arming PSI triggers after reload (keeping the old ones): {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        crate::logging::set_debug(new.debug);
+        self.current = new.clone();
+        log::info!("configuration reloaded");
+        // Only visible when the new level really is in force.
+        log::debug!("debug logging is on");
+        Outcome::Reloaded {
+            uids: new.allowed_uids.clone(),
+            published: Box::new(new.clone()),
+            config: Box::new(new),
+            triggers,
+            applied,
+        }
+    }
+
+    /// A source that failed: the configured PSI triggers again (on the
+    /// first failure), else vmpressure, else monitoring stops.
+    fn reopen(&self, psi: bool) -> Outcome {
+        let c = &self.current;
+        let s = &c.startup;
+        if psi && s.use_psi {
+            match Source::psi(&s.psi_path, c.psi_partial_stall_ms, c.psi_complete_stall_ms) {
+                Ok(src) => {
+                    log::warn!("pressure source reported an error: re-created the PSI triggers");
+                    return Outcome::Reopened(src);
+                }
+                Err(e) => log::error!(
+                    "pressure source reported an error and re-creating the PSI triggers failed \
+                     ({e}): falling back to memcg v1 vmpressure on {}",
+                    s.vmpressure_memcg.display()
+                ),
+            }
+        } else {
+            log::error!(
+                "pressure source reported an error again: falling back to memcg v1 vmpressure on {}",
+                s.vmpressure_memcg.display()
+            );
+        }
+        match Source::vmpressure(&s.vmpressure_memcg) {
+            Ok(src) => Outcome::Reopened(src),
+            Err(e) => {
+                log::error!(
+                    "no pressure source left ({e}): memory pressure is no longer monitored"
+                );
+                Outcome::NoSource
+            }
+        }
+    }
+}
