@@ -27,7 +27,7 @@ use crate::reaper::{self, Reaper};
 use crate::snapshot::{self, ReadError, Snapshot};
 use crate::sys;
 use crate::token::Token;
-use crate::watchdog::{self, Heartbeat};
+use crate::watchdog::{self, Heartbeat, Kills};
 
 /// How the daemon is run; everything else comes from the config.
 pub struct Options {
@@ -112,6 +112,8 @@ impl Edges for Live {
 pub struct Daemon {
     machine: Machine,
     live: Live,
+    /// Kills the watchdog made while the core was stuck.
+    watchdog: Kills,
     signals: Option<SignalFd>,
     on_thread_start: fn(&'static str),
 }
@@ -138,7 +140,6 @@ impl Daemon {
             props: opts.props,
             on_thread_start: hook,
         };
-        let watchdog_ms = config.startup.watchdog_timeout_ms as u64;
         let delay_monitors = config.delay_monitors_until_boot;
         let mut machine = Machine::new(config, settings)?;
         let cfg = machine.config();
@@ -150,7 +151,7 @@ impl Daemon {
         )
         .map_err(ctx("timerfd_create"))?;
         let reaper = Reaper::start(hook)?;
-        watchdog::start(machine.heartbeat(), watchdog_ms, hook)?;
+        let watchdog = watchdog::start(machine.heartbeat(), hook)?;
         let mut live = Live {
             epoll,
             timer,
@@ -161,6 +162,7 @@ impl Daemon {
             (machine.listener(), Token::Listen, "epoll add listener"),
             (live.timer.as_fd(), Token::Timer, "epoll add timer"),
             (live.reaper.as_fd(), Token::Reaper, "epoll add reaper"),
+            (watchdog.as_fd(), Token::Watchdog, "epoll add watchdog"),
         ];
         for (fd, token, what) in fixed {
             let ev = EpollEvent::new(EpollFlags::EPOLLIN, token.encode());
@@ -186,6 +188,7 @@ impl Daemon {
         Ok(Daemon {
             machine,
             live,
+            watchdog,
             signals,
             on_thread_start: hook,
         })
@@ -213,6 +216,9 @@ impl Daemon {
             };
             let now_ns = sys::monotonic_ns();
             heartbeat.enter(now_ns / 1_000_000);
+            // Kills the watchdog made while the last wakeup was stuck come
+            // first: their records must go before anything else reads them.
+            self.take_watchdog_kills();
             for ev in &events[..n] {
                 if let Some(token) = Token::decode(ev.data()) {
                     self.dispatch(token, ev.events(), now_ns);
@@ -223,6 +229,12 @@ impl Daemon {
         }
         log::info!("exiting on signal");
         Ok(())
+    }
+
+    fn take_watchdog_kills(&mut self) {
+        while let Some(k) = self.watchdog.next() {
+            self.machine.watchdog_killed(&k);
+        }
     }
 
     /// Turns one ready descriptor into inputs (reading what must be read
@@ -257,6 +269,10 @@ impl Daemon {
                 }
             }
             Token::Victim => m.step(Input::VictimExited, now_ns, live),
+            Token::Watchdog => {
+                self.watchdog.ack();
+                self.take_watchdog_kills();
+            }
             Token::Conn(slot) => {
                 let hup = flags.intersects(
                     EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR | EpollFlags::EPOLLRDHUP,

@@ -55,6 +55,8 @@ pub enum KillReason {
     DirectReclStuck,
     /// Legacy minfree mode.
     Minfree,
+    /// The watchdog killed while the core was stuck (no statsd reason).
+    Watchdog,
 }
 
 impl KillReason {
@@ -73,7 +75,7 @@ impl KillReason {
             KillReason::LowFilecacheAfterThrashing => reason::LOW_FILECACHE_AFTER_THRASHING,
             KillReason::LowMem => reason::LOW_MEM,
             KillReason::DirectReclStuck => reason::DIRECT_RECL_STUCK,
-            KillReason::Minfree => -1,
+            KillReason::Minfree | KillReason::Watchdog => -1,
         }
     }
 
@@ -95,6 +97,7 @@ impl KillReason {
             KillReason::LowMem => "free memory below low watermark",
             KillReason::DirectReclStuck => "stuck in direct reclaim",
             KillReason::Minfree => "free memory and file cache below minfree level",
+            KillReason::Watchdog => "lmkd watchdog timed out, main loop stuck",
         }
     }
 

@@ -20,6 +20,8 @@ pub enum Token {
     Reaper,
     /// The in-flight victim's pidfd (readable once it exited).
     Victim,
+    /// The watchdog's kill reports.
+    Watchdog,
     /// A client connection, by server slot.
     Conn(usize),
 }
@@ -31,6 +33,7 @@ const COMPLETE: u64 = 3;
 const TIMER: u64 = 4;
 const REAPER: u64 = 5;
 const VICTIM: u64 = 6;
+const WATCHDOG: u64 = 7;
 const CONN: u64 = 16;
 
 impl Token {
@@ -45,6 +48,7 @@ impl Token {
             Token::Timer => TIMER,
             Token::Reaper => REAPER,
             Token::Victim => VICTIM,
+            Token::Watchdog => WATCHDOG,
             Token::Conn(slot) => CONN + slot as u64,
         }
     }
@@ -59,6 +63,7 @@ impl Token {
             TIMER => Token::Timer,
             REAPER => Token::Reaper,
             VICTIM => Token::Victim,
+            WATCHDOG => Token::Watchdog,
             v if (CONN..CONN + MAX_CONNECTIONS as u64).contains(&v) => {
                 Token::Conn((v - CONN) as usize)
             }
@@ -81,6 +86,7 @@ mod tests {
             Token::Timer,
             Token::Reaper,
             Token::Victim,
+            Token::Watchdog,
         ];
         all.extend((0..MAX_CONNECTIONS).map(Token::Conn));
         let mut seen = std::collections::HashSet::new();
@@ -92,7 +98,7 @@ mod tests {
 
     #[test]
     fn unknown_values_decode_to_none() {
-        for v in [7, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
+        for v in [8, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
             assert_eq!(Token::decode(v), None, "{v}");
         }
     }
