@@ -154,7 +154,9 @@ impl Heartbeat {
         for slot in &self.slots {
             let cur = Packed(slot.load(Ordering::Acquire));
             let next = match it.next() {
-                Some((pid, adj, _)) if cur != Packed::EMPTY && (cur.pid(), cur.adj()) == (pid, adj) => {
+                Some((pid, adj, _))
+                    if cur != Packed::EMPTY && (cur.pid(), cur.adj()) == (pid, adj) =>
+                {
                     continue
                 }
                 Some((pid, adj, fd)) => fd
@@ -244,6 +246,7 @@ pub fn start(hb: Arc<Heartbeat>, on_start: fn(&'static str)) -> io::Result<Kills
         .spawn(move || {
             // It must get the CPU exactly when the machine is drowning.
             crate::protect::raise_thread_priority();
+            crate::protect::prefault_stack::<PREFAULT>();
             on_start("watchdog");
             let mut out = Outputs::new(logline::Log);
             // Pids this thread killed lately: the core may publish one
@@ -273,7 +276,9 @@ pub fn start(hb: Arc<Heartbeat>, on_start: fn(&'static str)) -> io::Result<Kills
                     }
                     None if told_empty_for != now - stuck => {
                         told_empty_for = now - stuck;
-                        log::error!("watchdog: main loop stuck for {stuck} ms and no process to kill");
+                        log::error!(
+                            "watchdog: main loop stuck for {stuck} ms and no process to kill"
+                        );
                     }
                     None => {}
                 }
@@ -283,8 +288,11 @@ pub fn start(hb: Arc<Heartbeat>, on_start: fn(&'static str)) -> io::Result<Kills
     Ok(Kills(rx))
 }
 
-/// The watchdog's stack: log formatting is its deepest use.
+/// The watchdog's stack: log formatting is its deepest use (20 kB
+/// measured with a kill, release build).
 const STACK: usize = 64 * 1024;
+/// Touched at start, so the kill itself never faults a stack page in.
+const PREFAULT: usize = 16 * 1024;
 
 /// Kills the first live candidate: the signal first, then what the kill
 /// line and the stats packet say about it (read while the victim's memory
@@ -333,7 +341,10 @@ fn describe(procfs: &ProcFs, pid: i32, adj: i32, at_ms: u64) -> Killed {
     rec.set_name(v.stat.name());
     rec.rss_kb = v.rss_kb;
     rec.swap_kb = v.swap_kb;
-    Killed { victim: v, record: rec }
+    Killed {
+        victim: v,
+        record: rec,
+    }
 }
 
 #[cfg(test)]

@@ -5,35 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::fs;
 use std::time::Duration;
 
+use common::wakeups::{between, switches};
 use common::*;
-
-/// Voluntary + involuntary context switches of every thread, by tid
-/// (with its name).
-pub fn switches(pid: u32) -> BTreeMap<u32, (String, u64)> {
-    let mut out = BTreeMap::new();
-    for e in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let Ok(tid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(s) = fs::read_to_string(e.path().join("status")) else {
-            continue;
-        };
-        let field = |k: &str| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .map_or("", str::trim)
-                .to_string()
-        };
-        let n = |k: &str| field(k).parse::<u64>().unwrap_or(0);
-        let total = n("voluntary_ctxt_switches:") + n("nonvoluntary_ctxt_switches:");
-        out.insert(tid, (field("Name:"), total));
-    }
-    out
-}
 
 #[test]
 fn an_idle_daemon_makes_no_wakeups() {
@@ -60,13 +35,14 @@ fn an_idle_daemon_makes_no_wakeups() {
     let before = switches(pid);
     std::thread::sleep(Duration::from_secs(3));
     let after = switches(pid);
-    assert!(before.len() >= 4, "expected the daemon's threads: {before:?}");
-    let woke: Vec<_> = after
-        .iter()
-        .filter_map(|(tid, (name, n))| {
-            let was = before.get(tid).map_or(0, |b| b.1);
-            (*n != was).then(|| format!("{name} ({tid}): {} wakeups", n - was))
-        })
+    assert!(
+        before.len() >= 4,
+        "expected the daemon's threads: {before:?}"
+    );
+    let woke: Vec<_> = between(&before, &after)
+        .into_iter()
+        .filter(|w| w.2 > 0)
+        .map(|(name, tid, n)| format!("{name} ({tid}): {n} wakeups"))
         .collect();
     assert!(woke.is_empty(), "idle daemon threads woke up: {woke:?}");
     drop(c);

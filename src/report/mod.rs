@@ -200,7 +200,8 @@ impl Reporter {
         let (tx, rx) = ring::channel::<Note>(RING)?;
         thread::Builder::new()
             .name("lmkd-report".into())
-            .stack_size(256 * 1024)
+            // Formatting is its deepest use: 12 kB measured (release).
+            .stack_size(64 * 1024)
             .spawn(move || {
                 on_start("report");
                 let mut out = Outputs::new(logline::Log);
