@@ -28,7 +28,7 @@ use crate::reaper::{self, Reaper};
 use crate::snapshot::{self, ReadError, Snapshot};
 use crate::sys;
 use crate::token::Token;
-use crate::watchdog::{self, Heartbeat};
+use crate::watchdog::{self, Heartbeat, Kills};
 
 /// How the daemon is run; everything else comes from the config.
 pub struct Options {
@@ -120,6 +120,8 @@ impl Edges for Live {
 pub struct Daemon {
     machine: Machine,
     live: Live,
+    /// Kills the watchdog made while the core was stuck.
+    watchdog: Kills,
     signals: Option<SignalFd>,
     on_thread_start: fn(&'static str),
 }
@@ -147,7 +149,6 @@ impl Daemon {
             props: Arc::from(opts.props),
             on_thread_start: hook,
         };
-        let watchdog_ms = config.startup.watchdog_timeout_ms as u64;
         let mut machine = Machine::new(config, settings)?;
         let cfg = machine.config();
         let reader = snapshot::Reader::open(&cfg.startup.proc_root, &cfg.startup.psi_path)?;
@@ -158,7 +159,7 @@ impl Daemon {
         )
         .map_err(ctx("timerfd_create"))?;
         let reaper = Reaper::start(hook)?;
-        watchdog::start(machine.heartbeat(), watchdog_ms, hook)?;
+        let watchdog = watchdog::start(machine.heartbeat(), hook)?;
         let control = control::start(machine.config(), opts.config_path, control_path, hook)?;
         machine.attach_control(control);
         let mut live = Live {
@@ -177,6 +178,7 @@ impl Daemon {
                 "epoll add control",
             ),
             (machine.loader_fd(), Token::Loader, "epoll add loader"),
+            (watchdog.as_fd(), Token::Watchdog, "epoll add watchdog"),
         ];
         for (fd, token, what) in fixed {
             let ev = EpollEvent::new(EpollFlags::EPOLLIN, token.encode());
@@ -196,6 +198,7 @@ impl Daemon {
         Ok(Daemon {
             machine,
             live,
+            watchdog,
             signals,
             on_thread_start: hook,
         })
@@ -223,6 +226,9 @@ impl Daemon {
             };
             let now_ns = sys::monotonic_ns();
             heartbeat.enter(now_ns / 1_000_000);
+            // Kills the watchdog made while the last wakeup was stuck come
+            // first: their records must go before anything else reads them.
+            self.take_watchdog_kills();
             for ev in &events[..n] {
                 if let Some(token) = Token::decode(ev.data()) {
                     self.dispatch(token, ev.events(), now_ns);
@@ -233,6 +239,12 @@ impl Daemon {
         }
         log::info!("exiting on signal");
         Ok(())
+    }
+
+    fn take_watchdog_kills(&mut self) {
+        while let Some(k) = self.watchdog.next() {
+            self.machine.watchdog_killed(&k);
+        }
     }
 
     /// Turns one ready descriptor into inputs (reading what must be read
@@ -269,6 +281,10 @@ impl Daemon {
             Token::Victim => m.step(Input::VictimExited, now_ns, live),
             Token::Control => m.step(Input::Control, now_ns, live),
             Token::Loader => m.step(Input::Loaded, now_ns, live),
+            Token::Watchdog => {
+                self.watchdog.ack();
+                self.take_watchdog_kills();
+            }
             Token::Conn(slot) => {
                 let hup = flags.intersects(
                     EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR | EpollFlags::EPOLLRDHUP,

@@ -37,7 +37,7 @@ use crate::sys::ProcFs;
 use crate::table::ProcTable;
 use crate::token::Token;
 use crate::victim::{self, Rules, Stale, Victim};
-use crate::watchdog::Heartbeat;
+use crate::watchdog::{self, Heartbeat};
 
 /// After a pressure event, keep re-checking for this long (as lmkd).
 pub const POLL_WINDOW_MS: u64 = 1000;
@@ -160,6 +160,7 @@ impl Machine {
         }
         let procfs = ProcFs::new(&config.startup.proc_root)?;
         let server = Server::open(&config.startup.socket_path, &config.allowed_uids)?;
+        let heartbeat = Arc::new(Heartbeat::new(config.startup.watchdog_timeout_ms as u64)?);
         Ok(Machine {
             tunables: Tunables::from_config(&config),
             settings,
@@ -179,7 +180,7 @@ impl Machine {
                 level: None,
                 interval_ms: 100,
             },
-            heartbeat: Arc::new(Heartbeat::default()),
+            heartbeat,
             candidate_dirty: false,
             boot_completed: false,
             self_pid: std::process::id() as i32,
@@ -426,6 +427,7 @@ impl Machine {
             let Some((_, handles)) = self.reg.table.remove(victim.pid) else {
                 return;
             };
+            self.heartbeat.withdraw(victim.pid);
             self.candidate_dirty = true;
             handles.pidfd
         };
@@ -575,20 +577,7 @@ impl Machine {
         stat.max_thrashing = f.max_thrashing_pct as i32;
         let dry_run = self.settings.dry_run;
         if !dry_run {
-            self.reg.kills.add(v.adj);
-            // Stats first, then the kill notification, as AMS expects.
-            if self.config.startup.log_stats {
-                let mut buf = [0u8; proto::STAT_MAX_LEN];
-                let n = proto::encode_kill_stat(&stat, &mut buf);
-                self.server.broadcast(true, &buf[..n], &self.report);
-            }
-            let mut pk = [0u8; proto::PROCKILL_LEN];
-            let rss = v.rss_kb.min(i32::MAX as u64) as i32;
-            self.server.broadcast(
-                false,
-                proto::encode_prockill(v.pid, v.uid, rss, &mut pk),
-                &self.report,
-            );
+            self.announce_kill(v, &stat);
         }
         let mut rec = KillRecord::new(signal_ns / 1_000_000, v.pid, *kill, *f);
         rec.uid = v.uid;
@@ -614,27 +603,51 @@ impl Machine {
         self.report.note(Note::Kill(rec));
     }
 
-    /// Gives the watchdog a pidfd of the least important process.
+    /// Counts a kill and tells subscribers: stats first, then the kill
+    /// notification, as AMS expects.
+    fn announce_kill(&mut self, v: &Victim, stat: &proto::KillStat) {
+        self.reg.kills.add(v.adj);
+        // Stats first, then the kill notification, as AMS expects.
+        if self.config.startup.log_stats {
+            let mut buf = [0u8; proto::STAT_MAX_LEN];
+            let n = proto::encode_kill_stat(stat, &mut buf);
+            self.server.broadcast(true, &buf[..n], &self.report);
+        }
+        let mut pk = [0u8; proto::PROCKILL_LEN];
+        let rss = v.rss_kb.min(i32::MAX as u64) as i32;
+        self.server.broadcast(
+            false,
+            proto::encode_prockill(v.pid, v.uid, rss, &mut pk),
+            &self.report,
+        );
+    }
+
+    /// A kill the watchdog made while this thread was stuck: drop the
+    /// record, count and announce it, keep it in the history. The watchdog
+    /// has logged it already.
+    pub fn watchdog_killed(&mut self, k: &watchdog::Killed) {
+        let mut v = k.victim;
+        let mut rec = k.record;
+        // The registered uid is the one AMS knows the process by.
+        if let Some((p, _)) = self.reg.table.remove(v.pid) {
+            (v.uid, v.stat.uid, rec.uid) = (p.uid, p.uid, p.uid);
+        }
+        self.candidate_dirty = true;
+        self.announce_kill(&v, &v.stat);
+        self.history.push(rec);
+    }
+
+    /// Gives the watchdog pidfds of the least important apps (adj 1000
+    /// down to 0, each list from its tail, as the victim choice walks it).
     fn publish_candidate(&mut self) {
         self.candidate_dirty = false;
-        let found = (proto::OOM_ADJ_MIN..=proto::OOM_ADJ_MAX)
+        let (table, self_pid) = (&self.reg.table, self.self_pid);
+        let found = (0..=proto::OOM_ADJ_MAX)
             .rev()
-            .find_map(|adj| {
-                self.reg
-                    .table
-                    .iter_adj(adj as i16)
-                    .find(|p| p.pid > 1 && p.pid != self.self_pid)
-                    .copied()
-            });
-        let current = self.heartbeat.candidate_pid();
-        match found {
-            Some(p) if p.pid == current => {}
-            Some(p) => self.heartbeat.set_candidate(
-                (self.reg.table.pidfd(p.pid))
-                    .and_then(|fd| fd.try_clone_to_owned().ok())
-                    .map(|fd| (p.pid, p.adj as i32, fd)),
-            ),
-            None => self.heartbeat.set_candidate(None),
-        }
+            .flat_map(|adj| table.iter_adj(adj as i16))
+            .filter(|p| p.pid > 1 && p.pid != self_pid)
+            .filter_map(|p| Some((p.pid, p.adj as i32, table.pidfd(p.pid)?)))
+            .take(watchdog::SLOTS);
+        self.heartbeat.publish(found);
     }
 }

@@ -24,6 +24,8 @@ pub enum Token {
     Control,
     /// The loader thread's doorbell (a reload or a re-opened source is ready).
     Loader,
+    /// The watchdog's kill reports.
+    Watchdog,
     /// A client connection, by server slot.
     Conn(usize),
 }
@@ -37,6 +39,7 @@ const REAPER: u64 = 5;
 const VICTIM: u64 = 6;
 const CONTROL: u64 = 7;
 const LOADER: u64 = 8;
+const WATCHDOG: u64 = 9;
 const CONN: u64 = 16;
 
 impl Token {
@@ -53,6 +56,7 @@ impl Token {
             Token::Victim => VICTIM,
             Token::Control => CONTROL,
             Token::Loader => LOADER,
+            Token::Watchdog => WATCHDOG,
             Token::Conn(slot) => CONN + slot as u64,
         }
     }
@@ -69,6 +73,7 @@ impl Token {
             VICTIM => Token::Victim,
             CONTROL => Token::Control,
             LOADER => Token::Loader,
+            WATCHDOG => Token::Watchdog,
             v if (CONN..CONN + MAX_CONNECTIONS as u64).contains(&v) => {
                 Token::Conn((v - CONN) as usize)
             }
@@ -93,6 +98,7 @@ mod tests {
             Token::Victim,
             Token::Control,
             Token::Loader,
+            Token::Watchdog,
         ];
         all.extend((0..MAX_CONNECTIONS).map(Token::Conn));
         let mut seen = std::collections::HashSet::new();
@@ -104,7 +110,7 @@ mod tests {
 
     #[test]
     fn unknown_values_decode_to_none() {
-        for v in [9, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
+        for v in [10, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
             assert_eq!(Token::decode(v), None, "{v}");
         }
     }

@@ -134,7 +134,7 @@ fn page_kb() -> u64 {
 }
 
 /// Gathers the kill line and stats packet figures. Missing files leave -1.
-fn describe(procfs: &ProcFs, memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64) -> Victim {
+pub fn describe(procfs: &ProcFs, memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64) -> Victim {
     let mut stat = KillStat::default();
     let mut buf = [0u8; 2048];
     let mut swap_kb = 0;

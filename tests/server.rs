@@ -624,20 +624,29 @@ fn memory_is_locked_and_sighup_reloads() {
 /// A core genuinely stuck inside a handler: the test ptrace-stops only the
 /// daemon's core thread at the entry of the recvmsg that handles a client
 /// packet (so the heartbeat says "busy"), and leaves the watchdog thread
-/// running. The watchdog must kill the least important process by itself.
+/// running. The watchdog must kill by itself, only apps (adj >= 0), the
+/// least important first, once per period while the core stays stuck;
+/// when the core runs again the kills are counted, their records dropped
+/// and subscribers told (stats, then PROCKILL).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[test]
-fn watchdog_kills_when_the_core_is_stuck_in_a_handler() {
-    if !need_root("watchdog_kills_when_the_core_is_stuck_in_a_handler") {
+fn watchdog_kills_apps_each_period_while_the_core_is_stuck() {
+    if !need_root("watchdog_kills_apps_each_period_while_the_core_is_stuck") {
         return;
     }
-    let d = Daemon::start("watchdog", "watchdog_timeout_ms = 1000");
-    let mut expendable = Sleeper::new();
-    let mut important = Sleeper::new();
+    const PERIOD_MS: u64 = 1000;
+    let d = Daemon::start("watchdog", &format!("watchdog_timeout_ms = {PERIOD_MS}"));
+    let mut cached = Sleeper::new();
+    let mut foreground = Sleeper::new();
+    let mut native = Sleeper::new();
     let c = d.connect();
-    c.send(&Cmd::ProcPrio(prio(expendable.pid(), 950))).unwrap();
-    c.send(&Cmd::ProcPrio(prio(important.pid(), 0))).unwrap();
+    let sub = d.connect();
+    subscribe_all(&sub);
+    c.send(&Cmd::ProcPrio(prio(cached.pid(), 950))).unwrap();
+    c.send(&Cmd::ProcPrio(prio(foreground.pid(), 0))).unwrap();
+    c.send(&Cmd::ProcPrio(prio(native.pid(), -900))).unwrap();
     Daemon::sync(&c);
+    Daemon::sync(&sub);
     // The core runs on the daemon's main thread: tid == pid.
     let tid = d.child.id() as libc::pid_t;
     let wait = |what: &str| {
@@ -691,18 +700,61 @@ fn watchdog_kills_when_the_core_is_stuck_in_a_handler() {
             break;
         }
     }
-    assert!(stuck, "never caught the core entering recvmsg");
-    let killed = eventually(Duration::from_secs(5), || {
-        matches!(expendable.0.try_wait(), Ok(Some(_)))
-    });
+    let dead = |s: &mut Sleeper| matches!(s.0.try_wait(), Ok(Some(_)));
+    let first = stuck && eventually(Duration::from_secs(5), || dead(&mut cached));
+    let one_per_period = !dead(&mut foreground);
+    let second = first && eventually(Duration::from_secs(5), || dead(&mut foreground));
+    // Two more periods: nobody left at adj >= 0 to kill.
+    std::thread::sleep(Duration::from_millis(2 * PERIOD_MS + 200));
+    let native_alive = !dead(&mut native);
     // SAFETY: let the core go again.
     unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
-    assert!(killed, "the watchdog did not kill while the core was stuck");
+    assert!(stuck, "never caught the core entering recvmsg");
+    assert!(first, "the watchdog did not kill while the core was stuck");
+    assert!(one_per_period, "the watchdog killed twice in one period");
+    assert!(second, "the watchdog did not kill again in the next period");
+    assert!(native_alive, "the watchdog killed a process at adj -900");
+    let log = d.wait_log_count("lmkd watchdog timed out!", 2, T);
+    for p in [cached.pid(), foreground.pid()] {
+        assert!(
+            log.contains(&format!("Kill 'sleep' ({p}), uid 10000,"))
+                || log.contains(&format!("Kill 'sleep' ({p}), uid 0,")),
+            "no kill line for {p}:\n{log}"
+        );
+    }
+    assert!(log.contains("reason: lmkd watchdog timed out"), "{log}");
+    // The core carries on and answers (first the packet it was stuck
+    // on); the kills are counted.
     assert!(
-        important.0.try_wait().unwrap().is_none(),
-        "the watchdog killed the foreground process"
+        matches!(c.recv(Some(T)), Ok(Some(Message::Reply { .. }))),
+        "no reply to the packet the core was stuck on"
     );
-    d.wait_log("watchdog: main loop stuck", T);
-    // The core carries on and answers.
-    Daemon::sync(&c);
+    assert_eq!(kill_count(&c, 1001, 1001), 2, "GETKILLCNT total");
+    assert_eq!(kill_count(&c, 950, 950), 1);
+    assert_eq!(kill_count(&c, 0, 0), 1);
+    // Stats then PROCKILL for each, in the watchdog's order.
+    let mut got = vec![];
+    let end = std::time::Instant::now() + T;
+    while got.len() < 4 && std::time::Instant::now() < end {
+        match sub.recv(Some(Duration::from_millis(100))) {
+            Ok(Some(Message::Stat(s))) => got.push(("stat", s.oom_score_adj)),
+            Ok(Some(Message::Kill(k))) => got.push(("kill", k.pid)),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            ("stat", 950),
+            ("kill", cached.pid()),
+            ("stat", 0),
+            ("kill", foreground.pid())
+        ]
+    );
+    // The records are gone: a new registration of the live one still works
+    // and the dead ones are not in the table (PROCREMOVE of them is a no-op
+    // that must not disturb anything, and no further kill is counted).
+    std::thread::sleep(Duration::from_millis(PERIOD_MS + 200));
+    assert_eq!(kill_count(&c, 1001, 1001), 2, "killed again after release");
+    assert!(!dead(&mut native));
 }

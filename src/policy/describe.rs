@@ -61,5 +61,6 @@ pub fn describe_reason(w: &mut dyn Write, kill: &Kill, f: &Figures) -> fmt::Resu
         ),
         KillReason::LowMem => write!(w, "{wmark} watermark is breached"),
         KillReason::Minfree | KillReason::VmPressure => Ok(()),
+        KillReason::Watchdog => w.write_str(kill.reason.text()),
     }
 }

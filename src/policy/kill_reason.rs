@@ -20,6 +20,8 @@ pub enum KillReason {
     Minfree,
     /// vmpressure level strategy (kernels without PSI).
     VmPressure,
+    /// The watchdog killed while the core was stuck (no statsd reason).
+    Watchdog,
 }
 
 impl KillReason {
@@ -38,7 +40,7 @@ impl KillReason {
             KillReason::LowFilecacheAfterThrashing => reason::LOW_FILECACHE_AFTER_THRASHING,
             KillReason::LowMem => reason::LOW_MEM,
             KillReason::DirectReclStuck => reason::DIRECT_RECL_STUCK,
-            KillReason::Minfree | KillReason::VmPressure => -1,
+            KillReason::Minfree | KillReason::VmPressure | KillReason::Watchdog => -1,
         }
     }
 
@@ -61,6 +63,7 @@ impl KillReason {
             KillReason::DirectReclStuck => "stuck in direct reclaim",
             KillReason::Minfree => "free memory and file cache below minfree level",
             KillReason::VmPressure => "memory pressure level reached its min adj",
+            KillReason::Watchdog => "lmkd watchdog timed out, main loop stuck",
         }
     }
 

@@ -76,6 +76,16 @@ impl Limiter {
             }
         }
     }
+
+    /// When the earliest window that suppressed lines closes: the logging
+    /// thread sleeps until then, or until the next note when None.
+    pub fn next_flush_ms(&self) -> Option<u64> {
+        self.windows
+            .iter()
+            .filter(|w| w.suppressed > 0)
+            .map(|w| w.start_ms + self.window_ms)
+            .min()
+    }
 }
 
 fn close(w: &mut Window, now_ms: u64, said: &mut dyn FnMut(&'static str, u64)) {
@@ -100,10 +110,12 @@ mod tests {
             .count();
         assert_eq!(passed, 3);
         assert!(said.is_empty());
+        assert_eq!(l.next_flush_ms(), Some(1010));
         l.flush(500, &mut |k, n| said.push((k, n)));
         assert!(said.is_empty(), "window closed early");
         l.flush(1010, &mut |k, n| said.push((k, n)));
         assert_eq!(said, [("x", 997)]);
+        assert_eq!(l.next_flush_ms(), None, "nothing left to sum up");
         // Nothing left to say; the next window lets a burst through again.
         l.flush(5000, &mut |k, n| said.push((k, n)));
         assert_eq!(said.len(), 1);

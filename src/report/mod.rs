@@ -224,13 +224,18 @@ impl Reporter {
         let (tx, rx) = ring::channel::<Note>(RING)?;
         thread::Builder::new()
             .name("lmkd-report".into())
-            .stack_size(256 * 1024)
+            // Formatting is its deepest use: 12 kB measured (release).
+            .stack_size(64 * 1024)
             .spawn(move || {
                 on_start("report");
                 let mut out = Outputs::new(logline::Log);
                 let mut seen_drops = 0;
                 loop {
-                    rx.wait(limit::WINDOW_MS as i32);
+                    // Asleep until a note arrives, or a flood's summary is due.
+                    let timeout = out.next_tick_ms().map_or(-1, |at| {
+                        at.saturating_sub(sys::monotonic_ms()).min(i32::MAX as u64) as i32
+                    });
+                    rx.wait(timeout);
                     rx.ack();
                     while let Some(n) = rx.pop() {
                         if let Note::Targets(t) = &n {
@@ -326,6 +331,11 @@ impl<S: logline::Sink> Outputs<S> {
         let sink = &mut self.sink;
         self.limiter
             .flush(now_ms, &mut |k, n| logline::suppressed(sink, k, n));
+    }
+
+    /// When [`Outputs::tick`] has something to say; None: nothing pending.
+    pub fn next_tick_ms(&self) -> Option<u64> {
+        self.limiter.next_flush_ms()
     }
 
     pub fn sink(&mut self) -> &mut S {

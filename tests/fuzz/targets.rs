@@ -288,7 +288,7 @@ fn table_min_adj(reason: KillReason, d: &Decision, t: &Tunables) -> Option<i32> 
         KillReason::LowMemAndThrashing | KillReason::DirectReclAndThrashing => tt,
         KillReason::LowFilecacheAfterThrashing => ABOVE_PERCEPTIBLE_ADJ,
         KillReason::LowMem => t.lowmem_min_oom_score,
-        KillReason::Minfree | KillReason::VmPressure => return None,
+        KillReason::Minfree | KillReason::VmPressure | KillReason::Watchdog => return None,
     })
 }
 
