@@ -104,6 +104,14 @@ impl Edges for Live {
         self.reader.read(now_ms).copied()
     }
 
+    fn signal(&mut self, pid: i32, pidfd: Option<BorrowedFd<'_>>) -> Result<u64, i32> {
+        let sent = match pidfd {
+            Some(fd) => sys::pidfd_send_signal(fd, libc::SIGKILL),
+            None => sys::kill_pid(pid, libc::SIGKILL),
+        };
+        sent.map(|()| sys::monotonic_ns()).map_err(|e| e.errno)
+    }
+
     fn submit(&mut self, job: reaper::Job) -> bool {
         self.reaper.submit(job)
     }
@@ -149,7 +157,7 @@ impl Daemon {
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )
         .map_err(ctx("timerfd_create"))?;
-        let reaper = Reaper::start(hook)?;
+        let reaper = Reaper::start(sys::ProcFs::new(&cfg.startup.proc_root)?, hook)?;
         watchdog::start(machine.heartbeat(), watchdog_ms, hook)?;
         let mut live = Live {
             epoll,

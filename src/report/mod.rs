@@ -82,6 +82,13 @@ pub enum Note {
         pid: i32,
         ms: u64,
     },
+    /// The reaper had not read the victim's name kill_timeout_ms after the
+    /// signal (stuck on a release): the kill was announced without it and
+    /// its report is no longer waited for.
+    ReaperStuck {
+        pid: i32,
+        waited_ms: u64,
+    },
     /// The reaper's memory release failed (ESRCH included: the victim was
     /// already tearing itself down) or is unsupported (ENOSYS).
     ReleaseFailed {
@@ -141,6 +148,7 @@ impl Note {
             Note::ExitTimeout { .. } => "exit timeout",
             Note::KillFailed { .. } => "failed kill",
             Note::ReleaseFailed { .. } => "failed release",
+            Note::ReaperStuck { .. } => "stuck reaper",
             Note::NoVictim { .. } => "no victim",
             Note::Stale { .. } => "stale record",
             Note::Refused { why, .. } => match why {
