@@ -27,7 +27,7 @@ use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
 use crate::proto;
 use crate::psi::Source;
-use crate::reaper::{self, Name, Release};
+use crate::reaper::{self, Counters, Name, Release};
 use crate::report::{Note, Reporter};
 use crate::server::Server;
 use crate::snapshot::{ReadError, Snapshot};
@@ -306,7 +306,7 @@ impl Machine {
                     waited_ms: timeout_ms,
                 });
             }
-            self.announce(Name::EMPTY);
+            self.announce(Name::EMPTY, Counters::UNKNOWN);
         }
         if let Some(k) = &mut self.inflight {
             if k.blocks_next_kill(now_ns, timeout_ms) {
@@ -430,7 +430,7 @@ impl Machine {
             .max(now_ns / 1_000_000 + POLL_WINDOW_MS);
         if !io.submit(job) {
             // No name will come: announce with comm now.
-            self.announce(Name::EMPTY);
+            self.announce(Name::EMPTY, Counters::UNKNOWN);
         }
     }
 
@@ -443,7 +443,7 @@ impl Machine {
             .as_ref()
             .is_some_and(|k| k.victim.pid == done.pid && !k.announced())
         {
-            self.announce(done.name);
+            self.announce(done.name, done.counters);
         }
         if let Some(f) = done.finished {
             self.reap_done(done.pid, done.signal.unwrap_or(f.at_ns), f);
@@ -454,8 +454,9 @@ impl Machine {
     }
 
     /// Announces the in-flight kill (stats packet, PROCKILL, kill line)
-    /// with the full name the reaper read, or comm when it read none.
-    fn announce(&mut self, name: Name) {
+    /// with the full name and counters the reaper read after the signal,
+    /// or comm when it read no name.
+    fn announce(&mut self, name: Name, counters: Counters) {
         let Some(k) = self.inflight.as_mut() else {
             return;
         };
@@ -474,6 +475,14 @@ impl Machine {
         if !name.as_bytes().is_empty() {
             v.stat.set_name(name.as_bytes());
         }
+        // Per-app memcg figures, read before the signal, take precedence.
+        if v.stat.pgfault < 0 {
+            v.stat.pgfault = counters.pgfault;
+        }
+        if v.stat.pgmajfault < 0 {
+            v.stat.pgmajfault = counters.pgmajfault;
+        }
+        v.stat.start_time_ns = counters.start_time_ns;
         self.report_kill(&v, &kill, &figures, &snap, at_ns, event_ns);
         if let Some(ms) = exit_ms {
             self.history.set_exit(v.pid, ms);
@@ -525,7 +534,7 @@ impl Machine {
     /// has not come back (the reaper keeps its own pidfd copy and may
     /// finish whenever it likes).
     fn finish_inflight(&mut self, io: &mut dyn Edges) {
-        self.announce(Name::EMPTY);
+        self.announce(Name::EMPTY, Counters::UNKNOWN);
         if let Some(k) = &self.inflight {
             if let Some(fd) = k.pidfd() {
                 io.unwatch(fd);

@@ -174,6 +174,23 @@ impl std::fmt::Debug for Name {
     }
 }
 
+/// The victim's counters from `/proc/<pid>/stat`, read after the signal
+/// (they outlive the victim's memory); -1 when unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub pgfault: i64,
+    pub pgmajfault: i64,
+    pub start_time_ns: i64,
+}
+
+impl Counters {
+    pub const UNKNOWN: Counters = Counters {
+        pgfault: -1,
+        pgmajfault: -1,
+        start_time_ns: -1,
+    };
+}
+
 /// Progress of a job. A job reports twice: once the name is read (so the
 /// kill can be announced), and again when the reaper is done with the
 /// pidfd (`finished` set); a job with nothing to release reports once,
@@ -185,6 +202,7 @@ pub struct Done {
     pub signal: Result<u64, i32>,
     /// The full name, read after the signal.
     pub name: Name,
+    pub counters: Counters,
     /// None while the reaper still uses the pidfd.
     pub finished: Option<Finished>,
 }
@@ -279,7 +297,7 @@ impl AsFd for Reaper {
     }
 }
 
-/// After the core's signal: reads the victim's name. Finished when there
+/// After the core's signal: reads the victim's name and counters. Finished when there
 /// is nothing to release (dry run, or no pidfd).
 pub fn named(job: &Job, procfs: &ProcFs) -> Done {
     let mut raw = [0u8; STAT_NAME_MAX + 1];
@@ -287,11 +305,21 @@ pub fn named(job: &Job, procfs: &ProcFs) -> Done {
         Ok(n) => Name::from_cmdline(&raw[..n]),
         Err(_) => Name::EMPTY,
     };
+    let mut stat = crate::proto::KillStat::default();
+    let mut buf = [0u8; 1024];
+    if let Ok(n) = procfs.read(Some(job.pid), "stat", &mut buf) {
+        crate::victim::parse_stat(&buf[..n], &mut stat);
+    }
     let nothing_to_release = job.dry_run || !matches!(job.target, Target::Pidfd(_));
     Done {
         pid: job.pid,
         signal: Ok(job.sent_ns),
         name,
+        counters: Counters {
+            pgfault: stat.pgfault,
+            pgmajfault: stat.pgmajfault,
+            start_time_ns: stat.start_time_ns,
+        },
         finished: nothing_to_release.then_some(Finished {
             release: Release::Skipped,
             at_ns: sys::monotonic_ns(),
@@ -330,6 +358,7 @@ pub fn signal(job: &Job) -> Done {
         pid: job.pid,
         signal: sig.as_ref().map(|_| at_ns).map_err(|e| e.errno),
         name: Name::EMPTY,
+        counters: Counters::UNKNOWN,
         finished: nothing_to_release.then_some(Finished {
             release: Release::Skipped,
             at_ns,

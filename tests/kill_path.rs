@@ -362,9 +362,12 @@ fn a_release_that_never_finishes_holds_back_no_kill() {
     freezer.add(stuck.pid());
     freezer.set("FROZEN");
     let _hold = Hold::release_of(stuck.pid());
-    let d = InProc::start("stuckreap", "small", &[stuck.pid(), next.pid()], |cfg, _| {
-        cfg.kill_timeout_ms = TIMEOUT_MS as u32
-    });
+    let d = InProc::start(
+        "stuckreap",
+        "small",
+        &[stuck.pid(), next.pid()],
+        |cfg, _| cfg.kill_timeout_ms = TIMEOUT_MS as u32,
+    );
     let c = d.connect();
     subscribe_all(&c);
     c.send(&Cmd::ProcPrio(prio(stuck.pid(), 950))).unwrap();
@@ -393,7 +396,10 @@ fn a_release_that_never_finishes_holds_back_no_kill() {
         "the next kill came {after:?} after the first, kill_timeout_ms is {TIMEOUT_MS}"
     );
     // Its announcement did not wait for the held reaper past kill_timeout_ms.
-    assert_eq!(kills(&c, Duration::from_millis(TIMEOUT_MS + 500)), vec![next.pid()]);
+    assert_eq!(
+        kills(&c, Duration::from_millis(TIMEOUT_MS + 500)),
+        vec![next.pid()]
+    );
 }
 
 #[test]
@@ -422,12 +428,14 @@ fn the_victim_is_named_by_its_full_command_line() {
     Daemon::sync(&c);
     d.raise_complete();
     let mut stat_name = None;
+    let mut start_time_ns = -1;
     let mut killed = false;
     let end = Instant::now() + T;
     while !killed && Instant::now() < end {
         match c.recv(Some(Duration::from_millis(100))).unwrap() {
             Some(lmkd::client::Message::Stat(s)) => {
-                stat_name = Some(String::from_utf8_lossy(s.name()).into_owned())
+                stat_name = Some(String::from_utf8_lossy(s.name()).into_owned());
+                start_time_ns = s.start_time_ns;
             }
             Some(lmkd::client::Message::Kill(k)) => killed = k.pid == v.pid(),
             _ => {}
@@ -435,6 +443,8 @@ fn the_victim_is_named_by_its_full_command_line() {
     }
     assert!(killed, "no PROCKILL for the victim");
     assert_eq!(stat_name.as_deref(), Some(NAME), "stats packet name");
+    // Read after the signal too: the start time the kernel keeps.
+    assert!(start_time_ns > 0, "no start time in the stats packet");
     let line = format!("Kill '{NAME}' ({})", v.pid());
     assert!(
         common::eventually(T, || common::logcap::text().contains(&line)),

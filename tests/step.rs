@@ -16,7 +16,7 @@ use lmkd::kill::{Life, Signal};
 use lmkd::machine::{Edges, Input, Machine, Settings};
 use lmkd::policy::{KillReason, Pressure};
 use lmkd::proto::Command as Cmd;
-use lmkd::reaper::{Done, Finished, Job, Name, Release};
+use lmkd::reaper::{Counters, Done, Finished, Job, Name, Release};
 use lmkd::snapshot::{parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, ReadError, Snapshot};
 use lmkd::token::Token;
 
@@ -185,6 +185,7 @@ impl Rig {
             pid,
             signal: Ok(sent_ns),
             name: Name::from_cmdline(name.as_bytes()),
+            counters: Counters::UNKNOWN,
             finished,
         };
         self.step(Input::Reaped(done), now_ms);
