@@ -155,6 +155,61 @@ impl InFlight {
     }
 }
 
+/// The kills handed to the reaper and not yet finished there, so that one
+/// it never finishes (a `process_mrelease` stuck on the victim's mmap lock)
+/// is noticed and logged once. Nothing waits on them.
+#[derive(Debug, Default)]
+pub struct ReaperJobs {
+    slots: [Option<Job>; REAPER_JOBS],
+}
+
+/// As many as the reaper's queue holds.
+const REAPER_JOBS: usize = 8;
+
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    pid: i32,
+    sent_ns: u64,
+    logged: bool,
+}
+
+impl ReaperJobs {
+    /// A job for `pid`, signalled at `sent_ns`, went to the reaper.
+    pub fn add(&mut self, pid: i32, sent_ns: u64) {
+        if let Some(s) = self.slots.iter_mut().find(|s| s.is_none()) {
+            *s = Some(Job {
+                pid,
+                sent_ns,
+                logged: false,
+            });
+        }
+    }
+
+    /// The reaper finished the job for `pid`.
+    pub fn finished(&mut self, pid: i32) {
+        if let Some(s) = self
+            .slots
+            .iter_mut()
+            .find(|s| s.is_some_and(|j| j.pid == pid))
+        {
+            *s = None;
+        }
+    }
+
+    /// A job the reaper has held for timeout_ms since its signal and that
+    /// was not reported yet: its pid and how long; reported once.
+    pub fn newly_stuck(&mut self, now_ns: u64, timeout_ms: u64) -> Option<(i32, u64)> {
+        self.slots.iter_mut().flatten().find_map(|j| {
+            let waited = ms(now_ns).saturating_sub(ms(j.sent_ns));
+            if j.logged || waited < timeout_ms {
+                return None;
+            }
+            j.logged = true;
+            Some((j.pid, waited))
+        })
+    }
+}
+
 fn ms(ns: u64) -> u64 {
     ns / 1_000_000
 }
@@ -236,6 +291,21 @@ mod tests {
         k.announce();
         assert!(k.is_over());
         assert_eq!(k.life(), Life::Exited { at_ns: 1030 * MS });
+    }
+
+    #[test]
+    fn a_stuck_reaper_job_is_reported_once() {
+        let mut j = ReaperJobs::default();
+        j.add(7, 1000 * MS);
+        j.add(8, 1050 * MS);
+        assert_eq!(j.newly_stuck(1099 * MS, TIMEOUT), None);
+        assert_eq!(j.newly_stuck(1100 * MS, TIMEOUT), Some((7, 100)));
+        assert_eq!(j.newly_stuck(1120 * MS, TIMEOUT), None);
+        j.finished(8);
+        assert_eq!(j.newly_stuck(2000 * MS, TIMEOUT), None);
+        j.finished(7);
+        j.add(9, 3000 * MS);
+        assert_eq!(j.newly_stuck(3100 * MS, TIMEOUT), Some((9, 100)));
     }
 
     #[test]

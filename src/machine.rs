@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::commands::Registry;
 use crate::config::Config;
 use crate::history::{History, KillRecord};
-use crate::kill::{InFlight, Life, Signal};
+use crate::kill::{InFlight, Life, ReaperJobs, Signal};
 use crate::memcg::AppMemcg;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
@@ -110,6 +110,7 @@ pub struct Machine {
     report: Reporter,
     history: History,
     inflight: Option<InFlight>,
+    reaper_jobs: ReaperJobs,
     polling: Polling,
     heartbeat: Arc<Heartbeat>,
     candidate_dirty: bool,
@@ -147,6 +148,7 @@ impl Machine {
             report,
             history: History::default(),
             inflight: None,
+            reaper_jobs: ReaperJobs::default(),
             polling: Polling {
                 until_ms: 0,
                 level: None,
@@ -292,6 +294,11 @@ impl Machine {
     fn evaluate(&mut self, p: Pressure, now_ns: u64, io: &mut dyn Edges) {
         let now_ms = now_ns / 1_000_000;
         let timeout_ms = self.config.kill_timeout_ms as u64;
+        if let Some((pid, waited_ms)) = self.reaper_jobs.newly_stuck(now_ns, timeout_ms) {
+            // Logged once; the reaper's own pidfd copy lets it finish (or
+            // not) on its own: nothing here waits for it.
+            self.report.note(Note::ReaperStuck { pid, waited_ms });
+        }
         if self
             .inflight
             .as_ref()
@@ -299,13 +306,7 @@ impl Machine {
         {
             // The reaper has not read the name in time (stuck on an
             // earlier victim, or on this one's mmap lock): announce with
-            // comm, and leave the reaper to it.
-            if let Some(k) = &self.inflight {
-                self.report.note(Note::ReaperStuck {
-                    pid: k.victim.pid,
-                    waited_ms: timeout_ms,
-                });
-            }
+            // comm.
             self.announce(Name::EMPTY, Counters::UNKNOWN);
         }
         if let Some(k) = &mut self.inflight {
@@ -428,7 +429,10 @@ impl Machine {
             .polling
             .until_ms
             .max(now_ns / 1_000_000 + POLL_WINDOW_MS);
-        if !io.submit(job) {
+        let pid = self.inflight.as_ref().map_or(0, |k| k.victim.pid);
+        if io.submit(job) {
+            self.reaper_jobs.add(pid, at_ns);
+        } else {
             // No name will come: announce with comm now.
             self.announce(Name::EMPTY, Counters::UNKNOWN);
         }
@@ -446,6 +450,7 @@ impl Machine {
             self.announce(done.name, done.counters);
         }
         if let Some(f) = done.finished {
+            self.reaper_jobs.finished(done.pid);
             self.reap_done(done.pid, done.signal.unwrap_or(f.at_ns), f);
         }
         if self.inflight.as_ref().is_some_and(InFlight::is_over) {

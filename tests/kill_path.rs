@@ -352,6 +352,7 @@ fn a_release_that_never_finishes_holds_back_no_kill() {
     // job as a process_mrelease stuck on the victim's mmap lock would. The
     // next victim must still be signalled once kill_timeout_ms have passed,
     // within one poll of it.
+    common::logcap::install();
     const TIMEOUT_MS: u64 = 500;
     let stuck = Sleeper::new();
     let mut next = Sleeper::new();
@@ -400,6 +401,14 @@ fn a_release_that_never_finishes_holds_back_no_kill() {
         kills(&c, Duration::from_millis(TIMEOUT_MS + 500)),
         vec![next.pid()]
     );
+    // The stuck job was logged, once.
+    let line = format!("reaper still busy with {} ", stuck.pid());
+    assert!(
+        common::eventually(T, || common::logcap::text().contains(&line)),
+        "no stuck-reaper line for {}",
+        stuck.pid()
+    );
+    assert_eq!(common::logcap::text().matches(&line).count(), 1);
 }
 
 #[test]

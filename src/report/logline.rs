@@ -176,7 +176,7 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
             Level::Warn,
             TARGET,
             format_args!(
-                "reaper still busy {waited_ms} ms after the kill of {pid}; announcing it with comm, not waiting"
+                "reaper still busy with {pid} {waited_ms} ms after its SIGKILL (process_mrelease stuck?); not waiting for it"
             ),
         ),
         Note::Reaped { pid, ms } => out.line(

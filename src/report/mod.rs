@@ -82,9 +82,8 @@ pub enum Note {
         pid: i32,
         ms: u64,
     },
-    /// The reaper had not read the victim's name kill_timeout_ms after the
-    /// signal (stuck on a release): the kill was announced without it and
-    /// its report is no longer waited for.
+    /// The reaper still held a kill's job kill_timeout_ms after its signal
+    /// (a release stuck on the victim's mmap lock); nothing waits for it.
     ReaperStuck {
         pid: i32,
         waited_ms: u64,
