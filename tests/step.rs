@@ -425,3 +425,40 @@ fn partial_event_inside_a_complete_window_adds_nothing() {
         "a partial event after the window was not"
     );
 }
+
+#[test]
+fn a_client_that_never_stops_sending_is_read_in_turns() {
+    let a = Sleeper::new();
+    let mut r = Rig::new("step-fair", &[(a.pid(), 100)], false);
+    for i in 0..40 {
+        r._client
+            .send(&Cmd::ProcPrio(prio(a.pid(), 101 + i)))
+            .unwrap();
+    }
+    let adj = |r: &Rig| r.m.registry().table.entry(a.pid()).map(|e| e.proc().adj);
+    // One wakeup reads a bounded share of the queue, so a pressure event
+    // that came in meanwhile is handled before the rest.
+    r.step(
+        Input::Client {
+            slot: 0,
+            hup: false,
+        },
+        1,
+    );
+    assert_eq!(adj(&r), Some(116), "one wakeup read more than 16 packets");
+    r.step(
+        Input::Client {
+            slot: 0,
+            hup: false,
+        },
+        2,
+    );
+    r.step(
+        Input::Client {
+            slot: 0,
+            hup: false,
+        },
+        3,
+    );
+    assert_eq!(adj(&r), Some(140), "the rest of the queue was not read");
+}

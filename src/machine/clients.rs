@@ -24,7 +24,10 @@ impl Machine {
             if self.server.connections() == server::MAX_CONNECTIONS {
                 for slot in 0..server::MAX_CONNECTIONS {
                     if self.server.hung_up(slot) {
-                        self.on_client(slot, true, now_ns, io);
+                        // A hung-up client sends no more: drain it whole.
+                        while self.server.conn(slot).is_some() {
+                            self.on_client(slot, true, now_ns, io);
+                        }
                     }
                 }
             }
