@@ -112,6 +112,14 @@ impl Edges for Live {
         self.reader.take_degradation()
     }
 
+    fn signal(&mut self, pid: i32, pidfd: Option<BorrowedFd<'_>>) -> Result<u64, i32> {
+        let sent = match pidfd {
+            Some(fd) => sys::pidfd_send_signal(fd, libc::SIGKILL),
+            None => sys::kill_pid(pid, libc::SIGKILL),
+        };
+        sent.map(|()| sys::monotonic_ns()).map_err(|e| e.errno)
+    }
+
     fn submit(&mut self, job: reaper::Job) -> bool {
         self.reaper.submit(job)
     }
@@ -158,7 +166,7 @@ impl Daemon {
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )
         .map_err(ctx("timerfd_create"))?;
-        let reaper = Reaper::start(hook)?;
+        let reaper = Reaper::start(sys::ProcFs::new(&cfg.startup.proc_root)?, hook)?;
         let watchdog = watchdog::start(machine.heartbeat(), hook)?;
         let control = control::start(machine.config(), opts.config_path, control_path, hook)?;
         machine.attach_control(control);

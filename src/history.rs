@@ -38,8 +38,10 @@ pub struct KillRecord {
     name_len: u8,
 }
 
-/// Longest name kept; longer ones are cut on a UTF-8 boundary.
-const NAME_MAX: usize = 64;
+/// Longest name kept: as long as the stats packet carries (a full
+/// process name from `cmdline`, not only the 15-byte comm); longer ones are
+/// cut on a UTF-8 boundary.
+const NAME_MAX: usize = proto::STAT_NAME_MAX;
 
 impl KillRecord {
     /// A record with everything zero but what is given; the caller fills in
@@ -218,7 +220,8 @@ mod tests {
             min_adj: 0,
         };
         let mut r = KillRecord::new(0, 1, kill, policy::Figures::default());
-        r.set_name("é".repeat(40).as_bytes());
-        assert_eq!(r.name(), "é".repeat(32));
+        // 127 bytes hold 63 two-byte characters and half of the 64th.
+        r.set_name("é".repeat(80).as_bytes());
+        assert_eq!(r.name(), "é".repeat(63));
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Reading order follows one pressure event: `psi` wakes the `daemon` loop,
 //! which hands it to the `machine` as an input; `snapshot` reads memory
-//! state, `policy` decides, `victim` picks from the `table`, `kill` tracks
-//! the kill that `reaper` carries out, `report` tells subscribers and the log.
+//! state, `policy` decides, `victim` picks from the `table`, the machine
+//! signals it and `kill` tracks the kill, whose name read and memory release
+//! `reaper` carries out; `report` tells subscribers and the log.
 
 pub mod client;
 pub mod commands;

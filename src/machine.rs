@@ -14,7 +14,7 @@
 mod clients;
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,14 +22,14 @@ use crate::commands::Registry;
 use crate::config::Config;
 use crate::control;
 use crate::history::{History, KillRecord};
-use crate::kill::{InFlight, Signal};
+use crate::kill::{InFlight, Life, ReaperJobs, Signal};
 use crate::loader::Loader;
 use crate::memcg::AppMemcg;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
 use crate::proto;
 use crate::psi::Source;
-use crate::reaper::{self, Release};
+use crate::reaper::{self, Counters, Name, Release};
 use crate::report::{Note, Reporter};
 use crate::server::Server;
 use crate::snapshot::{ReadError, Snapshot};
@@ -60,7 +60,8 @@ pub enum Input {
     Client { slot: usize, hup: bool },
     /// A report from the reaper.
     Reaped(reaper::Done),
-    /// The in-flight victim's pidfd became readable: it exited.
+    /// The in-flight victim's pidfd became readable: it exited. The
+    /// machine re-evaluates at once (lmkd's PRESSURE_AFTER_KILL check).
     VictimExited,
     /// A signal arrived (signal number).
     Signal(i32),
@@ -84,7 +85,11 @@ pub trait Edges {
     fn degradation(&mut self) -> Option<crate::snapshot::Degradation> {
         None
     }
-    /// Hands a kill to the reaper; false if it cannot take it.
+    /// Sends SIGKILL through `pidfd` (by pid without one): one syscall,
+    /// no allocation. Returns CLOCK_MONOTONIC ns after it, or the errno.
+    fn signal(&mut self, pid: i32, pidfd: Option<BorrowedFd<'_>>) -> Result<u64, i32>;
+    /// Hands a signalled kill to the reaper (name, release); false if it
+    /// cannot take it.
     fn submit(&mut self, job: reaper::Job) -> bool;
 }
 
@@ -125,6 +130,7 @@ pub struct Machine {
     report: Reporter,
     history: History,
     inflight: Option<InFlight>,
+    reaper_jobs: ReaperJobs,
     polling: Polling,
     heartbeat: Arc<Heartbeat>,
     candidate_dirty: bool,
@@ -175,6 +181,7 @@ impl Machine {
             report,
             history: History::default(),
             inflight: None,
+            reaper_jobs: ReaperJobs::default(),
             polling: Polling {
                 until_ms: 0,
                 level: None,
@@ -345,6 +352,21 @@ impl Machine {
     fn evaluate(&mut self, p: Pressure, now_ns: u64, io: &mut dyn Edges) {
         let now_ms = now_ns / 1_000_000;
         let timeout_ms = self.config.kill_timeout_ms as u64;
+        if let Some((pid, waited_ms)) = self.reaper_jobs.newly_stuck(now_ns, timeout_ms) {
+            // Logged once; the reaper's own pidfd copy lets it finish (or
+            // not) on its own: nothing here waits for it.
+            self.report.note(Note::ReaperStuck { pid, waited_ms });
+        }
+        if self
+            .inflight
+            .as_ref()
+            .is_some_and(|k| k.announcement_overdue(now_ns, timeout_ms))
+        {
+            // The reaper has not read the name in time (stuck on an
+            // earlier victim, or on this one's mmap lock): announce with
+            // comm.
+            self.announce(Name::EMPTY, Counters::UNKNOWN);
+        }
         if let Some(k) = &mut self.inflight {
             if k.blocks_next_kill(now_ns, timeout_ms) {
                 self.polling.interval_ms = policy::PollInterval::Fast.ms();
@@ -392,10 +414,6 @@ impl Machine {
             self.polling.until_ms = self.polling.until_ms.max(now_ms + POLL_WINDOW_MS);
         }
         let Some(kill) = d.kill else { return };
-        if self.inflight.as_ref().is_some_and(InFlight::holds_reaper) {
-            // The reaper still holds the previous victim's pidfd.
-            return;
-        }
         self.finish_inflight(io);
         let rules = Rules {
             min_adj: kill.min_adj,
@@ -431,91 +449,123 @@ impl Machine {
             self.candidate_dirty = true;
             handles.pidfd
         };
-        let k = InFlight::new(victim, kill, d.figures, snap, now_ns, pidfd);
+        // The signal first, from this thread: nothing queues before it.
+        // A dry run signals nobody (its "victim" never exits: it holds the
+        // next kill back for kill_timeout_ms, as one slow to die would).
+        let signal = if self.settings.dry_run {
+            Signal::Sent { at_ns: now_ns }
+        } else {
+            match io.signal(victim.pid, pidfd.as_ref().map(AsFd::as_fd)) {
+                Ok(at_ns) => Signal::Sent { at_ns },
+                Err(errno) => Signal::Failed { errno },
+            }
+        };
+        let k = InFlight::new(victim, kill, d.figures, snap, now_ns, pidfd, signal);
         self.kill(k, now_ns, io);
     }
 
+    /// After the signal: count it, watch for the exit, and give the reaper
+    /// the name read and the release. The announcement waits for the name.
     fn kill(&mut self, k: InFlight, now_ns: u64, io: &mut dyn Edges) {
+        self.polling.interval_ms = policy::PollInterval::Fast.ms();
+        let at_ns = match k.signal() {
+            Signal::Sent { at_ns } => at_ns,
+            Signal::Failed { errno } => {
+                // Nothing to wait for; the next poll may choose again.
+                self.report.note(Note::KillFailed {
+                    pid: k.victim.pid,
+                    errno,
+                });
+                return;
+            }
+        };
+        if !self.settings.dry_run {
+            // Counted at the signal, so GETKILLCNT never lags a PROCKILL.
+            self.reg.kills.add(k.victim.adj);
+            self.policy.on_kill(&k.snap, &k.decision);
+        }
         if let Some(fd) = k.pidfd() {
             let _ = io.watch(fd, Token::Victim, false);
         }
-        // The reaper gets its own copy of the pidfd (or kills by pid when
-        // the kernel gave none); a dry run signals nobody.
-        let job = reaper::Job::new(k.victim.pid, k.pidfd(), self.settings.dry_run);
-        let pid = k.victim.pid;
+        // The reaper gets its own copy of the pidfd, so this kill can be
+        // forgotten whatever the reaper is doing.
+        let job = reaper::Job::new(k.victim.pid, k.pidfd(), self.settings.dry_run).signalled(at_ns);
         self.inflight = Some(k);
-        self.polling.interval_ms = policy::PollInterval::Fast.ms();
         self.polling.until_ms = self
             .polling
             .until_ms
             .max(now_ns / 1_000_000 + POLL_WINDOW_MS);
-        if !io.submit(job) {
-            self.report.note(Note::KillFailed {
-                pid,
-                errno: libc::EAGAIN,
-            });
+        let pid = self.inflight.as_ref().map_or(0, |k| k.victim.pid);
+        if io.submit(job) {
+            self.reaper_jobs.add(pid, at_ns);
+        } else {
+            // No name will come: announce with comm now.
+            self.announce(Name::EMPTY, Counters::UNKNOWN);
         }
     }
 
-    /// A report from the reaper: the signal went out (count, notify, log),
-    /// and/or the reaper is done with the pidfd.
+    /// A report from the reaper: the name is read (announce the kill),
+    /// and/or the release is over (log it). Reports for a kill already
+    /// forgotten are still logged.
     fn on_reaped(&mut self, done: reaper::Done, io: &mut dyn Edges) {
-        if !self
+        if self
             .inflight
             .as_ref()
-            .is_some_and(|k| k.victim.pid == done.pid)
+            .is_some_and(|k| k.victim.pid == done.pid && !k.announced())
         {
-            return;
+            self.announce(done.name, done.counters);
         }
-        self.signal_done(done.signal);
         if let Some(f) = done.finished {
-            self.reap_done(f);
+            self.reaper_jobs.finished(done.pid);
+            self.reap_done(done.pid, done.signal.unwrap_or(f.at_ns), f);
         }
         if self.inflight.as_ref().is_some_and(InFlight::is_over) {
             self.finish_inflight(io);
         }
     }
 
-    /// The in-flight kill's signal went out at the given time, or failed
-    /// with an errno. Only its first report counts: the kill is counted and
-    /// announced now, not after the release. (A dry-run "victim" never
-    /// exits: it holds the next kill back for kill_timeout_ms, as a real
-    /// one slow to die would.)
-    fn signal_done(&mut self, result: Result<u64, i32>) {
+    /// Announces the in-flight kill (stats packet, PROCKILL, kill line)
+    /// with the full name and counters the reaper read after the signal,
+    /// or comm when it read no name.
+    fn announce(&mut self, name: Name, counters: Counters) {
         let Some(k) = self.inflight.as_mut() else {
             return;
         };
-        if !k.on_signal_done(result) {
+        if !k.announce() {
             return;
         }
-        let (v, kill, figures, snap, event_ns) =
+        let Signal::Sent { at_ns } = k.signal() else {
+            return;
+        };
+        let exit_ms = match k.life() {
+            Life::Exited { at_ns: exit_ns } => Some((exit_ns.saturating_sub(at_ns)) / 1_000_000),
+            _ => None,
+        };
+        let (mut v, kill, figures, snap, event_ns) =
             (k.victim, k.decision, k.figures, k.snap, k.event_ns);
-        match result {
-            Err(errno) => self.report.note(Note::KillFailed { pid: v.pid, errno }),
-            Ok(signal_ns) => {
-                self.report_kill(&v, &kill, &figures, &snap, signal_ns, event_ns);
-                if !self.settings.dry_run {
-                    self.policy.on_kill(&snap, &kill);
-                }
-            }
+        if !name.as_bytes().is_empty() {
+            v.stat.set_name(name.as_bytes());
+        }
+        // Per-app memcg figures, read before the signal, take precedence.
+        if v.stat.pgfault < 0 {
+            v.stat.pgfault = counters.pgfault;
+        }
+        if v.stat.pgmajfault < 0 {
+            v.stat.pgmajfault = counters.pgmajfault;
+        }
+        v.stat.start_time_ns = counters.start_time_ns;
+        self.report_kill(&v, &kill, &figures, &snap, at_ns, event_ns);
+        if let Some(ms) = exit_ms {
+            self.history.set_exit(v.pid, ms);
         }
     }
 
-    /// The reaper is done with the in-flight victim's pidfd.
-    fn reap_done(&mut self, f: reaper::Finished) {
-        let Some(k) = self.inflight.as_mut() else {
-            return;
-        };
-        k.on_reaped();
-        let pid = k.victim.pid;
+    /// The reaper is done with a victim's pidfd (signalled at `signal_ns`).
+    fn reap_done(&mut self, pid: i32, signal_ns: u64, f: reaper::Finished) {
         let errno = match f.release {
             Release::Released => {
-                let from = match k.signal() {
-                    Signal::Sent { at_ns } => at_ns,
-                    _ => f.at_ns,
-                };
-                let ms = f.at_ns.saturating_sub(from) / 1_000_000;
-                self.control.reaped(pid, from, f.at_ns);
+                let ms = f.at_ns.saturating_sub(signal_ns) / 1_000_000;
+                self.control.reaped(pid, signal_ns, f.at_ns);
                 self.report.note(Note::Reaped { pid, ms });
                 return;
             }
@@ -529,29 +579,36 @@ impl Machine {
     }
 
     fn on_victim_exit(&mut self, now_ns: u64, io: &mut dyn Edges) {
-        if let Some(k) = &mut self.inflight {
-            if let Some(fd) = k.pidfd() {
-                io.unwatch(fd);
-            }
-            let ms = k.on_exit(now_ns);
-            self.history.set_exit(k.victim.pid, ms);
-            self.control.exited(k.victim.pid, ms);
-            self.report.note(Note::Exited {
-                pid: k.victim.pid,
-                time_to_exit_ms: ms,
-            });
+        let Some(k) = &mut self.inflight else {
+            return;
+        };
+        if let Some(fd) = k.pidfd() {
+            io.unwatch(fd);
         }
+        let ms = k.on_exit(now_ns);
+        self.history.set_exit(k.victim.pid, ms);
+        self.control.exited(k.victim.pid, ms);
+        self.report.note(Note::Exited {
+            pid: k.victim.pid,
+            time_to_exit_ms: ms,
+        });
         if self.inflight.as_ref().is_some_and(InFlight::is_over) {
             self.finish_inflight(io);
         }
+        // Memory may still be short with the victim gone (lmkd's
+        // PRESSURE_AFTER_KILL): look again now, not at the next tick.
+        if self.polling.level.is_some() {
+            self.evaluate(Pressure::Poll, now_ns, io);
+            io.set_timer(Some(self.polling.interval_ms.max(1)));
+        }
     }
 
-    /// Forgets the in-flight kill once the reaper is done with its pidfd.
+    /// Forgets the in-flight kill, announcing it first if the name report
+    /// has not come back (the reaper keeps its own pidfd copy and may
+    /// finish whenever it likes).
     fn finish_inflight(&mut self, io: &mut dyn Edges) {
+        self.announce(Name::EMPTY, Counters::UNKNOWN);
         if let Some(k) = &self.inflight {
-            if k.holds_reaper() {
-                return;
-            }
             if let Some(fd) = k.pidfd() {
                 io.unwatch(fd);
             }
@@ -605,8 +662,9 @@ impl Machine {
 
     /// Counts a kill and tells subscribers: stats first, then the kill
     /// notification, as AMS expects.
+    /// Stats packet then PROCKILL to subscribers. (The kill was counted
+    /// for GETKILLCNT when its signal went out.)
     fn announce_kill(&mut self, v: &Victim, stat: &proto::KillStat) {
-        self.reg.kills.add(v.adj);
         // Stats first, then the kill notification, as AMS expects.
         if self.config.startup.log_stats {
             let mut buf = [0u8; proto::STAT_MAX_LEN];
@@ -633,6 +691,7 @@ impl Machine {
             (v.uid, v.stat.uid, rec.uid) = (p.uid, p.uid, p.uid);
         }
         self.candidate_dirty = true;
+        self.reg.kills.add(v.adj);
         self.announce_kill(&v, &v.stat);
         self.history.push(rec);
     }

@@ -1,7 +1,10 @@
-//! The reaper thread: SIGKILL through the victim's pidfd, then
-//! `process_mrelease` so its memory comes back even if it is frozen or
-//! starved of CPU. The core hands jobs over and reads completions through
-//! preallocated rings; it never waits for the reaper.
+//! The reaper thread: what follows a kill once the core has sent SIGKILL
+//! itself. It reads the victim's full name from `/proc/<pid>/cmdline`
+//! (which takes the victim's mmap lock, so never before the signal and
+//! never on the core), reports it, then calls `process_mrelease` so the
+//! memory comes back even if the victim is frozen or starved of CPU. The
+//! core hands jobs over and reads reports through preallocated rings; it
+//! never waits for the reaper, and a job stuck here holds back no kill.
 //!
 //! A job owns its own duplicate of the victim's pidfd (one `fcntl` on the
 //! kill path, no allocation) rather than borrowing the core's: the core
@@ -12,12 +15,13 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use crate::proto::STAT_NAME_MAX;
 use crate::ring;
-use crate::sys;
+use crate::sys::{self, ProcFs};
 
 /// How the reaper reaches the victim.
 #[derive(Debug)]
@@ -42,6 +46,9 @@ pub struct Job {
     pub target: Target,
     /// Only pretend: `--dry-run`.
     pub dry_run: bool,
+    /// CLOCK_MONOTONIC ns at which the core's SIGKILL went out; 0 when the
+    /// reaper is to send it itself ([`run`]).
+    pub sent_ns: u64,
 }
 
 impl Job {
@@ -57,7 +64,15 @@ impl Job {
             pid,
             target,
             dry_run,
+            sent_ns: 0,
         }
+    }
+
+    /// The same job for a victim the core has already signalled at
+    /// `sent_ns`: the reaper reads the name and releases the memory.
+    pub fn signalled(mut self, sent_ns: u64) -> Job {
+        self.sent_ns = sent_ns;
+        self
     }
 }
 
@@ -70,6 +85,7 @@ struct Wire {
     /// >= 0: an owned pidfd; -1: by pid; below: `-1 - errno` of `Unusable`.
     fd: RawFd,
     dry_run: bool,
+    sent_ns: u64,
 }
 
 impl Wire {
@@ -83,6 +99,7 @@ impl Wire {
             pid: job.pid,
             fd,
             dry_run: job.dry_run,
+            sent_ns: job.sent_ns,
         }
     }
 
@@ -99,6 +116,7 @@ impl Wire {
             pid: self.pid,
             target,
             dry_run: self.dry_run,
+            sent_ns: self.sent_ns,
         }
     }
 }
@@ -117,15 +135,74 @@ pub enum Release {
     Failed(i32),
 }
 
-/// Progress of a job. A job reports twice: once the signal is sent (so the
-/// kill is counted and announced at once), and again when the reaper is
-/// done with the pidfd (`finished` set); a job with nothing to release
-/// reports once, finished.
+/// The victim's name as the reaper read it from `cmdline` (up to the first
+/// NUL or space, as lmkd reports it); empty when the process had no
+/// command line left (already gone, or a kernel thread).
+#[derive(Clone, Copy)]
+pub struct Name {
+    buf: [u8; STAT_NAME_MAX],
+    len: u8,
+}
+
+impl Name {
+    pub const EMPTY: Name = Name {
+        buf: [0; STAT_NAME_MAX],
+        len: 0,
+    };
+
+    /// The first word of a raw `cmdline` (NUL-separated arguments).
+    pub fn from_cmdline(raw: &[u8]) -> Name {
+        let end = raw
+            .iter()
+            .position(|&b| b == 0 || b == b' ')
+            .unwrap_or(raw.len())
+            .min(STAT_NAME_MAX);
+        let mut n = Name::EMPTY;
+        n.buf[..end].copy_from_slice(&raw[..end]);
+        n.len = end as u8;
+        n
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// The victim's counters from `/proc/<pid>/stat`, read after the signal
+/// (they outlive the victim's memory); -1 when unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub pgfault: i64,
+    pub pgmajfault: i64,
+    pub start_time_ns: i64,
+}
+
+impl Counters {
+    pub const UNKNOWN: Counters = Counters {
+        pgfault: -1,
+        pgmajfault: -1,
+        start_time_ns: -1,
+    };
+}
+
+/// Progress of a job. A job reports twice: once the name is read (so the
+/// kill can be announced), and again when the reaper is done with the
+/// pidfd (`finished` set); a job with nothing to release reports once,
+/// finished.
 #[derive(Clone, Copy, Debug)]
 pub struct Done {
     pub pid: i32,
-    /// CLOCK_MONOTONIC ns when `pidfd_send_signal` returned, or its errno.
+    /// CLOCK_MONOTONIC ns when the SIGKILL went out, or its errno.
     pub signal: Result<u64, i32>,
+    /// The full name, read after the signal.
+    pub name: Name,
+    pub counters: Counters,
     /// None while the reaper still uses the pidfd.
     pub finished: Option<Finished>,
 }
@@ -143,13 +220,21 @@ pub struct Reaper {
     done: ring::Receiver<Done>,
 }
 
-/// Jobs in flight at once; the core kills one at a time, so a few suffice.
+/// Jobs queued at once. A stuck release holds the jobs behind it (their
+/// kills still go: the core signals), and the core abandons a kill's
+/// report after kill_timeout_ms, so a few suffice; a full ring refuses.
 const DEPTH: usize = 8;
+
+/// Test switch: the reaper holds a job for this pid before its release
+/// (as a `process_mrelease` stuck on the victim's mmap lock would) until
+/// the value changes. 0 holds nothing.
+#[doc(hidden)]
+pub static HOLD_RELEASE_OF: AtomicI32 = AtomicI32::new(0);
 
 impl Reaper {
     /// Starts the reaper thread. `on_start` runs first on that thread
     /// (tests use it to watch the thread's allocations).
-    pub fn start(on_start: fn(&'static str)) -> io::Result<Reaper> {
+    pub fn start(procfs: ProcFs, on_start: fn(&'static str)) -> io::Result<Reaper> {
         let (jobs, job_rx) = ring::channel::<Wire>(DEPTH)?;
         let (done_tx, done) = ring::channel::<Done>(DEPTH)?;
         let reaping = Arc::new(AtomicBool::new(true));
@@ -166,10 +251,13 @@ impl Reaper {
                     job_rx.ack();
                     while let Some(wire) = job_rx.pop() {
                         let job = wire.into_job();
-                        let sent = signal(&job);
-                        done_tx.push(sent);
-                        if sent.finished.is_none() {
-                            done_tx.push(release(&job, sent, &reaping));
+                        let named = named(&job, &procfs);
+                        done_tx.push(named);
+                        if named.finished.is_none() {
+                            while HOLD_RELEASE_OF.load(Ordering::Relaxed) == job.pid {
+                                thread::sleep(std::time::Duration::from_millis(1));
+                            }
+                            done_tx.push(release(&job, named, &reaping));
                         }
                         // Dropping the job closes the reaper's pidfd.
                     }
@@ -209,6 +297,36 @@ impl AsFd for Reaper {
     }
 }
 
+/// After the core's signal: reads the victim's name and counters. Finished when there
+/// is nothing to release (dry run, or no pidfd).
+pub fn named(job: &Job, procfs: &ProcFs) -> Done {
+    let mut raw = [0u8; STAT_NAME_MAX + 1];
+    let name = match procfs.read(Some(job.pid), "cmdline", &mut raw) {
+        Ok(n) => Name::from_cmdline(&raw[..n]),
+        Err(_) => Name::EMPTY,
+    };
+    let mut stat = crate::proto::KillStat::default();
+    let mut buf = [0u8; 1024];
+    if let Ok(n) = procfs.read(Some(job.pid), "stat", &mut buf) {
+        crate::victim::parse_stat(&buf[..n], &mut stat);
+    }
+    let nothing_to_release = job.dry_run || !matches!(job.target, Target::Pidfd(_));
+    Done {
+        pid: job.pid,
+        signal: Ok(job.sent_ns),
+        name,
+        counters: Counters {
+            pgfault: stat.pgfault,
+            pgmajfault: stat.pgmajfault,
+            start_time_ns: stat.start_time_ns,
+        },
+        finished: nothing_to_release.then_some(Finished {
+            release: Release::Skipped,
+            at_ns: sys::monotonic_ns(),
+        }),
+    }
+}
+
 /// Signals one victim and releases its memory (both steps, in one call).
 pub fn run(job: Job, reaping: &AtomicBool) -> Done {
     let sent = signal(&job);
@@ -239,6 +357,8 @@ pub fn signal(job: &Job) -> Done {
     Done {
         pid: job.pid,
         signal: sig.as_ref().map(|_| at_ns).map_err(|e| e.errno),
+        name: Name::EMPTY,
+        counters: Counters::UNKNOWN,
         finished: nothing_to_release.then_some(Finished {
             release: Release::Skipped,
             at_ns,
@@ -302,11 +422,28 @@ mod tests {
                 pid: 1,
                 target: t,
                 dry_run: true,
+                sent_ns: 5,
             };
             let back = Wire::from_job(job).into_job();
             assert_eq!(format!("{:?}", back.target), want);
             assert!(back.dry_run);
+            assert_eq!(back.sent_ns, 5);
         }
+    }
+
+    #[test]
+    fn name_is_the_first_word_of_the_command_line() {
+        let n = Name::from_cmdline(b"com.google.android.apps.photos\0--flag\0");
+        assert_eq!(n.as_bytes(), b"com.google.android.apps.photos");
+        assert_eq!(
+            Name::from_cmdline(b"/system/bin/foo bar").as_bytes(),
+            b"/system/bin/foo"
+        );
+        assert_eq!(Name::from_cmdline(b"").as_bytes(), b"");
+        assert_eq!(
+            Name::from_cmdline(&[b'x'; 300]).as_bytes().len(),
+            STAT_NAME_MAX
+        );
     }
 
     #[test]

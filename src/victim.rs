@@ -133,13 +133,21 @@ fn page_kb() -> u64 {
     }
 }
 
-/// Gathers the kill line and stats packet figures. Missing files leave -1.
+/// Gathers the kill line and stats packet figures the signal may not
+/// wait long for: the memory ones, which are gone once the victim has torn
+/// down its address space, and the comm (the name when `cmdline` cannot be
+/// read after the signal), all from one `status` read. The fault counts
+/// and start time survive the signal and are read after it, off the core
+/// ([`parse_stat`], by the reaper). Missing files leave -1.
 pub fn describe(procfs: &ProcFs, memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64) -> Victim {
     let mut stat = KillStat::default();
     let mut buf = [0u8; 2048];
     let mut swap_kb = 0;
     if let Ok(n) = procfs.read(Some(p.pid), "status", &mut buf) {
         let text = &buf[..n];
+        if let Some(name) = status_name(text) {
+            stat.set_name(name);
+        }
         if let Some(s) = sys::status_field(text, b"VmSwap:") {
             swap_kb = s;
             stat.swap_bytes = (s * 1024) as i64;
@@ -147,12 +155,6 @@ pub fn describe(procfs: &ProcFs, memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64
         if let Some(f) = sys::status_field(text, b"RssFile:") {
             stat.cache_bytes = (f * 1024) as i64;
         }
-    }
-    // The name comes from stat's comm field, not `cmdline`: reading another
-    // process's command line takes its mmap lock, which a victim stuck in
-    // reclaim may hold for seconds. comm is at most 15 bytes.
-    if let Ok(n) = procfs.read(Some(p.pid), "stat", &mut buf) {
-        parse_stat(&buf[..n], &mut stat);
     }
     stat.rss_bytes = (rss_kb * 1024) as i64;
     // With per-app memcgs an app's stats are what its group charged.
@@ -169,6 +171,14 @@ pub fn describe(procfs: &ProcFs, memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64
         swap_kb,
         stat,
     }
+}
+
+/// The comm from `status`' first line, `Name:\t<comm>`.
+fn status_name(text: &[u8]) -> Option<&[u8]> {
+    let rest = text.strip_prefix(b"Name:")?;
+    let start = rest.iter().position(|&b| b != b'\t' && b != b' ')?;
+    let rest = &rest[start..];
+    Some(&rest[..rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len())])
 }
 
 /// Fills the name, fault counts and start time from `/proc/<pid>/stat`.
@@ -219,6 +229,15 @@ mod tests {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64;
         assert_eq!(s.start_time_ns, 4200 * (1_000_000_000 / hz));
+    }
+
+    #[test]
+    fn comm_from_status() {
+        assert_eq!(
+            status_name(b"Name:\tsleep\nUmask:\t0022\n"),
+            Some(&b"sleep"[..])
+        );
+        assert_eq!(status_name(b"Umask:\t0022\n"), None);
     }
 
     #[test]

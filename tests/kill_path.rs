@@ -293,3 +293,171 @@ fn kill_heaviest_task_chooses_by_rss_above_perceptible() {
         "without kill_heaviest_task the list tail goes first"
     );
 }
+
+/// A `sleep` child whose argv[0] is `name` (as zygote names an app).
+fn named_sleeper(name: &str) -> Sleeper {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new("sleep");
+    c.arg0(name)
+        .arg("100000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    Sleeper(c.spawn().expect("spawn sleep"))
+}
+
+/// Waits until the child is dead; returns when that was seen.
+fn death(s: &mut Sleeper, within: Duration) -> Option<Instant> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if s.0.try_wait().unwrap().is_some() {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+/// Clears the reaper's test hold on drop, so a failed assertion does not
+/// leave the reaper thread held.
+struct Hold;
+
+impl Hold {
+    fn release_of(pid: i32) -> Hold {
+        lmkd::reaper::HOLD_RELEASE_OF.store(pid, std::sync::atomic::Ordering::Relaxed);
+        Hold
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        lmkd::reaper::HOLD_RELEASE_OF.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_release_that_never_finishes_holds_back_no_kill() {
+    const TEST: &str = "a_release_that_never_finishes_holds_back_no_kill";
+    if !need_root(TEST) {
+        return;
+    }
+    // The first victim is frozen (it cannot exit) and the reaper holds its
+    // job as a process_mrelease stuck on the victim's mmap lock would. The
+    // next victim must still be signalled once kill_timeout_ms have passed,
+    // within one poll of it.
+    common::logcap::install();
+    const TIMEOUT_MS: u64 = 500;
+    let stuck = Sleeper::new();
+    let mut next = Sleeper::new();
+    let Some(freezer) = Freezer::new("stuckreap") else {
+        skip(TEST, "no cgroup v1 freezer");
+        return;
+    };
+    freezer.add(stuck.pid());
+    freezer.set("FROZEN");
+    let _hold = Hold::release_of(stuck.pid());
+    let d = InProc::start(
+        "stuckreap",
+        "small",
+        &[stuck.pid(), next.pid()],
+        |cfg, _| cfg.kill_timeout_ms = TIMEOUT_MS as u32,
+    );
+    let c = d.connect();
+    subscribe_all(&c);
+    c.send(&Cmd::ProcPrio(prio(stuck.pid(), 950))).unwrap();
+    c.send(&Cmd::ProcPrio(prio(next.pid(), 900))).unwrap();
+    Daemon::sync(&c);
+    let t0 = Instant::now();
+    d.raise_complete();
+    assert_eq!(kills(&c, Duration::from_millis(300)), vec![stuck.pid()]);
+    // Pressure keeps coming, every 10 ms (one fast poll).
+    let mut died = None;
+    while died.is_none() && t0.elapsed() < Duration::from_secs(3) {
+        d.bump_pressure();
+        d.raise_complete();
+        died = death(&mut next, Duration::from_millis(10));
+    }
+    let Some(died) = died else {
+        panic!("no kill while the reaper held the first victim");
+    };
+    let after = died - t0;
+    assert!(
+        after >= Duration::from_millis(TIMEOUT_MS),
+        "the next kill went before kill_timeout_ms ({after:?})"
+    );
+    assert!(
+        after <= Duration::from_millis(TIMEOUT_MS + 10 + 100),
+        "the next kill came {after:?} after the first, kill_timeout_ms is {TIMEOUT_MS}"
+    );
+    // Its announcement did not wait for the held reaper past kill_timeout_ms.
+    assert_eq!(
+        kills(&c, Duration::from_millis(TIMEOUT_MS + 500)),
+        vec![next.pid()]
+    );
+    // The stuck job was logged, once.
+    let line = format!("reaper still busy with {} ", stuck.pid());
+    assert!(
+        common::eventually(T, || common::logcap::text().contains(&line)),
+        "no stuck-reaper line for {}",
+        stuck.pid()
+    );
+    assert_eq!(common::logcap::text().matches(&line).count(), 1);
+}
+
+#[test]
+fn the_victim_is_named_by_its_full_command_line() {
+    const TEST: &str = "the_victim_is_named_by_its_full_command_line";
+    if !need_root(TEST) {
+        return;
+    }
+    common::logcap::install();
+    // 40 characters: far past comm's 15. The victim is frozen so that it
+    // still has its command line when the reaper reads it after the signal
+    // (a victim that has already torn down its memory is named by comm).
+    const NAME: &str = "com.example.forty.characters.app.name.xy";
+    assert_eq!(NAME.len(), 40);
+    let v = named_sleeper(NAME);
+    let Some(freezer) = Freezer::new("fullname") else {
+        skip(TEST, "no cgroup v1 freezer");
+        return;
+    };
+    freezer.add(v.pid());
+    freezer.set("FROZEN");
+    let d = InProc::start("fullname", "small", &[v.pid()], |_, _| {});
+    let c = d.connect();
+    subscribe_all(&c);
+    c.send(&Cmd::ProcPrio(prio(v.pid(), 950))).unwrap();
+    Daemon::sync(&c);
+    d.raise_complete();
+    let mut stat_name = None;
+    let mut start_time_ns = -1;
+    let mut killed = false;
+    let end = Instant::now() + T;
+    while !killed && Instant::now() < end {
+        match c.recv(Some(Duration::from_millis(100))).unwrap() {
+            Some(lmkd::client::Message::Stat(s)) => {
+                stat_name = Some(String::from_utf8_lossy(s.name()).into_owned());
+                start_time_ns = s.start_time_ns;
+            }
+            Some(lmkd::client::Message::Kill(k)) => killed = k.pid == v.pid(),
+            _ => {}
+        }
+    }
+    assert!(killed, "no PROCKILL for the victim");
+    assert_eq!(stat_name.as_deref(), Some(NAME), "stats packet name");
+    // Read after the signal too: the start time the kernel keeps.
+    assert!(start_time_ns > 0, "no start time in the stats packet");
+    let line = format!("Kill '{NAME}' ({})", v.pid());
+    assert!(
+        common::eventually(T, || common::logcap::text().contains(&line)),
+        "no kill line {line:?} in:\n{}",
+        common::logcap::text()
+    );
+}

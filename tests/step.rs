@@ -2,7 +2,7 @@
 //! snapshot go into `Machine::step` with a made-up clock; fake edges record
 //! what it asked of the reaper, the timer and the event loop. No root, no
 //! epoll, no real kill: the victims are `sleep` children that the fake
-//! reaper never signals.
+//! edges never signal.
 
 mod common;
 
@@ -14,9 +14,9 @@ use lmkd::client::Client;
 use lmkd::config::Config;
 use lmkd::kill::{Life, Signal};
 use lmkd::machine::{Edges, Input, Machine, Settings};
-use lmkd::policy::Pressure;
+use lmkd::policy::{KillReason, Pressure};
 use lmkd::proto::Command as Cmd;
-use lmkd::reaper::{Done, Finished, Job, Release};
+use lmkd::reaper::{Counters, Done, Finished, Job, Name, Release};
 use lmkd::snapshot::{parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, ReadError, Snapshot};
 use lmkd::token::Token;
 
@@ -32,6 +32,14 @@ struct Fake {
     unwatched: Vec<RawFd>,
     timer: Option<Option<u64>>,
     snapshots: usize,
+    /// Pids signalled, in order.
+    signals: Vec<i32>,
+    /// The clock the signal "returns" at (the step's own time).
+    now_ns: u64,
+    /// Make the next signals fail with this errno.
+    fail_signal: Option<i32>,
+    /// Free memory below the min watermark, reclaim running.
+    below_min: bool,
 }
 
 impl Edges for Fake {
@@ -53,7 +61,19 @@ impl Edges for Fake {
         // The full stall keeps growing (faster than the clock, so that even
         // 100 ms after a kill a complete event is reason to kill again).
         s.psi.full_total_us += now_ms * 10_000;
+        if self.below_min {
+            s.mem.free_kb = s.wm.min_kb / 2;
+            s.mem.cma_free_kb = 0;
+            s.vm.pgscan_direct += now_ms;
+        }
         Ok(s)
+    }
+    fn signal(&mut self, pid: i32, _pidfd: Option<BorrowedFd<'_>>) -> Result<u64, i32> {
+        self.signals.push(pid);
+        match self.fail_signal {
+            Some(errno) => Err(errno),
+            None => Ok(self.now_ns),
+        }
     }
     fn submit(&mut self, job: Job) -> bool {
         self.jobs.push(job);
@@ -139,40 +159,54 @@ impl Rig {
     }
 
     fn step(&mut self, input: Input, at_ms: u64) {
+        self.io.now_ns = at_ms * MS;
         self.m.step(input, at_ms * MS, &mut self.io);
     }
 
-    /// Pids handed to the reaper so far.
+    /// Pids handed to the reaper so far (every kill that went out, dry
+    /// runs included).
     fn killed(&self) -> Vec<i32> {
         self.io.jobs.iter().map(|j| j.pid).collect()
     }
 
     /// A report from the reaper at `now_ms`; `release` for its last one.
-    fn report(
-        &mut self,
-        pid: i32,
-        signal: Result<u64, i32>,
-        release: Option<Release>,
-        now_ms: u64,
-    ) {
+    fn report(&mut self, pid: i32, name: &str, release: Option<Release>, now_ms: u64) {
         let finished = release.map(|release| Finished {
             release,
             at_ns: now_ms * MS,
         });
+        let sent_ns = self
+            .io
+            .jobs
+            .iter()
+            .rfind(|j| j.pid == pid)
+            .map_or(0, |j| j.sent_ns);
         let done = Done {
             pid,
-            signal,
+            signal: Ok(sent_ns),
+            name: Name::from_cmdline(name.as_bytes()),
+            counters: Counters::UNKNOWN,
             finished,
         };
         self.step(Input::Reaped(done), now_ms);
     }
 
-    fn signalled(&mut self, pid: i32, at_ms: u64, now_ms: u64) {
-        self.report(pid, Ok(at_ms * MS), None, now_ms);
+    /// The reaper's first report: the name it read.
+    fn named(&mut self, pid: i32, name: &str, now_ms: u64) {
+        self.report(pid, name, None, now_ms);
     }
 
-    fn released(&mut self, pid: i32, signal_ms: u64, now_ms: u64) {
-        self.report(pid, Ok(signal_ms * MS), Some(Release::Released), now_ms);
+    fn released(&mut self, pid: i32, now_ms: u64) {
+        self.report(pid, "", Some(Release::Released), now_ms);
+    }
+
+    /// Names in the kill history, oldest first.
+    fn history_names(&self) -> Vec<String> {
+        self.m
+            .history()
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect()
     }
 
     fn kills_counted(&self) -> u32 {
@@ -181,9 +215,15 @@ impl Rig {
 }
 
 #[test]
-fn pressure_hands_one_kill_to_the_reaper_and_counts_it_on_the_signal() {
+fn pressure_signals_from_the_core_and_announces_with_the_name() {
     let (mut r, a, _b) = Rig::killing("step-one");
-    assert_eq!(r.killed(), [a.pid()], "the most expendable goes first");
+    assert_eq!(r.io.signals, [a.pid()], "the most expendable goes first");
+    assert_eq!(r.killed(), [a.pid()]);
+    assert_eq!(
+        r.io.jobs[0].sent_ns,
+        1000 * MS,
+        "the job carries the signal time"
+    );
     // The record left the table; the core watches the victim's pidfd.
     assert!(!r.m.registry().table.contains(a.pid()));
     assert!(r.io.watched.iter().any(|&(_, t)| t == Token::Victim));
@@ -192,28 +232,38 @@ fn pressure_hands_one_kill_to_the_reaper_and_counts_it_on_the_signal() {
         Some(Some(10)),
         "fast polling while a kill is out"
     );
-    // Not counted until the reaper says the signal went out.
-    assert_eq!(r.m.history().total(), 0);
-    assert_eq!(r.kills_counted(), 0);
-    r.signalled(a.pid(), 1003, 1004);
+    // Counted at the signal; announced when the reaper has read the name.
     assert_eq!(r.kills_counted(), 1);
+    assert_eq!(r.m.history().total(), 0);
+    let long = "com.example.a.forty.character.app.name.x";
+    r.named(a.pid(), &format!("{long}\0--arg\0"), 1003);
+    assert_eq!(r.history_names(), [long]);
     let rec = r.m.history().iter().next().copied().expect("kill record");
     assert_eq!(rec.pid, a.pid());
-    assert_eq!(rec.event_to_signal_us, 3000);
+    assert_eq!(rec.event_to_signal_us, 0);
     assert_eq!(
         r.m.inflight().map(|k| k.signal()),
-        Some(Signal::Sent { at_ns: 1003 * MS })
+        Some(Signal::Sent { at_ns: 1000 * MS })
     );
+    // The release report changes nothing more.
+    r.released(a.pid(), 1010);
+    assert_eq!(r.m.history().total(), 1);
+}
+
+#[test]
+fn no_command_line_means_comm() {
+    let (mut r, a, _b) = Rig::killing("step-comm");
+    r.named(a.pid(), "", 1001);
+    assert_eq!(r.history_names(), ["sleep"]);
 }
 
 #[test]
 fn one_kill_at_a_time_until_kill_timeout_from_the_signal() {
     let (mut r, a, b) = Rig::killing("step-timeout");
-    // Signal reported late: the wait starts there, not at the event.
-    r.signalled(a.pid(), 1050, 1050);
-    r.released(a.pid(), 1050, 1060);
+    r.named(a.pid(), "a", 1010);
+    r.released(a.pid(), 1020);
     let reads = r.io.snapshots;
-    for t in [1060, 1100, 1149] {
+    for t in [1060, 1099] {
         r.step(Input::Pressure(Pressure::Complete), t);
         r.step(Input::Timer, t);
     }
@@ -227,70 +277,99 @@ fn one_kill_at_a_time_until_kill_timeout_from_the_signal() {
         "a blocked evaluation read a snapshot"
     );
     assert_eq!(r.m.inflight().map(|k| k.life()), Some(Life::Alive));
-    r.step(Input::Pressure(Pressure::Complete), 1150);
+    r.step(Input::Pressure(Pressure::Complete), 1100);
     assert_eq!(r.killed(), [a.pid(), b.pid()]);
     assert_eq!(r.m.inflight().map(|k| k.victim.pid), Some(b.pid()));
 }
 
 #[test]
-fn reaper_holding_the_pidfd_holds_the_next_kill() {
-    let (mut r, a, b) = Rig::killing("step-reaper");
-    r.signalled(a.pid(), 1001, 1001);
-    // Timed out, but process_mrelease has not returned: no new kill yet.
-    r.step(Input::Pressure(Pressure::Complete), 1500);
-    assert_eq!(r.m.inflight().map(|k| k.life()), Some(Life::TimedOut));
+fn a_stuck_reaper_holds_back_no_kill() {
+    let (mut r, a, b) = Rig::killing("step-stuck");
+    // The reaper never reports on the first victim (its release hangs).
+    // kill_timeout_ms after the signal, the next kill may go.
+    r.step(Input::Pressure(Pressure::Complete), 1099);
     assert_eq!(r.killed(), [a.pid()]);
-    r.released(a.pid(), 1001, 1600);
-    r.step(Input::Pressure(Pressure::Complete), 1601);
-    assert_eq!(r.killed(), [a.pid(), b.pid()]);
+    r.step(Input::Pressure(Pressure::Complete), 1100);
+    assert_eq!(
+        r.killed(),
+        [a.pid(), b.pid()],
+        "a stuck reaper held the next kill"
+    );
+    assert_eq!(r.io.signals, [a.pid(), b.pid()]);
+    // The first kill was announced without its name report, with comm.
+    assert_eq!(r.history_names(), ["sleep"]);
+    assert_eq!(r.kills_counted(), 2);
+    // Its late reports change nothing: no second announcement.
+    r.named(a.pid(), "late.name", 1200);
+    r.released(a.pid(), 1201);
+    assert_eq!(r.history_names(), ["sleep"]);
+    assert_eq!(r.m.inflight().map(|k| k.victim.pid), Some(b.pid()));
 }
 
 #[test]
-fn victim_exit_before_the_reaper_reports() {
+fn victim_exit_evaluates_at_once() {
     let (mut r, a, b) = Rig::killing("step-exit");
+    r.io.below_min = true;
     let fd =
         r.io.watched
             .iter()
             .find(|w| w.1 == Token::Victim)
             .unwrap()
             .0;
+    r.named(a.pid(), "a", 1002);
+    r.released(a.pid(), 1003);
+    let reads = r.io.snapshots;
+    // The victim is gone 40 ms after the signal; memory is still short
+    // (the same snapshot): the next kill goes now, not at the next poll.
     r.step(Input::VictimExited, 1040);
     assert!(r.io.unwatched.contains(&fd), "exited victim still watched");
+    assert_eq!(r.io.snapshots, reads + 1, "no evaluation on the exit");
+    assert_eq!(r.killed(), [a.pid(), b.pid()], "no kill on the exit");
     assert_eq!(
-        r.m.inflight().map(|k| k.life()),
-        Some(Life::Exited { at_ns: 1040 * MS })
+        r.m.inflight().map(|k| k.decision.reason),
+        Some(KillReason::PressureAfterKill)
     );
-    // The victim is gone, but the reaper still holds its pidfd.
-    r.step(Input::Pressure(Pressure::Complete), 1041);
-    assert_eq!(r.killed(), [a.pid()]);
-    // The late reports still count the kill, then the kill is over.
-    r.signalled(a.pid(), 1002, 1042);
-    assert_eq!(r.kills_counted(), 1);
-    assert!(r.m.inflight().is_some());
-    r.released(a.pid(), 1002, 1043);
-    assert!(r.m.inflight().is_none(), "finished kill not forgotten");
-    // No kill_timeout_ms wait after an exit (88 ms since the signal).
-    r.step(Input::Pressure(Pressure::Complete), 1090);
+    assert_eq!(
+        r.m.history().iter().next().map(|k| k.time_to_exit_ms),
+        Some(40)
+    );
+}
+
+#[test]
+fn exit_before_the_name_report() {
+    let (mut r, a, b) = Rig::killing("step-exit-first");
+    r.io.below_min = true;
+    r.step(Input::VictimExited, 1020);
+    // The next kill went on the exit; the first was announced with comm.
     assert_eq!(r.killed(), [a.pid(), b.pid()]);
+    assert_eq!(r.history_names(), ["sleep"]);
+    let rec = r.m.history().iter().next().copied().unwrap();
+    assert_eq!(rec.time_to_exit_ms, 20);
 }
 
 #[test]
 fn failed_signal_is_not_counted_and_holds_nothing_back() {
-    let (mut r, a, b) = Rig::killing("step-failed");
-    r.report(a.pid(), Err(libc::EPERM), Some(Release::Skipped), 1001);
+    let a = Sleeper::new();
+    let b = Sleeper::new();
+    let mut r = Rig::new("step-failed", &[(a.pid(), 950), (b.pid(), 900)], false);
+    r.io.fail_signal = Some(libc::EPERM);
+    r.step(Input::Pressure(Pressure::Complete), 1000);
+    assert_eq!(r.io.signals, [a.pid()]);
+    assert!(r.killed().is_empty(), "a failed kill went to the reaper");
     assert_eq!(r.kills_counted(), 0);
     assert_eq!(r.m.history().total(), 0);
     assert!(r.m.inflight().is_none());
+    r.io.fail_signal = None;
     r.step(Input::Pressure(Pressure::Complete), 1002);
-    assert_eq!(r.killed(), [a.pid(), b.pid()]);
+    assert_eq!(r.io.signals, [a.pid(), b.pid()]);
 }
 
 #[test]
 fn a_report_for_another_pid_changes_nothing() {
     let (mut r, _a, b) = Rig::killing("step-other");
-    r.released(b.pid(), 1001, 1001);
-    assert_eq!(r.m.inflight().map(|k| k.signal()), Some(Signal::Pending));
-    assert_eq!(r.kills_counted(), 0);
+    r.named(b.pid(), "b", 1001);
+    assert_eq!(r.m.history().total(), 0);
+    assert!(r.m.inflight().is_some_and(|k| !k.announced()));
 }
 
 #[test]
@@ -298,15 +377,16 @@ fn dry_run_keeps_the_record_and_waits_out_kill_timeout() {
     let a = Sleeper::new();
     let mut r = Rig::new("step-dry", &[(a.pid(), 950)], true);
     r.step(Input::Pressure(Pressure::Complete), 1000);
+    assert!(r.io.signals.is_empty(), "a dry run signalled");
     assert_eq!(r.killed(), [a.pid()]);
     assert!(r.io.jobs[0].dry_run);
     assert!(r.m.registry().table.contains(a.pid()));
-    r.report(a.pid(), Ok(1001 * MS), Some(Release::Skipped), 1001);
+    r.report(a.pid(), "a", Some(Release::Skipped), 1001);
     assert_eq!(r.kills_counted(), 0, "a dry run counted a kill");
     assert_eq!(r.m.history().total(), 1, "a dry run is still recorded");
-    r.step(Input::Pressure(Pressure::Complete), 1100);
+    r.step(Input::Pressure(Pressure::Complete), 1099);
     assert_eq!(r.killed().len(), 1);
-    r.step(Input::Pressure(Pressure::Complete), 1101);
+    r.step(Input::Pressure(Pressure::Complete), 1100);
     assert_eq!(r.killed(), [a.pid(), a.pid()]);
 }
 
@@ -315,12 +395,11 @@ fn polling_stops_after_the_window_only_without_a_kill_in_flight() {
     let a = Sleeper::new();
     let mut r = Rig::new("step-poll", &[(a.pid(), 950)], false);
     r.step(Input::Pressure(Pressure::Complete), 1000);
-    r.signalled(a.pid(), 1001, 1001);
+    r.named(a.pid(), "a", 1001);
     // Past the 1 s window, but the victim has not exited: keep polling.
     r.step(Input::Timer, 2500);
     assert!(matches!(r.io.timer, Some(Some(_))));
     r.step(Input::VictimExited, 2501);
-    r.released(a.pid(), 1001, 2502);
     assert!(r.m.inflight().is_none());
     r.step(Input::Timer, 2503);
     // The kill and its poll extended the window; once past it, stop.
@@ -345,4 +424,41 @@ fn partial_event_inside_a_complete_window_adds_nothing() {
         r.io.snapshots, 3,
         "a partial event after the window was not"
     );
+}
+
+#[test]
+fn a_client_that_never_stops_sending_is_read_in_turns() {
+    let a = Sleeper::new();
+    let mut r = Rig::new("step-fair", &[(a.pid(), 100)], false);
+    for i in 0..40 {
+        r._client
+            .send(&Cmd::ProcPrio(prio(a.pid(), 101 + i)))
+            .unwrap();
+    }
+    let adj = |r: &Rig| r.m.registry().table.entry(a.pid()).map(|e| e.proc().adj);
+    // One wakeup reads a bounded share of the queue, so a pressure event
+    // that came in meanwhile is handled before the rest.
+    r.step(
+        Input::Client {
+            slot: 0,
+            hup: false,
+        },
+        1,
+    );
+    assert_eq!(adj(&r), Some(116), "one wakeup read more than 16 packets");
+    r.step(
+        Input::Client {
+            slot: 0,
+            hup: false,
+        },
+        2,
+    );
+    r.step(
+        Input::Client {
+            slot: 0,
+            hup: false,
+        },
+        3,
+    );
+    assert_eq!(adj(&r), Some(140), "the rest of the queue was not read");
 }

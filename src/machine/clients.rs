@@ -15,6 +15,9 @@ use crate::snapshot::Snapshot;
 use crate::sys;
 use crate::token::Token;
 
+/// Packets read from one client per wakeup (lmkd reads one).
+const PACKETS_PER_WAKEUP: usize = 16;
+
 impl Machine {
     pub(super) fn on_listen(&mut self, now_ns: u64, io: &mut dyn Edges) {
         loop {
@@ -24,7 +27,10 @@ impl Machine {
             if self.server.connections() == server::MAX_CONNECTIONS {
                 for slot in 0..server::MAX_CONNECTIONS {
                     if self.server.hung_up(slot) {
-                        self.on_client(slot, true, now_ns, io);
+                        // A hung-up client sends no more: drain it whole.
+                        while self.server.conn(slot).is_some() {
+                            self.on_client(slot, true, now_ns, io);
+                        }
                     }
                 }
             }
@@ -42,11 +48,20 @@ impl Machine {
         }
     }
 
-    /// Reads every queued packet before acting on a hang-up, so a client
-    /// that sends and closes at once still gets its command applied.
+    /// Reads the queued packets, at most [`PACKETS_PER_WAKEUP`] of them, and
+    /// acts on a hang-up only once none are left, so a client that sends
+    /// and closes at once still gets its commands applied. The cap keeps a
+    /// client that never stops sending from holding the core: epoll is
+    /// level-triggered and reports the socket again on the next wakeup,
+    /// after the pressure events and other clients that came in meanwhile.
     pub(super) fn on_client(&mut self, slot: usize, hup: bool, now_ns: u64, io: &mut dyn Edges) {
         let mut buf = [0u8; server::RECV_BUF];
+        let mut handled = 0;
         let gone = loop {
+            if handled == PACKETS_PER_WAKEUP {
+                return;
+            }
+            handled += 1;
             match self.server.recv(slot, &mut buf) {
                 Incoming::Packet { len, creds, .. } => {
                     let n = len.min(buf.len());

@@ -168,6 +168,13 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
             TARGET,
             format_args!("kill of {pid} failed: pidfd_send_signal: {}", errno_text(errno)),
         ),
+        Note::ReaperStuck { pid, waited_ms } => out.line(
+            Level::Warn,
+            TARGET,
+            format_args!(
+                "reaper still busy with {pid} {waited_ms} ms after its SIGKILL (process_mrelease stuck?); not waiting for it"
+            ),
+        ),
         Note::Reaped { pid, ms } => out.line(
             Level::Debug,
             KILL_TARGET,

@@ -87,6 +87,12 @@ pub enum Note {
         pid: i32,
         ms: u64,
     },
+    /// The reaper still held a kill's job kill_timeout_ms after its signal
+    /// (a release stuck on the victim's mmap lock); nothing waits for it.
+    ReaperStuck {
+        pid: i32,
+        waited_ms: u64,
+    },
     /// The reaper's memory release failed (ESRCH included: the victim was
     /// already tearing itself down) or is unsupported (ENOSYS).
     ReleaseFailed {
@@ -156,6 +162,7 @@ impl Note {
             Note::ExitTimeout { .. } => "exit timeout",
             Note::KillFailed { .. } => "failed kill",
             Note::ReleaseFailed { .. } => "failed release",
+            Note::ReaperStuck { .. } => "stuck reaper",
             Note::NoVictim { .. } => "no victim",
             Note::Stale { .. } => "stale record",
             Note::Refused { why, .. } => match why {
