@@ -346,6 +346,14 @@ impl Machine {
             &self.reg.targets,
             &mut self.policy,
         );
+        (self.control).evaluated(
+            p,
+            &snap,
+            &d,
+            &self.tunables,
+            &self.reg.targets,
+            &self.reg.table,
+        );
         self.polling.interval_ms = d.poll.ms();
         if d.extend_poll {
             self.polling.until_ms = self.polling.until_ms.max(now_ms + POLL_WINDOW_MS);
@@ -454,6 +462,7 @@ impl Machine {
                 self.report_kill(&v, &kill, &figures, &snap, signal_ns, event_ns);
                 if !self.settings.dry_run {
                     self.policy.on_kill(&snap, &kill);
+                    self.control.policy_killed(&snap);
                 }
             }
         }
