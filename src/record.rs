@@ -576,8 +576,10 @@ mod tests {
     use super::*;
 
     fn sample(serial: u64) -> Eval {
-        let mut snap = Snapshot::default();
-        snap.time_ms = 1000 + serial;
+        let mut snap = Snapshot {
+            time_ms: 1000 + serial,
+            ..Snapshot::default()
+        };
         snap.mem.free_kb = 12_345;
         snap.mem.cma_free_kb = 7;
         snap.vm.workingset_refault_file = 99;

@@ -135,14 +135,21 @@ struct Setting {
     tunables: Option<Tunables>,
 }
 
-fn setting(path: Option<&PathBuf>) -> Result<Setting, Failure> {
+/// A candidate setting: the keys in `path` on top of the configuration the
+/// recording began with (so a candidate names only what it changes).
+fn setting(path: Option<&PathBuf>, recorded: &str) -> Result<Setting, Failure> {
     let Some(p) = path else {
         return Ok(Setting {
             name: "as recorded".into(),
             tunables: None,
         });
     };
-    let cfg = Config::from_file(p).map_err(|e| Failure::Usage(format!("{e}")))?;
+    let bad = |m: String| Failure::Usage(format!("{}: {m}", p.display()));
+    let text = std::fs::read_to_string(p).map_err(|e| io_fail("read", p, e))?;
+    let over: toml::Table = text.parse().map_err(|e| bad(format!("{e}")))?;
+    let mut base: toml::Table = recorded.parse().unwrap_or_default();
+    base.extend(over);
+    let cfg = Config::from_toml_str(&base.to_string()).map_err(|e| bad(format!("{e}")))?;
     Ok(Setting {
         name: p.display().to_string(),
         tunables: Some(Tunables::from_config(&cfg)),
@@ -277,8 +284,8 @@ pub fn replay(
             rec.evals.len()
         );
     }
-    let sa = setting(a)?;
-    let sb = b.map(|p| setting(Some(p))).transpose()?;
+    let sa = setting(a, &rec.config_toml)?;
+    let sb = b.map(|p| setting(Some(p), &rec.config_toml)).transpose()?;
     let t0 = rec.evals.first().map_or(0, |e| e.snap.time_ms);
     let steps_a = record::replay(&rec.evals, sa.tunables.as_ref());
     let mut settings = vec![summarize(&rec, &sa, &steps_a, t0)];
