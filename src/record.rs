@@ -659,6 +659,107 @@ mod tests {
         );
     }
 
+    /// What the daemon does, on data: every kill decided is carried out
+    /// (the policy told) before the next evaluation. Moderate thrashing
+    /// (60%) from the 5th evaluation, heavy (180% a window) from the 20th.
+    fn thrash_scenario(t: &Tunables) -> Vec<Eval> {
+        let mut snap = Snapshot::default();
+        snap.mem.free_kb = 50_000;
+        snap.mem.swap_total_kb = 1_000_000;
+        snap.mem.swap_free_kb = 10_000;
+        snap.mem.inactive_file_kb = 20_000;
+        snap.wm = Watermarks {
+            min_kb: 1000,
+            low_kb: 2000,
+            high_kb: 3000,
+        };
+        snap.vm.nr_inactive_file = 5000;
+        snap.vm.nr_active_file = 5000;
+        let targets = TargetTable::default();
+        let mut st = policy::State::new();
+        let mut pending: Option<(Snapshot, Kill)> = None;
+        let mut out = Vec::new();
+        for i in 0..40u64 {
+            snap.time_ms = 1000 + 100 * i;
+            snap.vm.pgscan_direct += 1000;
+            if i == 5 {
+                snap.vm.workingset_refault_file += 6000;
+            }
+            if i >= 20 && i % 10 == 0 {
+                snap.vm.workingset_refault_file += 18_000;
+            }
+            let before = pending.take();
+            if let Some((s, k)) = &before {
+                st.on_kill(s, k);
+            }
+            let d = policy::decide(&snap, Pressure::Partial, t, &targets, &mut st);
+            pending = d.kill.map(|k| (snap, k));
+            out.push(Eval {
+                serial: i + 1,
+                event: Pressure::Partial,
+                kill: d.kill,
+                poll: d.poll,
+                extend_poll: d.extend_poll,
+                killed_before: before.map(|(s, _)| s.time_ms),
+                config_gen: 0,
+                snap,
+                tunables: *t,
+                targets,
+                census: [0, 0, 0, 0, 0, 0, 3],
+                max_adj: Some(950),
+            });
+        }
+        out
+    }
+
+    fn first_kill(steps: &[Step]) -> Option<usize> {
+        steps.iter().position(|s| s.carried_out)
+    }
+
+    #[test]
+    fn replay_reproduces_the_recorded_decisions_and_kills() {
+        let t = Tunables::from_config(&crate::config::Config::default());
+        let evals = thrash_scenario(&t);
+        let kills = evals.iter().filter(|e| e.kill.is_some()).count();
+        assert!(kills >= 2, "the scenario should kill a few times");
+        let steps = replay(&evals, None);
+        for (e, s) in evals.iter().zip(&steps) {
+            assert!(s.same_as(e), "serial {}: {s:?} vs {e:?}", e.serial);
+        }
+        // Kills are applied where the daemon applied them (not the last,
+        // which no later evaluation saw happen).
+        let carried = steps.iter().filter(|s| s.carried_out).count();
+        assert_eq!(carried, kills - usize::from(evals[39].kill.is_some()));
+        // The same tunables given explicitly decide the same.
+        let again = replay(&evals, Some(&t));
+        assert_eq!(again, steps);
+    }
+
+    #[test]
+    fn a_lower_thrashing_limit_kills_first_where_a_victim_exists() {
+        let t = Tunables::from_config(&crate::config::Config::default());
+        let evals = thrash_scenario(&t);
+        let low = Tunables {
+            thrashing_limit: 30,
+            ..t
+        };
+        let a = first_kill(&replay(&evals, None)).unwrap();
+        let b = first_kill(&replay(&evals, Some(&low))).unwrap();
+        assert_eq!(b, 5, "60% thrashing is over a limit of 30");
+        assert!(a >= 20, "the recorded limit waits for heavy thrashing: {a}");
+        // Without anyone at or above its min adj, a kill the recording did
+        // not make is not assumed to happen.
+        let empty: Vec<Eval> = evals
+            .iter()
+            .map(|e| Eval {
+                max_adj: Some(100),
+                ..*e
+            })
+            .collect();
+        let steps = replay(&empty, Some(&low));
+        assert!(steps[5].kill.is_some() && !steps[5].carried_out);
+    }
+
     #[test]
     fn band_hit_needs_a_process_at_or_above_min_adj() {
         let e = Eval {
