@@ -828,6 +828,58 @@ mod tests {
     }
 
     #[test]
+    fn evaluations_go_round_the_ring_with_a_census() {
+        let shared = Shared::new(8, &Config::default()).recording(4);
+        let bell = crate::control::Bell::new("test").unwrap();
+        let p = Publisher::new(std::sync::Arc::new(shared), bell.clone(), bell);
+        let mut t = ProcTable::new(8).unwrap();
+        for (pid, adj) in [(10, -800), (11, 950), (12, 905), (13, 250)] {
+            let p = Proc {
+                pid,
+                uid: 10_000,
+                adj,
+                ptype: 0,
+                owner: 1,
+            };
+            t.insert(p).unwrap();
+        }
+        let d = crate::policy::Decision {
+            kill: Some(crate::policy::Kill {
+                reason: crate::policy::KillReason::LowMem,
+                min_adj: 701,
+            }),
+            poll: crate::policy::PollInterval::Fast,
+            extend_poll: true,
+            figures: crate::policy::Figures::default(),
+        };
+        let tun = crate::policy::Tunables::from_config(&Config::default());
+        let targets = TargetTable::default();
+        for ms in 1..=6u64 {
+            let snap = Snapshot {
+                time_ms: ms,
+                ..Snapshot::default()
+            };
+            if ms == 3 {
+                p.policy_killed(&Snapshot { time_ms: 2, ..snap });
+            }
+            p.evaluated(Pressure::Poll, &snap, &d, &tun, &targets, &t);
+        }
+        let s = &p.shared;
+        assert_eq!(s.eval_count.load(Ordering::Relaxed), 6);
+        assert_eq!(s.eval(2), None, "overwritten by 6");
+        let e = Eval::from_words(&s.eval(3).unwrap()).unwrap();
+        assert_eq!(e.serial, 3);
+        assert_eq!(e.snap.time_ms, 3);
+        assert_eq!(e.killed_before, Some(2));
+        assert_eq!(e.kill, d.kill);
+        assert_eq!(e.census, [1, 0, 0, 1, 0, 0, 2]);
+        assert_eq!(e.max_adj, Some(950));
+        let e = Eval::from_words(&s.eval(4).unwrap()).unwrap();
+        assert_eq!(e.killed_before, None, "told once only");
+        assert_eq!(s.eval(7), None);
+    }
+
+    #[test]
     fn seqcell_reads_whole_records_under_writes() {
         let c = std::sync::Arc::new(SeqCell::<4>::default());
         let w = c.clone();

@@ -253,6 +253,9 @@ mod tests {
         );
         let r: Request = serde_json::from_str(r#"{"cmd":"kills"}"#).unwrap();
         assert_eq!(r, Request::Kills { follow: false });
+        let r: Request = serde_json::from_str(r#"{"cmd":"evals","after":5}"#).unwrap();
+        assert_eq!(r, Request::Evals { after: 5 });
+        assert!(!r.changes(), "shell may record");
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"shutdown"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"config_set","key":"a"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"kills","follow":1}"#).is_err());
