@@ -71,7 +71,11 @@ pub fn record(
                 batch.lost
             );
         }
-        lost += batch.lost;
+        // (What had left the ring before the first copy is not lost: the
+        // recording starts later, and says so.)
+        if after > 0 {
+            lost += batch.lost;
+        }
         let mut bytes = Vec::with_capacity(batch.records.len() * EVAL_WORDS * 8);
         for r in &batch.records {
             let w: [u64; EVAL_WORDS] = r.as_slice().try_into().map_err(|_| {
@@ -147,7 +151,14 @@ fn setting(path: Option<&PathBuf>, recorded: &str) -> Result<Setting, Failure> {
     let bad = |m: String| Failure::Usage(format!("{}: {m}", p.display()));
     let text = std::fs::read_to_string(p).map_err(|e| io_fail("read", p, e))?;
     let over: toml::Table = text.parse().map_err(|e| bad(format!("{e}")))?;
-    let mut base: toml::Table = recorded.parse().unwrap_or_default();
+    let mut base: toml::Table = recorded.parse().unwrap_or_else(|e| {
+        eprintln!(
+            "lmkctl: the recording's configuration does not parse ({e}); \
+             {} goes on top of the defaults",
+            p.display()
+        );
+        toml::Table::new()
+    });
     base.extend(over);
     let cfg = Config::from_toml_str(&base.to_string()).map_err(|e| bad(format!("{e}")))?;
     Ok(Setting {
