@@ -123,6 +123,44 @@ fn hi(w: u64) -> u32 {
     (w >> 32) as u32
 }
 
+/// The meminfo fields in record order.
+fn mem_fields(m: &mut MemInfo) -> [&mut u64; 18] {
+    [
+        &mut m.mem_total_kb,
+        &mut m.free_kb,
+        &mut m.cached_kb,
+        &mut m.swap_cached_kb,
+        &mut m.buffers_kb,
+        &mut m.shmem_kb,
+        &mut m.unevictable_kb,
+        &mut m.swap_total_kb,
+        &mut m.swap_free_kb,
+        &mut m.active_anon_kb,
+        &mut m.inactive_anon_kb,
+        &mut m.active_file_kb,
+        &mut m.inactive_file_kb,
+        &mut m.sreclaimable_kb,
+        &mut m.sunreclaim_kb,
+        &mut m.kernel_stack_kb,
+        &mut m.page_tables_kb,
+        &mut m.cma_free_kb,
+    ]
+}
+
+/// The vmstat counters in record order.
+fn vm_fields(vm: &mut VmStat) -> [&mut u64; 8] {
+    [
+        &mut vm.nr_free_pages,
+        &mut vm.nr_inactive_file,
+        &mut vm.nr_active_file,
+        &mut vm.pgscan_kswapd,
+        &mut vm.pgscan_direct,
+        &mut vm.pgscan_direct_throttle,
+        &mut vm.pgrefill,
+        &mut vm.workingset_refault_file,
+    ]
+}
+
 /// Appends words to a fixed array (no allocation: the core uses it).
 struct Put<'a> {
     w: &'a mut [u64; EVAL_WORDS],
@@ -183,41 +221,9 @@ impl Eval {
         p.word(self.config_gen);
         let s = &self.snap;
         p.word(s.time_ms);
-        let m = &s.mem;
-        for v in [
-            m.mem_total_kb,
-            m.free_kb,
-            m.cached_kb,
-            m.swap_cached_kb,
-            m.buffers_kb,
-            m.shmem_kb,
-            m.unevictable_kb,
-            m.swap_total_kb,
-            m.swap_free_kb,
-            m.active_anon_kb,
-            m.inactive_anon_kb,
-            m.active_file_kb,
-            m.inactive_file_kb,
-            m.sreclaimable_kb,
-            m.sunreclaim_kb,
-            m.kernel_stack_kb,
-            m.page_tables_kb,
-            m.cma_free_kb,
-        ] {
-            p.word(v);
-        }
-        let vm = &s.vm;
-        for v in [
-            vm.nr_free_pages,
-            vm.nr_inactive_file,
-            vm.nr_active_file,
-            vm.pgscan_kswapd,
-            vm.pgscan_direct,
-            vm.pgscan_direct_throttle,
-            vm.pgrefill,
-            vm.workingset_refault_file,
-        ] {
-            p.word(v);
+        let (mut m, mut vm) = (s.mem, s.vm);
+        for f in mem_fields(&mut m).into_iter().chain(vm_fields(&mut vm)) {
+            p.word(*f);
         }
         p.word(s.wm.min_kb);
         p.word(s.wm.low_kb);
@@ -292,40 +298,8 @@ impl Eval {
         let killed_before = r.word().checked_sub(1);
         let config_gen = r.word();
         let time_ms = r.word();
-        let mut m = MemInfo::default();
-        for f in [
-            &mut m.mem_total_kb,
-            &mut m.free_kb,
-            &mut m.cached_kb,
-            &mut m.swap_cached_kb,
-            &mut m.buffers_kb,
-            &mut m.shmem_kb,
-            &mut m.unevictable_kb,
-            &mut m.swap_total_kb,
-            &mut m.swap_free_kb,
-            &mut m.active_anon_kb,
-            &mut m.inactive_anon_kb,
-            &mut m.active_file_kb,
-            &mut m.inactive_file_kb,
-            &mut m.sreclaimable_kb,
-            &mut m.sunreclaim_kb,
-            &mut m.kernel_stack_kb,
-            &mut m.page_tables_kb,
-            &mut m.cma_free_kb,
-        ] {
-            *f = r.word();
-        }
-        let mut vm = VmStat::default();
-        for f in [
-            &mut vm.nr_free_pages,
-            &mut vm.nr_inactive_file,
-            &mut vm.nr_active_file,
-            &mut vm.pgscan_kswapd,
-            &mut vm.pgscan_direct,
-            &mut vm.pgscan_direct_throttle,
-            &mut vm.pgrefill,
-            &mut vm.workingset_refault_file,
-        ] {
+        let (mut m, mut vm) = (MemInfo::default(), VmStat::default());
+        for f in mem_fields(&mut m).into_iter().chain(vm_fields(&mut vm)) {
             *f = r.word();
         }
         let wm = Watermarks {

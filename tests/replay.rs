@@ -10,9 +10,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::inproc::InProc;
+use common::lmkctl::{ok_json, ok_text};
 use common::*;
 use lmkd::proto::Command as Cmd;
-use serde_json::Value;
 
 fn lmkctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lmkctl"))
@@ -20,21 +20,6 @@ fn lmkctl(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run lmkctl")
-}
-
-fn ok_text(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "lmkctl failed ({:?}): {}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn ok_json(o: &Output) -> Value {
-    serde_json::from_str(&ok_text(o)).expect("lmkctl --json printed JSON")
 }
 
 /// Drives the "small" fixture (swap low, above the min watermark) through
