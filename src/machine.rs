@@ -346,14 +346,8 @@ impl Machine {
             &self.reg.targets,
             &mut self.policy,
         );
-        (self.control).evaluated(
-            p,
-            &snap,
-            &d,
-            &self.tunables,
-            &self.reg.targets,
-            &self.reg.table,
-        );
+        self.control
+            .evaluated(p, &snap, &d, &self.tunables, &self.reg);
         self.polling.interval_ms = d.poll.ms();
         if d.extend_poll {
             self.polling.until_ms = self.polling.until_ms.max(now_ms + POLL_WINDOW_MS);

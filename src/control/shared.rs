@@ -583,6 +583,17 @@ impl Publisher {
         snap: &Snapshot,
         d: &Decision,
         tunables: &Tunables,
+        reg: &crate::commands::Registry,
+    ) {
+        self.record(event, snap, d, tunables, &reg.targets, &reg.table);
+    }
+
+    fn record(
+        &self,
+        event: Pressure,
+        snap: &Snapshot,
+        d: &Decision,
+        tunables: &Tunables,
         targets: &TargetTable,
         table: &ProcTable,
     ) {
@@ -862,7 +873,7 @@ mod tests {
             if ms == 3 {
                 p.policy_killed(&Snapshot { time_ms: 2, ..snap });
             }
-            p.evaluated(Pressure::Poll, &snap, &d, &tun, &targets, &t);
+            p.record(Pressure::Poll, &snap, &d, &tun, &targets, &t);
         }
         let s = &p.shared;
         assert_eq!(s.eval_count.load(Ordering::Relaxed), 6);
