@@ -23,6 +23,7 @@ pub mod protect;
 pub mod proto;
 pub mod psi;
 pub mod reaper;
+pub mod record;
 pub mod report;
 pub mod ring;
 pub mod server;

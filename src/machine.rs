@@ -409,6 +409,8 @@ impl Machine {
                 &mut self.policy,
             ),
         };
+        self.control
+            .evaluated(p, &snap, &d, &self.tunables, &self.reg);
         self.polling.interval_ms = d.poll.ms();
         if d.extend_poll {
             self.polling.until_ms = self.polling.until_ms.max(now_ms + POLL_WINDOW_MS);
@@ -483,6 +485,7 @@ impl Machine {
             // Counted at the signal, so GETKILLCNT never lags a PROCKILL.
             self.reg.kills.add(k.victim.adj);
             self.policy.on_kill(&k.snap, &k.decision);
+            self.control.policy_killed(&k.snap);
         }
         if let Some(fd) = k.pidfd() {
             let _ = io.watch(fd, Token::Victim, false);

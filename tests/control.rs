@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::inproc::InProc;
+use common::lmkctl::{ok_json, ok_text};
 use common::*;
 use lmkd::proto::Command as Cmd;
 use serde_json::Value;
@@ -46,21 +47,6 @@ fn lmkctl_as(uid: u32, sock: &Path, args: &[&str]) -> Output {
         });
     }
     c.output().expect("run lmkctl as another uid")
-}
-
-fn ok_text(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "lmkctl failed ({:?}): {}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn ok_json(o: &Output) -> Value {
-    serde_json::from_str(&ok_text(o)).expect("lmkctl --json printed JSON")
 }
 
 /// Lines of a child's stdout, read on a thread so a missing line fails the

@@ -4,7 +4,8 @@
 //! OOM killer; its core and reaper threads must neither page-fault nor
 //! enter direct reclaim while they work (the guest counts both per thread:
 //! task stat fault counters and a tracefs instance on
-//! `mm_vmscan_direct_reclaim_begin`). Slow (a TCG VM, about a minute), so it only runs when asked:
+//! `mm_vmscan_direct_reclaim_begin`). `lmkctl record` runs in the guest
+//! too, and its recording replays with every decision reproduced. Slow (a TCG VM, about a minute), so it only runs when asked:
 //! `LMKD_VM_TESTS=1 cargo test --test vm_ladder -- --nocapture`
 //! (or `.ci/vm.sh`, which also installs what it needs).
 
@@ -78,6 +79,8 @@ fn ladder_in_vm_under_lmkd_rs() {
         "the VM produced no result; see {}/console.log",
         out.display()
     );
+    // Checked before the verdict: a failed run is when a replay helps most.
+    assert_replay_reproduces(&out);
     // The driver's verdict covers descending order, zero kernel OOM kills and
     // a stats packet with a reason for every kill; check the headline facts
     // again here so a failure message says which one broke.
@@ -101,6 +104,41 @@ fn ladder_in_vm_under_lmkd_rs() {
         assert!(l.contains("; reason: "), "kill line without a reason: {l}");
     }
     assert_kill_path_never_reclaims(&out);
+}
+
+/// `lmkctl record` ran in the guest for the whole run: replaying its file
+/// with the recorded settings gives back every decision, kills included.
+fn assert_replay_reproduces(out: &Path) {
+    let file = out.join("lmkd.lmkrec");
+    let o = Command::new(env!("CARGO_BIN_EXE_lmkctl"))
+        .args(["--json", "replay"])
+        .arg(&file)
+        .output()
+        .expect("run lmkctl replay");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "lmkctl replay {}: {text}{}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_str(&text).expect("replay --json");
+    let n = j["evaluations"].as_u64().unwrap_or(0);
+    let a = &j["settings"][0];
+    eprintln!(
+        "replay of the VM recording: {n} evaluations, {} reproduced, {} kills",
+        a["reproduced"], a["kills"]
+    );
+    assert!(n > 0, "the recording holds no evaluation");
+    assert_eq!(
+        j["first_serial"], 1,
+        "the recording misses the first evaluations"
+    );
+    assert_eq!(a["reproduced"], n, "replay differs from the VM recording");
+    assert!(
+        a["kills"].as_u64().unwrap_or(0) > 0,
+        "no kill in the recording: {a}"
+    );
 }
 
 /// The threads on the kill path (the core event loop and the reaper) must

@@ -121,6 +121,32 @@ impl Ctx {
             }
             Request::ConfigSet { key, value } => self.set(key, value),
             Request::Reload => self.reload(),
+            Request::Evals { after } => Response::Evals(self.evals(*after)),
+        }
+    }
+
+    /// Evaluations after `after`, at most a ring's worth per reply.
+    fn evals(&self, after: u64) -> wire::Evals {
+        let s = &self.shared;
+        let total = s.eval_count.load(Ordering::Acquire);
+        let ring = s.eval_capacity() as u64;
+        let first = after.max(total.saturating_sub(ring)) + 1;
+        let mut records = Vec::new();
+        let mut lost = first.saturating_sub(after + 1);
+        for serial in first..=total {
+            match s.eval(serial) {
+                Some(w) => records.push(w.to_vec()),
+                None => lost += 1,
+            }
+        }
+        wire::Evals {
+            config_toml: s.current_config().to_toml(),
+            config_generation: s.config_gen.load(Ordering::Acquire),
+            page_size: crate::snapshot::page_size(),
+            ring,
+            total,
+            lost,
+            records,
         }
     }
 

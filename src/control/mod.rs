@@ -138,7 +138,9 @@ pub fn start(
     };
     let (listener, bound) = open(endpoint)?;
     let props = crate::props::system();
-    let shared = Arc::new(Shared::new(config.startup.max_procs as usize, config));
+    let shared = Arc::new(
+        Shared::new(config.startup.max_procs as usize, config).recording(shared::RECORD_RING),
+    );
     let doorbell = Bell::new("eventfd for control requests")?;
     let reply = Bell::new("eventfd for control replies")?;
     let ctx = Arc::new(Ctx {

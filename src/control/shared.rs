@@ -7,14 +7,19 @@
 //! a reader that sees it change (or odd) reads again. The core never
 //! learns whether anyone reads at all.
 //!
-//! A ring of evaluation inputs (for recording) fits the same pattern:
-//! another `SeqCell` array fed from the core's one input stream.
+//! The policy's evaluations (inputs and decisions, for `lmkctl record`)
+//! go into a ring of the same cells: [`RECORD_RING`] records of
+//! [`crate::record::EVAL_WORDS`] words, one written per evaluation.
 
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::config::Config;
 use crate::history::{KillRecord, HISTORY};
+use crate::policy::{Decision, Pressure, Tunables};
+use crate::proto::TargetTable;
+use crate::record::{Eval, EVAL_WORDS};
+use crate::snapshot::Snapshot;
 use crate::table::{Proc, ProcTable};
 
 /// One record made of `W` words, written by one thread and read by any,
@@ -218,6 +223,14 @@ pub const LEVELS: [&str; 3] = ["partial", "complete", "poll"];
 /// Command ids counted (lmkd's 0..=11).
 pub const COMMANDS: usize = 12;
 
+/// Evaluations the daemon keeps for `lmkctl record` ("the recent past").
+/// 1024 records of 488 bytes (488 kB, mapped at start-up and resident only
+/// as it fills, which counts against the daemon's RSS under pressure):
+/// about 100 s of slow (100 ms) re-checks, or 10 s of fast (10 ms) ones,
+/// which only run while swap is low or right after a kill. `lmkctl record`
+/// follows live beyond that.
+pub const RECORD_RING: usize = 1024;
+
 /// A table row as it travels: two words.
 pub const TABLE_WORDS: usize = 2;
 
@@ -290,6 +303,10 @@ pub struct Shared {
     current: AtomicPtr<Config>,
     /// Bumped each time the configuration in force changes.
     pub config_gen: AtomicU64,
+    /// Evaluations published so far; evaluation n lives in
+    /// `evals[(n - 1) % evals.len()]`.
+    pub eval_count: AtomicU64,
+    evals: Box<[SeqCell<EVAL_WORDS>]>,
 }
 
 // SAFETY: the raw pointers in the two slots are owned Box<Config>s handed
@@ -331,7 +348,41 @@ impl Shared {
             change_ok: AtomicBool::new(false),
             current: AtomicPtr::new(Box::into_raw(Box::new(config.clone()))),
             config_gen: AtomicU64::new(0),
+            eval_count: AtomicU64::new(0),
+            evals: Box::new([]),
         }
+    }
+
+    /// Keeps the last `n` evaluations for recording (none by default: a
+    /// detached publisher has no reader).
+    pub fn recording(mut self, n: usize) -> Shared {
+        self.evals = (0..n).map(|_| SeqCell::default()).collect();
+        self
+    }
+
+    /// How many evaluations the ring holds.
+    pub fn eval_capacity(&self) -> usize {
+        self.evals.len()
+    }
+
+    /// Evaluation `serial` (1-based) as words, if it is still in the ring.
+    pub fn eval(&self, serial: u64) -> Option<[u64; EVAL_WORDS]> {
+        let n = self.evals.len() as u64;
+        if serial == 0 || n == 0 {
+            return None;
+        }
+        let cell = &self.evals[((serial - 1) % n) as usize];
+        for _ in 0..16 {
+            let w = cell.read()?;
+            match w[0].cmp(&serial) {
+                std::cmp::Ordering::Equal => return Some(w),
+                // Overwritten by a newer one: lost.
+                std::cmp::Ordering::Greater => return None,
+                // The core is publishing it right now.
+                std::cmp::Ordering::Less => std::thread::yield_now(),
+            }
+        }
+        None
     }
 
     /// Kill `serial` (1-based), if it is still in the ring.
@@ -442,6 +493,9 @@ pub struct Publisher {
     pub shared: std::sync::Arc<Shared>,
     /// The newest kill, kept here so exit and reap times can be added.
     last: Cell<KillEntry>,
+    /// 1 + the snapshot time of the evaluation whose kill the policy was
+    /// told about since the last evaluation (0: none).
+    killed_before: Cell<u64>,
     /// Table read in progress: next slot to look at, rows copied.
     cursor: Cell<usize>,
     rows: Cell<usize>,
@@ -468,6 +522,7 @@ impl Publisher {
         Publisher {
             shared,
             last: Cell::new(KillEntry::default()),
+            killed_before: Cell::new(0),
             cursor: Cell::new(0),
             rows: Cell::new(0),
             bell,
@@ -520,6 +575,65 @@ impl Publisher {
         s.kills_by_reason[reason_slot(r.reason_code())].fetch_add(1, Ordering::Relaxed);
         s.kills_by_band[band_of(r.adj)].fetch_add(1, Ordering::Relaxed);
         s.event_to_signal.add(r.event_to_signal_us);
+    }
+
+    /// One policy evaluation, for recording: a census of the table and a
+    /// few dozen atomic stores. No allocation.
+    pub fn evaluated(
+        &self,
+        event: Pressure,
+        snap: &Snapshot,
+        d: &Decision,
+        tunables: &Tunables,
+        reg: &crate::commands::Registry,
+    ) {
+        self.record(event, snap, d, tunables, &reg.targets, &reg.table);
+    }
+
+    fn record(
+        &self,
+        event: Pressure,
+        snap: &Snapshot,
+        d: &Decision,
+        tunables: &Tunables,
+        targets: &TargetTable,
+        table: &ProcTable,
+    ) {
+        let s = &self.shared;
+        let n = s.evals.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let mut census = [0u32; BANDS.len()];
+        let mut max_adj = None;
+        for p in table.iter() {
+            let adj = i32::from(p.adj);
+            census[band_of(adj)] += 1;
+            max_adj = Some(max_adj.map_or(adj, |m: i32| m.max(adj)));
+        }
+        let serial = s.eval_count.load(Ordering::Relaxed) + 1;
+        let e = Eval {
+            serial,
+            event,
+            kill: d.kill,
+            poll: d.poll,
+            extend_poll: d.extend_poll,
+            killed_before: self.killed_before.take().checked_sub(1),
+            config_gen: s.config_gen.load(Ordering::Relaxed),
+            snap: *snap,
+            tunables: *tunables,
+            targets: *targets,
+            census,
+            max_adj,
+        };
+        s.evals[((serial - 1) % n) as usize].write(&e.to_words());
+        s.eval_count.store(serial, Ordering::Release);
+    }
+
+    /// The policy was told of a kill decided on `snap` (`State::on_kill`):
+    /// the next evaluation's record says so, for replays.
+    pub fn policy_killed(&self, snap: &Snapshot) {
+        self.killed_before.set(snap.time_ms.saturating_add(1));
     }
 
     /// The newest kill's victim exited `us` after the signal.
@@ -730,6 +844,58 @@ mod tests {
             p.shared.event_to_signal.counts()[Histogram::bucket_of(300)],
             1
         );
+    }
+
+    #[test]
+    fn evaluations_go_round_the_ring_with_a_census() {
+        let shared = Shared::new(8, &Config::default()).recording(4);
+        let bell = crate::control::Bell::new("test").unwrap();
+        let p = Publisher::new(std::sync::Arc::new(shared), bell.clone(), bell);
+        let mut t = ProcTable::new(8).unwrap();
+        for (pid, adj) in [(10, -800), (11, 950), (12, 905), (13, 250)] {
+            let p = Proc {
+                pid,
+                uid: 10_000,
+                adj,
+                ptype: 0,
+                owner: 1,
+            };
+            t.insert(p).unwrap();
+        }
+        let d = crate::policy::Decision {
+            kill: Some(crate::policy::Kill {
+                reason: crate::policy::KillReason::LowMem,
+                min_adj: 701,
+            }),
+            poll: crate::policy::PollInterval::Fast,
+            extend_poll: true,
+            figures: crate::policy::Figures::default(),
+        };
+        let tun = crate::policy::Tunables::from_config(&Config::default());
+        let targets = TargetTable::default();
+        for ms in 1..=6u64 {
+            let snap = Snapshot {
+                time_ms: ms,
+                ..Snapshot::default()
+            };
+            if ms == 3 {
+                p.policy_killed(&Snapshot { time_ms: 2, ..snap });
+            }
+            p.record(Pressure::Poll, &snap, &d, &tun, &targets, &t);
+        }
+        let s = &p.shared;
+        assert_eq!(s.eval_count.load(Ordering::Relaxed), 6);
+        assert_eq!(s.eval(2), None, "overwritten by 6");
+        let e = Eval::from_words(&s.eval(3).unwrap()).unwrap();
+        assert_eq!(e.serial, 3);
+        assert_eq!(e.snap.time_ms, 3);
+        assert_eq!(e.killed_before, Some(2));
+        assert_eq!(e.kill, d.kill);
+        assert_eq!(e.census, [1, 0, 0, 1, 0, 0, 2]);
+        assert_eq!(e.max_adj, Some(950));
+        let e = Eval::from_words(&s.eval(4).unwrap()).unwrap();
+        assert_eq!(e.killed_before, None, "told once only");
+        assert_eq!(s.eval(7), None);
     }
 
     #[test]

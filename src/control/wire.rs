@@ -32,6 +32,12 @@ pub enum Request {
         value: String,
     },
     Reload,
+    /// Recorded evaluations with serials above `after` (0: all the ring
+    /// holds).
+    Evals {
+        #[serde(default)]
+        after: u64,
+    },
 }
 
 impl Request {
@@ -53,6 +59,7 @@ pub enum Response {
     Config(Vec<ConfigItem>),
     Applied(Applied),
     Reloaded(Reloaded),
+    Evals(Evals),
     Error(ErrorReply),
 }
 
@@ -211,6 +218,24 @@ pub struct Reloaded {
     pub config_generation: u64,
 }
 
+/// A batch of recorded evaluations.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evals {
+    /// The configuration in force now, as TOML.
+    pub config_toml: String,
+    pub config_generation: u64,
+    /// System page size, bytes.
+    pub page_size: u64,
+    /// Evaluations the ring holds at most.
+    pub ring: u64,
+    /// Evaluations published so far (the newest serial).
+    pub total: u64,
+    /// Evaluations after `after` that had left the ring already.
+    pub lost: u64,
+    /// Records in serial order, each `crate::record::EVAL_WORDS` words.
+    pub records: Vec<Vec<u64>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +253,9 @@ mod tests {
         );
         let r: Request = serde_json::from_str(r#"{"cmd":"kills"}"#).unwrap();
         assert_eq!(r, Request::Kills { follow: false });
+        let r: Request = serde_json::from_str(r#"{"cmd":"evals","after":5}"#).unwrap();
+        assert_eq!(r, Request::Evals { after: 5 });
+        assert!(!r.changes(), "shell may record");
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"shutdown"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"config_set","key":"a"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"kills","follow":1}"#).is_err());

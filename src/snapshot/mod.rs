@@ -210,6 +210,13 @@ impl Known {
     pub fn without(self, part: Known) -> Known {
         Known(self.0 & !part.0)
     }
+    /// The parts as bits (a recording stores them).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+    pub fn from_bits(bits: u8) -> Known {
+        Known(bits & Known::ALL.0)
+    }
     /// Whether the PSI figures are real.
     pub fn psi(self) -> bool {
         self.contains(Known::PSI)

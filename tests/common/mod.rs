@@ -3,6 +3,7 @@
 
 pub mod counting;
 pub mod inproc;
+pub mod lmkctl;
 pub mod logcap;
 pub mod pressure;
 pub mod wakeups;

@@ -28,9 +28,19 @@ log() {
 finish() {
     sync
     for f in /out/*; do
-        echo "===BEGIN $(basename "$f")==="
-        tail -c 300000 "$f"
-        echo "===END $(basename "$f")==="
+        case "$f" in
+        *.lmkrec)
+            # Binary, and needed whole: base64, decoded by run.sh.
+            echo "===BEGIN $(basename "$f").b64==="
+            base64 "$f"
+            echo "===END $(basename "$f").b64==="
+            ;;
+        *)
+            echo "===BEGIN $(basename "$f")==="
+            tail -c 300000 "$f"
+            echo "===END $(basename "$f")==="
+            ;;
+        esac
     done
     echo "===VM DONE==="
     poweroff -f
@@ -162,12 +172,24 @@ if [ -n "$KPID" ]; then
     thread_stats > /out/killer-threads.before
 fi
 
+RPID=""
+if [ "$KILLER" = lmkd-rs ] && [ -x /usr/bin/lmkctl ]; then
+    # Every policy evaluation of the run, for `lmkctl replay`.
+    /usr/bin/lmkctl --socket /run/lmkd.sock.ctl record /out/lmkd.lmkrec > /out/record.txt 2>&1 &
+    RPID=$!
+fi
+
 log "driver start"
 # shellcheck disable=SC2086
 /usr/bin/lmkd-workload $SOCKET_ARG --scenario /etc/scenario.toml --out /out/result.json \
     --label "$KILLER" --data-file /dev/vda > /out/driver.txt 2>&1
 echo "$?" > /out/driver.rc
 log "driver exit $(cat /out/driver.rc)"
+
+if [ -n "$RPID" ]; then
+    kill -INT "$RPID" 2>/dev/null
+    wait "$RPID" 2>/dev/null
+fi
 
 if [ -n "$KPID" ]; then
     thread_stats > /out/killer-threads.after

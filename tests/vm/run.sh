@@ -74,7 +74,7 @@ trap 'exit 130' INT TERM
 
 # --- binaries -------------------------------------------------------------
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    if [ "$KILLER" = lmkd-rs ]; then "$HERE/build.sh" lmkd-workload lmkd; else "$HERE/build.sh" lmkd-workload; fi
+    if [ "$KILLER" = lmkd-rs ]; then "$HERE/build.sh" lmkd-workload lmkd lmkctl; else "$HERE/build.sh" lmkd-workload; fi
 fi
 [ -x "$BIN/lmkd-workload" ] || { echo "run.sh: $BIN/lmkd-workload missing" >&2; exit 4; }
 [ "$KILLER" != lmkd-rs ] || [ -x "$BIN/lmkd" ] || { echo "run.sh: $BIN/lmkd missing" >&2; exit 4; }
@@ -111,6 +111,8 @@ ln -s busybox "$R/bin/sh"
 install -m 755 "$HERE/init.sh" "$R/init"
 cp "$BIN/lmkd-workload" "$R/usr/bin/"
 [ "$KILLER" = lmkd-rs ] && cp "$BIN/lmkd" "$R/usr/bin/"
+# lmkctl records lmkd-rs's evaluations into out/lmkd.lmkrec (for replays).
+[ "$KILLER" = lmkd-rs ] && [ -x "$BIN/lmkctl" ] && cp "$BIN/lmkctl" "$R/usr/bin/"
 if [ "$KILLER" = aosp ]; then
     mkdir -p "$R/opt/aosp"
     cp "$AOSP_LMKD" "$R/opt/aosp/lmkd"
@@ -218,6 +220,10 @@ tr -d '\r' < "$OUT/console.log" | awk -v dir="$OUT" '
     /^===END .*===$/ { close(f); f = ""; next }
     f != "" { print >> f }
 '
+for b in "$OUT"/*.lmkrec.b64; do
+    [ -f "$b" ] || continue
+    base64 -d "$b" > "${b%.b64}" && rm -f "$b" || echo "run.sh: $b does not decode" >&2
+done
 if [ ! -f "$OUT/result.json" ]; then
     echo "run.sh: no result from the VM (see $OUT/console.log)" >&2
     tail -n 20 "$OUT/console.log" >&2 || true

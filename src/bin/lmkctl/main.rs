@@ -7,9 +7,12 @@
 //!   lmkctl ... config get [KEY]
 //!   lmkctl ... config set KEY=VALUE
 //!   lmkctl ... reload
+//!   lmkctl ... record FILE [--seconds N]
+//!   lmkctl [--json] replay FILE [--config A.toml] [--vs B.toml]
 //!
 //! Exit codes are stable (scripts rely on them): see [`Failure::code`].
 
+mod recording;
 mod render;
 
 use std::io::{BufRead, BufReader, Write};
@@ -30,9 +33,16 @@ commands:
   config get [KEY]        configuration in force
   config set KEY=VALUE    change a tuning key live (range-checked, not persisted)
   reload                  re-read the config file and properties (as lmkd --reinit)
+  record FILE [--seconds N]
+                          copy the daemon's recent evaluations (policy inputs and decisions)
+                          into FILE, then follow new ones for N seconds (default: until ^C)
+  replay FILE [--config A.toml] [--vs B.toml]
+                          run the policy offline on a recording, under the recorded settings
+                          (or A); with --vs, where B decides differently. It shows divergence,
+                          not outcomes: memory after a kill not made is unknown
 socket: --socket, else $LMKCTL_SOCKET, else /dev/socket/lmkd_ctl, else /run/lmkd.sock.ctl
 exit codes: 0 ok, 2 usage, 3 cannot connect, 4 not allowed, 5 invalid key or value,
-            6 daemon busy, 7 daemon rejected the change, 8 protocol error";
+            6 daemon busy, 7 daemon rejected the change, 8 protocol error, 9 file error";
 
 /// How long to wait for a reply (a table copy or config change included).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +54,8 @@ enum Failure {
     Connect(String),
     Daemon(ErrorKind, String),
     Protocol(String),
+    /// Reading or writing a recording.
+    Io(String),
 }
 
 impl Failure {
@@ -62,6 +74,7 @@ impl Failure {
             Failure::Daemon(ErrorKind::Busy, _) => 6,
             Failure::Daemon(ErrorKind::Rejected, _) => 7,
             Failure::Protocol(_) => 8,
+            Failure::Io(_) => 9,
         }
     }
 
@@ -71,12 +84,13 @@ impl Failure {
             Failure::Connect(_) => "connect",
             Failure::Daemon(..) => "daemon",
             Failure::Protocol(_) => "protocol",
+            Failure::Io(_) => "file",
         }
     }
 
     fn message(&self) -> &str {
         match self {
-            Failure::Usage(m) | Failure::Connect(m) | Failure::Protocol(m) => m,
+            Failure::Usage(m) | Failure::Connect(m) | Failure::Protocol(m) | Failure::Io(m) => m,
             Failure::Daemon(_, m) => m,
         }
     }
@@ -88,11 +102,25 @@ enum Sort {
     Rss,
 }
 
+/// What to do: one request, or a recording to make or replay.
+enum Job {
+    Ask(Request),
+    Record {
+        file: PathBuf,
+        seconds: Option<u64>,
+    },
+    Replay {
+        file: PathBuf,
+        config: Option<PathBuf>,
+        vs: Option<PathBuf>,
+    },
+}
+
 struct Args {
     socket: PathBuf,
     json: bool,
     sort: Sort,
-    req: Request,
+    job: Job,
 }
 
 fn default_socket() -> PathBuf {
@@ -112,6 +140,7 @@ fn parse_args(argv: Vec<String>) -> Result<Args, Failure> {
     let mut json = false;
     let mut sort = Sort::Adj;
     let mut follow = false;
+    let (mut seconds, mut config, mut vs) = (None, None, None);
     let mut words = Vec::new();
     let mut it = argv.into_iter();
     while let Some(a) = it.next() {
@@ -123,6 +152,25 @@ fn parse_args(argv: Vec<String>) -> Result<Args, Failure> {
                     it.next()
                         .ok_or_else(|| usage("--socket needs a path".into()))?,
                 ))
+            }
+            "--seconds" => {
+                let v = it.next().unwrap_or_default();
+                seconds = Some(v.parse::<u64>().map_err(|_| {
+                    usage(format!(
+                        "--seconds takes a whole number of seconds, not {v:?}"
+                    ))
+                })?)
+            }
+            "--config" | "--vs" => {
+                let p = PathBuf::from(
+                    it.next()
+                        .ok_or_else(|| usage(format!("{a} needs a TOML file")))?,
+                );
+                if a == "--config" {
+                    config = Some(p)
+                } else {
+                    vs = Some(p)
+                }
             }
             "--sort" => {
                 sort = match it.next().as_deref() {
@@ -141,7 +189,42 @@ fn parse_args(argv: Vec<String>) -> Result<Args, Failure> {
         }
     }
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
-    let req = match w.as_slice() {
+    let job = match w.as_slice() {
+        ["record", f] => Job::Record {
+            file: PathBuf::from(f),
+            seconds,
+        },
+        ["replay", f] => Job::Replay {
+            file: PathBuf::from(f),
+            config: config.take(),
+            vs: vs.take(),
+        },
+        ["record" | "replay", ..] => {
+            return Err(usage(format!("{} takes one FILE", w[0])));
+        }
+        _ => Job::Ask(request(&w, follow)?),
+    };
+    if seconds.is_some() && !matches!(job, Job::Record { .. }) {
+        return Err(usage("--seconds goes with record".into()));
+    }
+    if config.is_some() || vs.is_some() {
+        return Err(usage("--config and --vs go with replay".into()));
+    }
+    if follow && !matches!(job, Job::Ask(Request::Kills { .. })) {
+        return Err(usage("--follow goes with kills".into()));
+    }
+    Ok(Args {
+        socket: socket.unwrap_or_else(default_socket),
+        json,
+        sort,
+        job,
+    })
+}
+
+/// The request the command words name.
+fn request(w: &[&str], follow: bool) -> Result<Request, Failure> {
+    let usage = |m: String| Failure::Usage(m);
+    Ok(match w {
         ["status"] => Request::Status,
         ["procs"] => Request::Procs,
         ["kills"] => Request::Kills { follow },
@@ -162,15 +245,6 @@ fn parse_args(argv: Vec<String>) -> Result<Args, Failure> {
         ["reload"] => Request::Reload,
         [] => return Err(usage("no command given".into())),
         other => return Err(usage(format!("unknown command {:?}", other.join(" ")))),
-    };
-    if follow && !matches!(req, Request::Kills { .. }) {
-        return Err(usage("--follow goes with kills".into()));
-    }
-    Ok(Args {
-        socket: socket.unwrap_or_else(default_socket),
-        json,
-        sort,
-        req,
     })
 }
 
@@ -223,16 +297,25 @@ impl Conn {
 }
 
 fn run(args: &Args) -> Result<(), Failure> {
+    let req = match &args.job {
+        Job::Ask(r) => r,
+        Job::Record { file, seconds } => {
+            return recording::record(&args.socket, file, *seconds, args.json)
+        }
+        Job::Replay { file, config, vs } => {
+            return recording::replay(file, config.as_ref(), vs.as_ref(), args.json)
+        }
+    };
     let mut c = Conn::open(&args.socket)?;
     // A daemon that refuses the peer may answer and close before the
     // request is out: its reply, if any, says more than the send error.
-    let sent = c.send(&args.req);
+    let sent = c.send(req);
     let first = match (c.recv(Some(REPLY_TIMEOUT)), sent) {
         (Err(Failure::Protocol(_)), Err(e)) => return Err(e),
         (r, _) => r?,
     };
     let out = &mut std::io::stdout().lock();
-    let follow = matches!(args.req, Request::Kills { follow: true });
+    let follow = matches!(req, Request::Kills { follow: true });
     match first {
         Response::Procs(mut rows) => {
             match args.sort {

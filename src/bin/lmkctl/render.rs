@@ -5,7 +5,7 @@ use std::fmt::Write;
 use lmkd::control::wire::{ConfigItem, Count, Histogram, Kill, ProcRow, Stats, Status};
 
 /// Left-aligned columns, two spaces apart.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
