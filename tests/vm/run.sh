@@ -132,6 +132,13 @@ echo "sys.boot_completed=1" > "$R/etc/lmkd.props"
 if [ "$LOW_RAM" = 1 ]; then
     echo "ro.config.low_ram=true" >> "$R/etc/lmkd.props"
 fi
+# Low RAM turns per-app memcg on, and with it lmkd's launcher rule (adj
+# 600-699 ranks as 200). The guest has no /dev/memcg/apps and the scenarios
+# put ordinary apps at 600, so both daemons run without it: kills in adj
+# order then means what the scenarios say. PER_APP_MEMCG=1 keeps it.
+if [ "${PER_APP_MEMCG:-0}" != 1 ]; then
+    echo "ro.config.per_app_memcg=false" >> "$R/etc/lmkd.props"
+fi
 
 # Copies a dynamically linked program with the libraries ldd names.
 copy_with_libs() {
