@@ -25,6 +25,7 @@ use crate::machine::{Edges, Input, Machine, Settings};
 use crate::props::PropertySource;
 use crate::psi::Source;
 use crate::reaper::{self, Reaper};
+use crate::report::trace::Marker;
 use crate::snapshot::{self, ReadError, Snapshot};
 use crate::sys;
 use crate::token::Token;
@@ -70,6 +71,8 @@ struct Live {
     timer: TimerFd,
     reader: snapshot::Reader,
     reaper: Reaper,
+    /// tracefs `trace_marker`, opened once (inert without tracefs).
+    trace: Marker,
 }
 
 impl Edges for Live {
@@ -118,6 +121,14 @@ impl Edges for Live {
             None => sys::kill_pid(pid, libc::SIGKILL),
         };
         sent.map(|()| sys::monotonic_ns()).map_err(|e| e.errno)
+    }
+
+    fn trace_kill(&mut self, pid: i32, reason: i32, adj: i32, min_adj: i32, thr: i64) {
+        self.trace.begin_kill(pid, reason, adj, min_adj, thr);
+    }
+
+    fn trace_end(&mut self) {
+        self.trace.end();
     }
 
     fn submit(&mut self, job: reaper::Job) -> bool {
@@ -175,6 +186,7 @@ impl Daemon {
             timer,
             reader,
             reaper,
+            trace: Marker::open(),
         };
         let fixed = [
             (machine.listener(), Token::Listen, "epoll add listener"),

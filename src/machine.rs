@@ -88,6 +88,12 @@ pub trait Edges {
     /// Sends SIGKILL through `pidfd` (by pid without one): one syscall,
     /// no allocation. Returns CLOCK_MONOTONIC ns after it, or the errno.
     fn signal(&mut self, pid: i32, pidfd: Option<BorrowedFd<'_>>) -> Result<u64, i32>;
+    /// Opens the kill's atrace slice (`lmk,<pid>,<reason>,<adj>,<min_adj>,
+    /// <max_thrashing>`) right before the signal; Perfetto shows it on its
+    /// `mem.lmk` track. Nothing when tracing is off.
+    fn trace_kill(&mut self, _pid: i32, _reason: i32, _adj: i32, _min_adj: i32, _thr: i64) {}
+    /// Closes the slice [`Edges::trace_kill`] opened.
+    fn trace_end(&mut self) {}
     /// Hands a signalled kill to the reaper (name, release); false if it
     /// cannot take it.
     fn submit(&mut self, job: reaper::Job) -> bool;
@@ -457,7 +463,16 @@ impl Machine {
         let signal = if self.settings.dry_run {
             Signal::Sent { at_ns: now_ns }
         } else {
-            match io.signal(victim.pid, pidfd.as_ref().map(AsFd::as_fd)) {
+            io.trace_kill(
+                victim.pid,
+                kill.reason.code(),
+                victim.adj,
+                kill.min_adj,
+                d.figures.max_thrashing_pct.min(i64::MAX as u64) as i64,
+            );
+            let sent = io.signal(victim.pid, pidfd.as_ref().map(AsFd::as_fd));
+            io.trace_end();
+            match sent {
                 Ok(at_ns) => Signal::Sent { at_ns },
                 Err(errno) => Signal::Failed { errno },
             }

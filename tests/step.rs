@@ -40,6 +40,9 @@ struct Fake {
     fail_signal: Option<i32>,
     /// Free memory below the min watermark, reclaim running.
     below_min: bool,
+    /// Trace slice events and signals, in order: "B pid,reason,adj,min",
+    /// "signal pid", "E".
+    trace: Vec<String>,
 }
 
 impl Edges for Fake {
@@ -68,7 +71,14 @@ impl Edges for Fake {
         }
         Ok(s)
     }
+    fn trace_kill(&mut self, pid: i32, reason: i32, adj: i32, min_adj: i32, _thr: i64) {
+        self.trace.push(format!("B {pid},{reason},{adj},{min_adj}"));
+    }
+    fn trace_end(&mut self) {
+        self.trace.push("E".into());
+    }
     fn signal(&mut self, pid: i32, _pidfd: Option<BorrowedFd<'_>>) -> Result<u64, i32> {
+        self.trace.push(format!("signal {pid}"));
         self.signals.push(pid);
         match self.fail_signal {
             Some(errno) => Err(errno),
@@ -219,6 +229,17 @@ fn pressure_signals_from_the_core_and_announces_with_the_name() {
     let (mut r, a, _b) = Rig::killing("step-one");
     assert_eq!(r.io.signals, [a.pid()], "the most expendable goes first");
     assert_eq!(r.killed(), [a.pid()]);
+    // The atrace slice surrounds the signal (Perfetto's mem.lmk track):
+    // reason 1 is NOT_RESPONDING, the complete event's.
+    assert_eq!(
+        r.io.trace,
+        [
+            format!("B {},1,950,0", a.pid()),
+            format!("signal {}", a.pid()),
+            "E".to_string()
+        ],
+        "no trace slice around the signal"
+    );
     assert_eq!(
         r.io.jobs[0].sent_ns,
         1000 * MS,
