@@ -94,7 +94,7 @@ fn ladder_in_vm_under_lmkd_rs() {
     );
     assert!(result.contains("\"pass\": true"), "ladder failed: {result}");
     assert_eq!(status.code(), Some(0), "run.sh exit status");
-    // Every kill line in lmkd's log names a reason (PROTOCOL.md wording).
+    // Every kill line in lmkd's log names a reason (the wording in src/PROTOCOL.md).
     let kill_lines: Vec<&str> = daemon_log
         .lines()
         .filter(|l| l.contains("Kill '"))
