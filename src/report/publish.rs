@@ -27,21 +27,10 @@ pub fn targets(props: &dyn PropertySource, t: &TargetTable) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Target;
 
     #[test]
     fn levels_in_lmkd_format() {
-        let t = TargetTable::from_slice(&[
-            Target {
-                minfree: 18432,
-                adj: 0,
-            },
-            Target {
-                minfree: 23040,
-                adj: 100,
-            },
-        ])
-        .unwrap();
+        let t = TargetTable::from_slice(&crate::proto::AMS_PHONE_TARGETS[..2]).unwrap();
         assert_eq!(minfree_levels(&t), "18432:0,23040:100");
     }
 }
