@@ -10,6 +10,10 @@
 //! The policy's evaluations (inputs and decisions, for `lmkctl record`)
 //! go into a ring of the same cells: [`RECORD_RING`] records of
 //! [`crate::record::EVAL_WORDS`] words, one written per evaluation.
+//!
+//! Long because both sides of each shared record live here (the core's
+//! writer on [`Publisher`], the control thread's reader on [`Shared`]),
+//! so a layout change is made in one place.
 
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};

@@ -14,6 +14,10 @@
 //! last watermarks stay). What is missing is marked in [`Known`]; each kind
 //! of trouble is handed out once as a [`Degradation`] for the daemon to log
 //! (the reader itself neither logs nor formats).
+//!
+//! Longer than our other modules on purpose: the four parsers share one set
+//! of byte helpers and one error type, and each is short; the reader lives
+//! in `reader.rs`.
 
 use std::fmt;
 
