@@ -640,10 +640,15 @@ impl Publisher {
         self.killed_before.set(snap.time_ms.saturating_add(1));
     }
 
-    /// The newest kill's victim exited `us` after the signal.
-    pub fn exited(&self, pid: i32, ms: u64) {
-        self.amend(pid, |e| e.signal_to_exit_us = ms * 1000);
-        self.shared.signal_to_exit.add(ms * 1000);
+    /// The newest kill's victim exited `us` after the signal (0 reads as
+    /// "not yet", so a sub-microsecond exit counts as 1).
+    pub fn exited(&self, pid: i32, us: u64) {
+        let us = us.max(1);
+        // Counted once, on the kill it belongs to: an exit seen before the
+        // kill was announced comes again with the announcement.
+        if self.amend(pid, |e| e.signal_to_exit_us = us) {
+            self.shared.signal_to_exit.add(us);
+        }
     }
 
     /// The reaper finished with the newest kill's victim.
@@ -656,14 +661,16 @@ impl Publisher {
         self.shared.reap.add(us);
     }
 
-    fn amend(&self, pid: i32, f: impl FnOnce(&mut KillEntry)) {
+    /// Changes the newest kill if it is `pid`'s; false if it is not (yet).
+    fn amend(&self, pid: i32, f: impl FnOnce(&mut KillEntry)) -> bool {
         let mut e = self.last.get();
         if e.serial == 0 || e.pid != pid {
-            return;
+            return false;
         }
         f(&mut e);
         self.last.set(e);
         self.shared.kills[((e.serial - 1) % HISTORY as u64) as usize].write(&e.to_words());
+        true
     }
 
     /// On the doorbell: copies the next chunk of a table read, and returns

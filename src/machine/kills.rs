@@ -48,8 +48,8 @@ impl Machine {
         let Signal::Sent { at_ns } = k.signal() else {
             return;
         };
-        let exit_ms = match k.life() {
-            Life::Exited { at_ns: exit_ns } => Some((exit_ns.saturating_sub(at_ns)) / 1_000_000),
+        let exit_ns = match k.life() {
+            Life::Exited { at_ns: exit_ns } => Some(exit_ns.saturating_sub(at_ns)),
             _ => None,
         };
         let (mut v, kill, figures, snap, event_ns) =
@@ -66,8 +66,11 @@ impl Machine {
         }
         v.stat.start_time_ns = counters.start_time_ns;
         self.report_kill(&v, &kill, &figures, &snap, at_ns, event_ns);
-        if let Some(ms) = exit_ms {
-            self.history.set_exit(v.pid, ms);
+        // The victim may have exited before its name came back: the exit
+        // was seen before there was a record to put it on.
+        if let Some(ns) = exit_ns {
+            self.history.set_exit(v.pid, ns / 1_000_000);
+            self.control.exited(v.pid, ns / 1000);
         }
     }
 
@@ -98,7 +101,10 @@ impl Machine {
         }
         let ms = k.on_exit(now_ns);
         self.history.set_exit(k.victim.pid, ms);
-        self.control.exited(k.victim.pid, ms);
+        if let Signal::Sent { at_ns } = k.signal() {
+            self.control
+                .exited(k.victim.pid, now_ns.saturating_sub(at_ns) / 1000);
+        }
         self.report.note(Note::Exited {
             pid: k.victim.pid,
             time_to_exit_ms: ms,
