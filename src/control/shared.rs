@@ -843,14 +843,16 @@ mod tests {
         let mut r = record(42);
         r.event_to_signal_us = 300;
         p.kill(&r);
-        p.exited(41, 9); // another pid: ignored
-        p.exited(42, 3);
+        p.exited(41, 9_000); // another pid: ignored
+        p.exited(42, 3_000);
         p.reaped(42, 1_000_000, 3_500_000);
         let e = p.shared.kill(1).unwrap();
         assert_eq!(e.pid, 42);
         assert_eq!(e.signal_to_exit_us, 3000);
         assert_eq!(e.reap_us, 2500);
         assert_eq!(p.shared.kill(2), None);
+        // Only the exit that found its kill was counted.
+        assert_eq!(p.shared.signal_to_exit.counts().iter().sum::<u64>(), 1);
         assert_eq!(
             p.shared.event_to_signal.counts()[Histogram::bucket_of(300)],
             1
