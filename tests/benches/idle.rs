@@ -146,7 +146,7 @@ fn keyed_kb(file: &str, key: &str) -> u64 {
 }
 
 /// Resident kB of the mapping holding each thread's stack pointer (the
-/// thread's stack: with MCL_ONFAULT, its high-water mark). Only for
+/// thread's stack, locked whole). Only for
 /// threads asleep in a syscall (the rest show "running").
 fn stacks(pid: u32) -> Vec<(String, u64)> {
     let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
