@@ -179,12 +179,28 @@ if [ "$KILLER" = lmkd-rs ] && [ -x /usr/bin/lmkctl ]; then
     RPID=$!
 fi
 
+# The killer's descriptors and resident memory before and after the
+# scenario, both times with no driver connected: a soak's verdict
+# (report.py) wants them unchanged.
+daemon_footprint() {
+    ls -l "/proc/$KPID/fd" > "/out/daemon.fd.$1" 2>/dev/null
+    grep -E '^(VmRSS|VmLck|VmHWM)' "/proc/$KPID/status" > "/out/daemon.status.$1" 2>/dev/null
+}
+[ -n "$KPID" ] && daemon_footprint before
+
+CYCLES_ARG=""
+[ -n "${CYCLES:-}" ] && CYCLES_ARG="--cycles $CYCLES"
 log "driver start"
 # shellcheck disable=SC2086
 /usr/bin/lmkd-workload $SOCKET_ARG --scenario /etc/scenario.toml --out /out/result.json \
-    --label "$KILLER" --data-file /dev/vda > /out/driver.txt 2>&1
+    --label "$KILLER" --data-file /dev/vda $CYCLES_ARG > /out/driver.txt 2>&1
 echo "$?" > /out/driver.rc
 log "driver exit $(cat /out/driver.rc)"
+if [ -n "$KPID" ]; then
+    # Give the killer a moment to see the driver's connections close.
+    sleep 1
+    daemon_footprint after
+fi
 
 if [ -n "$RPID" ]; then
     kill -INT "$RPID" 2>/dev/null
