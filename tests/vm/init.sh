@@ -173,6 +173,7 @@ if [ -n "$KPID" ]; then
 fi
 
 RPID=""
+FDS_BEFORE_RECORDER=$( [ -n "$KPID" ] && ls "/proc/$KPID/fd" 2>/dev/null | wc -l)
 if [ "$KILLER" = lmkd-rs ] && [ -x /usr/bin/lmkctl ]; then
     # Every policy evaluation of the run, for `lmkctl replay`.
     /usr/bin/lmkctl --socket /run/lmkd.sock.ctl record /out/lmkd.lmkrec > /out/record.txt 2>&1 &
@@ -184,9 +185,20 @@ fi
 # (report.py) wants them unchanged.
 daemon_footprint() {
     ls -l "/proc/$KPID/fd" > "/out/daemon.fd.$1" 2>/dev/null
-    grep -E '^(VmRSS|VmLck|VmHWM)' "/proc/$KPID/status" > "/out/daemon.status.$1" 2>/dev/null
+    grep -E '^(VmRSS|VmLck|VmHWM|RssAnon|RssFile|RssShmem)' "/proc/$KPID/status" > "/out/daemon.status.$1" 2>/dev/null
 }
-[ -n "$KPID" ] && daemon_footprint before
+nfds() { ls "/proc/$KPID/fd" 2>/dev/null | wc -l; }
+if [ -n "$KPID" ]; then
+    if [ -n "$RPID" ]; then
+        # The recorder's control connection (three descriptors in the
+        # daemon) stays open until after the "after" listing: wait for it
+        # so both listings hold it.
+        n0=$FDS_BEFORE_RECORDER
+        i=0
+        while [ "$(nfds)" -le "$n0" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    fi
+    daemon_footprint before
+fi
 
 CYCLES_ARG=""
 [ -n "${CYCLES:-}" ] && CYCLES_ARG="--cycles $CYCLES"

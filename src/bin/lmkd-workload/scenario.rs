@@ -94,7 +94,7 @@ pub struct Criteria {
     /// (a cycle nobody relieves stalls the run until then).
     #[serde(default)]
     pub every_cycle_relieved: bool,
-    /// The daemon's descriptor count and RSS must not grow over the run;
+    /// The daemon's descriptor count and anonymous RSS must not grow;
     /// judged by tests/vm/report.py from the guest's records, the driver
     /// only passes the flag on in its result.
     #[serde(default)]
