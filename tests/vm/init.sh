@@ -173,18 +173,46 @@ if [ -n "$KPID" ]; then
 fi
 
 RPID=""
+FDS_BEFORE_RECORDER=$( [ -n "$KPID" ] && ls "/proc/$KPID/fd" 2>/dev/null | wc -l)
 if [ "$KILLER" = lmkd-rs ] && [ -x /usr/bin/lmkctl ]; then
     # Every policy evaluation of the run, for `lmkctl replay`.
     /usr/bin/lmkctl --socket /run/lmkd.sock.ctl record /out/lmkd.lmkrec > /out/record.txt 2>&1 &
     RPID=$!
 fi
 
+# The killer's descriptors and resident memory before and after the
+# scenario, both times with no driver connected: a soak's verdict
+# (report.py) wants them unchanged.
+daemon_footprint() {
+    ls -l "/proc/$KPID/fd" > "/out/daemon.fd.$1" 2>/dev/null
+    grep -E '^(VmRSS|VmLck|VmHWM|RssAnon|RssFile|RssShmem)' "/proc/$KPID/status" > "/out/daemon.status.$1" 2>/dev/null
+}
+nfds() { ls "/proc/$KPID/fd" 2>/dev/null | wc -l; }
+if [ -n "$KPID" ]; then
+    if [ -n "$RPID" ]; then
+        # The recorder's control connection (three descriptors in the
+        # daemon) stays open until after the "after" listing: wait for it
+        # so both listings hold it.
+        n0=$FDS_BEFORE_RECORDER
+        i=0
+        while [ "$(nfds)" -le "$n0" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    fi
+    daemon_footprint before
+fi
+
+CYCLES_ARG=""
+[ -n "${CYCLES:-}" ] && CYCLES_ARG="--cycles $CYCLES"
 log "driver start"
 # shellcheck disable=SC2086
 /usr/bin/lmkd-workload $SOCKET_ARG --scenario /etc/scenario.toml --out /out/result.json \
-    --label "$KILLER" --data-file /dev/vda > /out/driver.txt 2>&1
+    --label "$KILLER" --data-file /dev/vda $CYCLES_ARG > /out/driver.txt 2>&1
 echo "$?" > /out/driver.rc
 log "driver exit $(cat /out/driver.rc)"
+if [ -n "$KPID" ]; then
+    # Give the killer a moment to see the driver's connections close.
+    sleep 1
+    daemon_footprint after
+fi
 
 if [ -n "$RPID" ]; then
     kill -INT "$RPID" 2>/dev/null

@@ -20,6 +20,13 @@ import sys
 # A sample interval whose memory "some" stall exceeds this share marks the
 # onset of pressure (a few ms of stall happen on an idle VM too).
 ONSET_STALL_SHARE = 0.05
+# A steady daemon (soak verdict) may end with this much more anonymous
+# resident memory (RssAnon: heap, stacks, rings) than it started with: a few
+# pages touched for the first time, not a leak that grows with every cycle.
+# VmRSS as a whole is reported but not judged: memory is locked on fault,
+# so each code path's text comes in the first time it runs (bounded by the
+# binary, not by the number of cycles).
+RSS_SLACK_KB = 64
 
 
 def read(path, default=""):
@@ -193,6 +200,73 @@ def field_kb(text, key):
     return None
 
 
+def fd_kinds(text):
+    """Descriptor targets from `ls -l /proc/PID/fd`, numbers dropped
+    (socket:[123] -> socket), so two listings compare by kind."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("l") and " -> " in line:
+            out.append(re.sub(r"\[\d+\]$", "", line.split(" -> ", 1)[1].strip()))
+    return sorted(out)
+
+
+def soak(d, res, samples):
+    """The steady-daemon verdict: descriptors and VmRSS of the killer before
+    and after the scenario (no driver connected either time), plus the
+    cycle and OOM figures. (figures, failures)."""
+    fb, fa = read(os.path.join(d, "daemon.fd.before")), read(os.path.join(d, "daemon.fd.after"))
+    kb, ka = fd_kinds(fb), fd_kinds(fa)
+    sb, sa = read(os.path.join(d, "daemon.status.before")), read(os.path.join(d, "daemon.status.after"))
+    rss_b, rss_a = field_kb(sb, "VmRSS"), field_kb(sa, "VmRSS")
+    anon_b, anon_a = field_kb(sb, "RssAnon"), field_kb(sa, "RssAnon")
+    rss = [s["daemon_rss_kb"] for s in samples if s.get("daemon_rss_kb", -1) >= 0]
+    t0, deaths = res.get("t0_mono_ms") or 0, res.get("deaths", [])
+    # VmRSS a second after the first cycle ended (the sampler's figure).
+    warm = None
+    if deaths:
+        after = [s["daemon_rss_kb"] for s in samples
+                 if s.get("daemon_rss_kb", -1) >= 0 and s["t_ms"] - t0 >= deaths[0]["t_ms"] + 1000]
+        warm = int(after[0]) if after else None
+    f = {
+        "cycles": res.get("cycles"),
+        "cycles_relieved": res.get("cycles_relieved"),
+        "storm_packets": res.get("storm_packets"),
+        "daemon_fds_start": len(kb) if fb else None,
+        "daemon_fds_end": len(ka) if fa else None,
+        "daemon_fds_new": [k for k in ka if ka.count(k) > kb.count(k)],
+        "daemon_rss_start_kb": rss_b,
+        "daemon_rss_after_cycle1_kb": warm,
+        "daemon_rss_end_kb": rss_a,
+        "daemon_rss_anon_start_kb": anon_b,
+        "daemon_rss_anon_end_kb": anon_a,
+        "daemon_rss_shmem_start_kb": field_kb(sb, "RssShmem"),
+        "daemon_rss_shmem_end_kb": field_kb(sa, "RssShmem"),
+        "daemon_rss_file_start_kb": field_kb(sb, "RssFile"),
+        "daemon_rss_file_end_kb": field_kb(sa, "RssFile"),
+        "daemon_rss_max_kb": int(max(rss)) if rss else None,
+        "kernel_oom_kills": res.get("kernel_oom_kills"),
+        "run_s": round(res.get("end_ms", 0) / 1000, 1),
+    }
+    fails = []
+    if not fb or not fa:
+        fails.append("no descriptor listing of the daemon before and after the run (daemon.fd.*)")
+    elif len(ka) != len(kb):
+        fails.append(f"daemon descriptors {len(kb)} before the run, {len(ka)} after; "
+                     f"more of: {', '.join(sorted(set(f['daemon_fds_new']))) or 'none'}")
+    if m_oom := res.get("kernel_oom_kills"):
+        fails.append(f"the kernel OOM killer fired {m_oom} time(s)")
+    if anon_b is None or anon_a is None:
+        fails.append("no RssAnon of the daemon before and after the run (daemon.status.*)")
+    elif anon_a > anon_b + RSS_SLACK_KB:
+        fails.append(f"daemon RssAnon {anon_b} kB before the run, {anon_a} kB after "
+                     f"(+{anon_a - anon_b} kB, more than {RSS_SLACK_KB} kB; VmRSS {rss_b} -> {rss_a} kB)")
+    return f, fails
+
+
+def add(a, b):
+    return None if a is None or b is None else a + b
+
+
 def per_role(threads, what):
     """Sum of `what` per role over the killer's threads, e.g. {"core": 0}."""
     out = {}
@@ -260,6 +334,8 @@ def summarize(d):
     m["foreground_deaths"] = sum(1 for x in deaths if x["adj"] <= 0)
     m["min_mem_free_mb"] = round(min(s["mem_free_kb"] for s in samples) / 1024) if samples else None
     m["min_swap_free_mb"] = round(min(s["swap_free_kb"] for s in samples) / 1024) if samples else None
+    if res.get("steady_daemon"):
+        m["soak"], m["soak_failures"] = soak(d, res, samples)
     if threads is not None:
         # One line per killer thread, for tests that read no JSON.
         with open(os.path.join(d, "killer-threads.tsv"), "w") as f:
@@ -527,11 +603,28 @@ def svg_compare(runs):
 
 def main(argv):
     if len(argv) >= 3 and argv[1] == "summarize":
+        failed = False
         for d in argv[2:]:
             m = summarize(d)
             print(f"report: {d}/metrics.json, {d}/plot.svg (onset->first kill {fmt(m['onset_to_first_kill_ms'])} ms, "
                   f"kernel OOM kills {fmt(m['kernel_oom_kills'])})")
-        return 0
+            if "soak" in m:
+                s = m["soak"]
+                print(f"soak: cycles {fmt(s['cycles'])} (relieved by the daemon {fmt(s['cycles_relieved'])}), "
+                      f"storm {fmt(s['storm_packets'])} PROCPRIO packets, "
+                      f"daemon fds {fmt(s['daemon_fds_start'])} -> {fmt(s['daemon_fds_end'])}, "
+                      f"VmRSS {fmt(s['daemon_rss_start_kb'])} -> {fmt(s['daemon_rss_after_cycle1_kb'])} (cycle 1) "
+                      f"-> {fmt(s['daemon_rss_end_kb'])} kB, RssAnon {fmt(s['daemon_rss_anon_start_kb'])} -> "
+                      f"{fmt(s['daemon_rss_anon_end_kb'])} kB, RssShmem+RssFile "
+                      f"{fmt(add(s['daemon_rss_shmem_start_kb'], s['daemon_rss_file_start_kb']))} -> "
+                      f"{fmt(add(s['daemon_rss_shmem_end_kb'], s['daemon_rss_file_end_kb']))} kB "
+                      f"(peak {fmt(s['daemon_rss_max_kb'])}), kernel OOM kills {fmt(s['kernel_oom_kills'])}, "
+                      f"run {s['run_s']} s: {'FAIL' if m['soak_failures'] else 'PASS'}")
+                for f in m["soak_failures"]:
+                    print(f"soak: FAIL: {f}")
+                failed = failed or bool(m["soak_failures"])
+        # 1: a check this script owns failed (run.sh turns a pass into a fail).
+        return 1 if failed else 0
     if len(argv) >= 3 and argv[1] == "compare":
         args, svg_path = argv[2:], None
         if args[0] == "--svg" and len(args) >= 3:

@@ -28,6 +28,15 @@ pub struct RunResult<'a> {
     pub deaths: Vec<Death<'a>>,
     pub unmatched_kill_notices: Vec<Notice<'a>>,
     pub unmatched_stats: usize,
+    /// Ended lives of restarting apps (pressure cycles), and how many of
+    /// them lmkd ended.
+    pub cycles: usize,
+    pub cycles_relieved: usize,
+    /// PROCPRIO packets the storm connection sent (None: no storm).
+    pub storm_packets: Option<u64>,
+    pub storm_error: Option<&'a str>,
+    /// The scenario asks report.py to check the daemon's fds and RSS.
+    pub steady_daemon: bool,
 }
 
 /// One death of an app, matched to lmkd's notices when there were some.

@@ -3,7 +3,8 @@
 //!
 //! Modes:
 //! - `lmkd-workload [--socket PATH] --scenario FILE [--out FILE] [--label NAME]
-//!   [--data-file PATH] [--deadline-ms N]`: run a scenario. Without
+//!   [--data-file PATH] [--deadline-ms N] [--cycles N]`: run a scenario
+//!   (`--cycles` sets how many pressure cycles a soak runs). Without
 //!   `--socket` no daemon is used (earlyoom / kernel OOM killer runs) and the
 //!   driver writes `oom_score_adj` itself.
 //! - `lmkd-workload sample --out FILE [--interval-ms N] [--watch-pid PID]`:
@@ -21,7 +22,7 @@ mod sample;
 mod scenario;
 
 const USAGE: &str = "usage: lmkd-workload [--socket PATH] --scenario FILE [--out FILE] [--label NAME] \
-[--data-file PATH] [--deadline-ms N]\n       lmkd-workload sample --out FILE [--interval-ms N] [--watch-pid PID]";
+[--data-file PATH] [--deadline-ms N] [--cycles N]\n       lmkd-workload sample --out FILE [--interval-ms N] [--watch-pid PID]";
 
 fn die(msg: &str) -> ! {
     eprintln!("lmkd-workload: {msg}\n{USAGE}");
@@ -76,6 +77,7 @@ fn main() {
         label: "lmkd-rs".into(),
         data_file: None,
         deadline_ms: None,
+        cycles: None,
     };
     while let Some(f) = args.next() {
         let mut val = || {
@@ -89,6 +91,7 @@ fn main() {
             "--label" => a.label = val(),
             "--data-file" => a.data_file = Some(val()),
             "--deadline-ms" => a.deadline_ms = Some(num(&f, args.next())),
+            "--cycles" => a.cycles = Some(num(&f, args.next())),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;

@@ -5,6 +5,8 @@
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lmkd::client::{Client, Message};
@@ -26,6 +28,8 @@ pub struct RunArgs {
     pub data_file: Option<String>,
     /// Hard limit for the whole run; defaults to duration + grace + 30 s.
     pub deadline_ms: Option<u64>,
+    /// Overrides the scenario's cycle count (`end_after_deaths`).
+    pub cycles: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +38,7 @@ enum Exit {
     Code(i32),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Proc {
     spec: AppSpec,
     pid: Option<i32>,
@@ -148,23 +152,90 @@ impl Daemon {
         Ok(Daemon { client })
     }
 
-    /// PROCPRIO as ActivityManager sends it: four arguments (pid, uid, adj,
-    /// ptype). The trailing for_lmkd_only word is only sent when set; AOSP
-    /// lmkd builds that predate it refuse a five-argument packet.
     fn prio(&self, pid: i32, uid: u32, adj: i32) -> io::Result<()> {
-        let mut buf = [0u8; proto::MAX_PACKET];
-        let n = proto::encode(
-            &Command::ProcPrio(Prio {
-                pid,
-                uid: uid as i32,
-                adj,
-                ptype: proto::ptype::APP,
-                for_lmkd_only: false,
-            }),
-            &mut buf,
-        );
-        // Drop the last word, for_lmkd_only = 0.
-        self.client.send_raw(&buf[..n - 4])
+        send_prio(&self.client, pid, uid, adj)
+    }
+}
+
+/// PROCPRIO as ActivityManager sends it: four arguments (pid, uid, adj,
+/// ptype). The trailing for_lmkd_only word is only sent when set; AOSP lmkd
+/// builds that predate it refuse a five-argument packet.
+fn send_prio(client: &Client, pid: i32, uid: u32, adj: i32) -> io::Result<()> {
+    let mut buf = [0u8; proto::MAX_PACKET];
+    let n = proto::encode(
+        &Command::ProcPrio(Prio {
+            pid,
+            uid: uid as i32,
+            adj,
+            ptype: proto::ptype::APP,
+            for_lmkd_only: false,
+        }),
+        &mut buf,
+    );
+    // Drop the last word, for_lmkd_only = 0.
+    client.send_raw(&buf[..n - 4])
+}
+
+/// (pid, uid, adj) of every live app, shared with the storm thread.
+type Live = Arc<Mutex<Vec<(i32, u32, i32)>>>;
+
+/// What the storm connection did.
+struct StormCount {
+    packets: u64,
+    error: Option<String>,
+}
+
+/// The protocol storm: a second connection that repeats PROCPRIO for every
+/// live app (its current adj) back to back, as a misbehaving client would,
+/// until stopped. Blocking sends: a daemon that reads slowly slows it.
+struct Storm {
+    live: Live,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<StormCount>,
+}
+
+impl Storm {
+    fn start(path: &str) -> Result<Storm, String> {
+        let client = Client::connect(Path::new(path)).map_err(|e| format!("storm: {e}"))?;
+        let live: Live = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, st) = (live.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut next = 0usize;
+            let mut packets = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                let pick = {
+                    let l = l.lock().unwrap_or_else(|e| e.into_inner());
+                    next = if next >= l.len() { 0 } else { next };
+                    l.get(next).copied()
+                };
+                next += 1;
+                let Some((pid, uid, adj)) = pick else {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                };
+                if let Err(e) = send_prio(&client, pid, uid, adj) {
+                    return StormCount {
+                        packets,
+                        error: Some(format!("after {packets} packets: {e}")),
+                    };
+                }
+                packets += 1;
+            }
+            StormCount {
+                packets,
+                error: None,
+            }
+        });
+        Ok(Storm { live, stop, thread })
+    }
+
+    fn finish(self) -> StormCount {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(StormCount {
+            packets: 0,
+            error: Some("the storm thread panicked".into()),
+        })
     }
 }
 
@@ -184,6 +255,11 @@ struct Run {
     sc: Scenario,
     args: RunArgs,
     procs: Vec<Proc>,
+    /// Ended lives of restarting apps (one per pressure cycle).
+    past: Vec<Proc>,
+    /// The run reached `end_after_deaths` (rather than `duration_ms`).
+    reached_end: bool,
+    storm: Option<Storm>,
     daemon: Option<Daemon>,
     daemon_lost: Option<(u64, String)>,
     kills: Vec<KillNote>,
@@ -202,6 +278,13 @@ impl Run {
         let Some(pid) = self.procs[i].pid else { return };
         self.procs[i].adj = adj;
         let uid = self.procs[i].spec.uid;
+        if let Some(s) = &self.storm {
+            let mut l = s.live.lock().unwrap_or_else(|e| e.into_inner());
+            match l.iter_mut().find(|e| e.0 == pid) {
+                Some(e) => e.2 = adj,
+                None => l.push((pid, uid, adj)),
+            }
+        }
         match &self.daemon {
             Some(d) => {
                 if let Err(e) = d.prio(pid, uid, adj) {
@@ -290,6 +373,23 @@ impl Run {
             };
             let adj = self.procs[i].adj;
             self.procs[i].death = Some((t, exit, adj));
+            if let Some(s) = &self.storm {
+                // Before PROCREMOVE: the storm must not bring the pid back.
+                s.live
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|e| e.0 != pid);
+            }
+            if let (Some(ms), false) = (self.procs[i].spec.restart_ms, self.procs[i].ended) {
+                // Keep this life for the verdict; the next one launches later.
+                self.past.push(self.procs[i].clone());
+                let p = &mut self.procs[i];
+                p.pid = None;
+                p.death = None;
+                p.next_step = 0;
+                p.adj = p.spec.timeline[0].1;
+                p.spec.start_ms = t + ms;
+            }
             if let Some(d) = &self.daemon {
                 // AMS removes a process from lmkd once it learns it died.
                 if let Err(e) = d.client.send(&Command::ProcRemove { pid }) {
@@ -324,6 +424,7 @@ impl Run {
                 let adj = self
                     .procs
                     .iter()
+                    .chain(&self.past)
                     .find(|p| p.pid == Some(k.pid))
                     .map(|p| p.adj);
                 self.kills.push(KillNote {
@@ -384,13 +485,15 @@ impl Run {
             }
             let next = self.step(now);
             self.reap();
-            let dead = self
-                .procs
-                .iter()
-                .filter(|p| p.death.is_some() || p.ended)
-                .count();
+            let dead = self.past.len()
+                + self
+                    .procs
+                    .iter()
+                    .filter(|p| p.death.is_some() || p.ended)
+                    .count();
             if end_at.is_none() && dead >= deaths_target {
                 end_at = Some(now + self.sc.grace_ms);
+                self.reached_end = true;
             }
             let wait = Duration::from_millis(next.saturating_sub(self.now()).clamp(1, POLL_MS));
             match &self.daemon {
@@ -450,6 +553,8 @@ struct Row {
     cause: String,
     reason: Option<i32>,
     kill: Option<KillNote>,
+    /// A life of a restarting app: one pressure cycle.
+    cycle: bool,
 }
 
 pub fn run(args: RunArgs) -> i32 {
@@ -460,13 +565,19 @@ pub fn run(args: RunArgs) -> i32 {
             return 2;
         }
     };
-    let sc = match Scenario::parse(&text) {
+    let mut sc = match Scenario::parse(&text) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lmkd-workload: {}: {e}", args.scenario);
             return 2;
         }
     };
+    if let Some(n) = args.cycles {
+        if let Err(e) = sc.set_cycles(n) {
+            eprintln!("lmkd-workload: {}: {e}", args.scenario);
+            return 2;
+        }
+    }
     let specs = sc.specs();
     let data_file = args.data_file.clone().or(sc.data_file.clone());
     if let Some(df) = &data_file {
@@ -505,6 +616,20 @@ pub fn run(args: RunArgs) -> i32 {
         },
         None => None,
     };
+    let storm = match (&args.socket, sc.storm) {
+        (Some(path), true) => match Storm::start(path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("lmkd-workload: {e}");
+                return 2;
+            }
+        },
+        (None, true) => {
+            eprintln!("lmkd-workload: storm = true needs lmkd (--socket); running without it");
+            None
+        }
+        _ => None,
+    };
     let hard = args
         .deadline_ms
         .unwrap_or(sc.duration_ms + sc.grace_ms + 30_000);
@@ -540,6 +665,9 @@ pub fn run(args: RunArgs) -> i32 {
         sc,
         args,
         procs,
+        past: Vec::new(),
+        reached_end: false,
+        storm,
         daemon,
         daemon_lost: None,
         kills: Vec::new(),
@@ -562,6 +690,7 @@ pub fn run(args: RunArgs) -> i32 {
     );
     r.main_loop();
     let end_ms = r.now();
+    let storm = r.storm.take().map(Storm::finish);
     r.finish();
     let killcnt = r.daemon.as_ref().and_then(|d| {
         d.client
@@ -575,7 +704,7 @@ pub fn run(args: RunArgs) -> i32 {
             .ok()
     });
     let oom_delta = (oom_kill_count() - oom0).max(0);
-    judge_and_report(&r, end_ms, oom_delta, killcnt)
+    judge_and_report(&r, end_ms, oom_delta, killcnt, storm)
 }
 
 fn rows(r: &Run, oom_delta: i64) -> Vec<Row> {
@@ -584,6 +713,7 @@ fn rows(r: &Run, oom_delta: i64) -> Vec<Row> {
     let mut deaths: Vec<&Proc> = r
         .procs
         .iter()
+        .chain(&r.past)
         .filter(|p| p.death.is_some() && !p.ended)
         .collect();
     deaths.sort_by_key(|p| p.death.map(|d| d.0));
@@ -612,13 +742,20 @@ fn rows(r: &Run, oom_delta: i64) -> Vec<Row> {
             cause,
             reason,
             kill,
+            cycle: p.spec.restart_ms.is_some(),
         });
     }
     out.sort_by_key(|r| r.t_ms);
     out
 }
 
-fn judge_and_report(r: &Run, end_ms: u64, oom_delta: i64, killcnt: Option<i32>) -> i32 {
+fn judge_and_report(
+    r: &Run,
+    end_ms: u64,
+    oom_delta: i64,
+    killcnt: Option<i32>,
+    storm: Option<StormCount>,
+) -> i32 {
     let rows = rows(r, oom_delta);
     let c = &r.sc.criteria;
     let mut failures: Vec<String> = r.errors.clone();
@@ -678,6 +815,49 @@ fn judge_and_report(r: &Run, end_ms: u64, oom_delta: i64, killcnt: Option<i32>) 
     {
         failures.push("no kill gave a thrashing reason (2, 4, 5 or 7)".into());
     }
+    let cycles = rows.iter().filter(|x| x.cycle).count();
+    let relieved = rows.iter().filter(|x| x.cycle && x.cause == "lmkd").count();
+    if c.every_cycle_relieved {
+        for (n, x) in rows.iter().filter(|x| x.cycle).enumerate() {
+            if x.cause != "lmkd" {
+                failures.push(format!(
+                    "cycle {} ({} pid {}) ended at {} ms by {}, not by lmkd",
+                    n + 1,
+                    x.name,
+                    x.pid,
+                    x.t_ms,
+                    x.cause
+                ));
+            }
+        }
+        if !r.reached_end {
+            let stuck: Vec<String> = r
+                .procs
+                .iter()
+                .filter(|p| p.spec.restart_ms.is_some() && p.ended && p.pid.is_some())
+                .map(|p| {
+                    format!(
+                        "{} pid {} since {} ms",
+                        p.spec.name,
+                        p.pid.unwrap_or(-1),
+                        p.launched_ms
+                    )
+                })
+                .collect();
+            failures.push(format!(
+                "run ended at {end_ms} ms after {cycles} of {} cycles; not relieved: {}",
+                r.sc.end_after_deaths.unwrap_or(0),
+                if stuck.is_empty() {
+                    "none running".into()
+                } else {
+                    stuck.join(", ")
+                }
+            ));
+        }
+    }
+    if let Some(e) = storm.as_ref().and_then(|s| s.error.as_ref()) {
+        failures.push(format!("storm connection failed {e}"));
+    }
     for x in rows.iter().filter(|x| x.cause.starts_with("exit-")) {
         failures.push(format!(
             "app {} exited by itself ({}); see its stderr",
@@ -725,6 +905,14 @@ fn judge_and_report(r: &Run, end_ms: u64, oom_delta: i64, killcnt: Option<i32>) 
         rows.len(),
         killcnt.map_or("n/a".into(), |k| k.to_string())
     );
+    if cycles > 0 || storm.is_some() {
+        println!(
+            "cycles {cycles} (relieved by lmkd {relieved}), storm {}",
+            storm
+                .as_ref()
+                .map_or("off".into(), |s| format!("{} PROCPRIO packets", s.packets))
+        );
+    }
     for f in &failures {
         println!("FAIL: {f}");
     }
@@ -789,6 +977,11 @@ fn judge_and_report(r: &Run, end_ms: u64, oom_delta: i64, killcnt: Option<i32>) 
             deaths,
             unmatched_kill_notices: notices,
             unmatched_stats: r.pending_stats.len(),
+            cycles,
+            cycles_relieved: relieved,
+            storm_packets: storm.as_ref().map(|s| s.packets),
+            storm_error: storm.as_ref().and_then(|s| s.error.as_deref()),
+            steady_daemon: c.steady_daemon,
         };
         let body = match serde_json::to_string_pretty(&result) {
             Ok(b) => b,

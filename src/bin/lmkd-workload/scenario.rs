@@ -13,6 +13,10 @@ use std::fmt;
 pub const NAME_MAX: usize = 15;
 /// Upper bound for any time value in a scenario (10 minutes).
 const TIME_MAX_MS: u64 = 600_000;
+/// Upper bound for a run's length: a day, for long soaks.
+const DURATION_MAX_MS: u64 = 86_400_000;
+/// Upper bound for `end_after_deaths` when apps restart (cycles of a soak).
+const CYCLES_MAX: u64 = 1_000_000;
 /// Upper bound for sizes given in MiB (64 GiB).
 const MB_MAX: u64 = 65_536;
 
@@ -37,6 +41,11 @@ pub struct Scenario {
     /// File (or block device) that file-backed working sets are mapped from.
     #[serde(default)]
     pub data_file: Option<String>,
+    /// A second connection sends PROCPRIO for every live app (its current
+    /// adj) back to back for the whole run: a protocol storm next to the
+    /// memory pressure.
+    #[serde(default)]
+    pub storm: bool,
     #[serde(default)]
     pub criteria: Criteria,
     #[serde(rename = "app")]
@@ -80,6 +89,16 @@ pub struct Criteria {
     /// At least one daemon kill must give a thrashing reason (2, 4, 5, 7).
     #[serde(default)]
     pub thrashing_reason: bool,
+    /// Every death of a restarting app (one pressure cycle) must be a daemon
+    /// kill, and the run must reach `end_after_deaths` before `duration_ms`
+    /// (a cycle nobody relieves stalls the run until then).
+    #[serde(default)]
+    pub every_cycle_relieved: bool,
+    /// The daemon's descriptor count and anonymous RSS must not grow;
+    /// judged by tests/vm/report.py from the guest's records, the driver
+    /// only passes the flag on in its result.
+    #[serde(default)]
+    pub steady_daemon: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +128,10 @@ pub struct App {
     /// File pages read per tick, cycling through the working set.
     #[serde(default)]
     pub file_pages_per_tick: u64,
+    /// Launch a new process this long after each death (same name, uid and
+    /// timeline): every life is one pressure cycle.
+    #[serde(default)]
+    pub restart_ms: Option<u64>,
     /// The adj timeline, relative to the app's launch.
     pub adj: Vec<Step>,
 }
@@ -170,6 +193,7 @@ pub struct AppSpec {
     pub file_mb: u64,
     pub file_offset_mb: u64,
     pub file_pages_per_tick: u64,
+    pub restart_ms: Option<u64>,
     /// (time since launch, adj), strictly increasing times, first at 0.
     pub timeline: Vec<(u64, i32)>,
 }
@@ -201,7 +225,7 @@ impl Scenario {
                 "must be 1..=64 bytes",
             ));
         }
-        range("duration_ms", self.duration_ms, 1000, TIME_MAX_MS)?;
+        range("duration_ms", self.duration_ms, 1000, DURATION_MAX_MS)?;
         range("grace_ms", self.grace_ms, 0, 60_000)?;
         range("fill_percent", self.fill_percent.into(), 0, 100)?;
         if self.apps.is_empty() {
@@ -211,8 +235,21 @@ impl Scenario {
         }
         let total: u64 = self.apps.iter().map(|a| u64::from(a.count)).sum();
         range("app (total count)", total, 1, 256)?;
+        let restarts = self.apps.iter().any(|a| a.restart_ms.is_some());
         if let Some(n) = self.end_after_deaths {
-            range("end_after_deaths", n.into(), 1, total)?;
+            range(
+                "end_after_deaths",
+                n.into(),
+                1,
+                if restarts { CYCLES_MAX } else { total },
+            )?;
+        }
+        if self.criteria.every_cycle_relieved && (!restarts || self.end_after_deaths.is_none()) {
+            return Err(bad(
+                "criteria.every_cycle_relieved",
+                true,
+                "needs end_after_deaths and an app with restart_ms",
+            ));
         }
         if let Some(a) = self.criteria.min_victim_adj {
             if !(-1000..=1000).contains(&a) {
@@ -264,6 +301,9 @@ impl Scenario {
                 0,
                 65_536,
             )?;
+            if let Some(r) = app.restart_ms {
+                range(&k("restart_ms"), r, 0, TIME_MAX_MS)?;
+            }
             if app.file_mb > 0 && self.data_file.is_none() {
                 return Err(bad(
                     &k("file_mb"),
@@ -306,6 +346,22 @@ impl Scenario {
         Ok(())
     }
 
+    /// Runs `n` cycles instead of the scenario's `end_after_deaths`, with
+    /// the run's time budget scaled to match (`--cycles`, for long soaks).
+    pub fn set_cycles(&mut self, n: u32) -> Result<(), ScenarioError> {
+        let Some(old) = self.end_after_deaths else {
+            return Err(bad("--cycles", n, "needs a scenario with end_after_deaths"));
+        };
+        if !self.apps.iter().any(|a| a.restart_ms.is_some()) {
+            return Err(bad("--cycles", n, "needs an app with restart_ms"));
+        }
+        range("--cycles", n.into(), 1, CYCLES_MAX)?;
+        let per_cycle = self.duration_ms.div_ceil(u64::from(old).max(1));
+        self.duration_ms = (per_cycle * u64::from(n)).clamp(1000, DURATION_MAX_MS);
+        self.end_after_deaths = Some(n);
+        Ok(())
+    }
+
     /// Expands counts into one spec per process; uids are 10000 + index so
     /// the daemon's stats packets (which carry a uid, not a pid) can be
     /// matched to an app.
@@ -328,6 +384,7 @@ impl Scenario {
                     file_mb: app.file_mb,
                     file_offset_mb: app.file_offset_mb,
                     file_pages_per_tick: app.file_pages_per_tick,
+                    restart_ms: app.restart_ms,
                     timeline: app
                         .adj
                         .iter()
@@ -421,6 +478,40 @@ mod tests {
         assert!(e.contains("app[0].name"), "{e}");
         let e = err(&GOOD.replace("descending_adj = true", "min_victim_adj = 2000"));
         assert!(e.contains("criteria.min_victim_adj = 2000"), "{e}");
+    }
+
+    #[test]
+    fn cycles_need_a_restarting_app_and_scale_the_budget() {
+        let soak = GOOD
+            .replace(
+                "duration_ms = 5000",
+                "duration_ms = 5000\nend_after_deaths = 1\nstorm = true",
+            )
+            .replace("descending_adj = true", "every_cycle_relieved = true");
+        let e = err(&soak);
+        assert!(
+            e.contains("every_cycle_relieved") && e.contains("restart_ms"),
+            "{e}"
+        );
+        // Once apps restart, more deaths than apps are allowed.
+        let soak = soak
+            .replace("end_after_deaths = 1", "end_after_deaths = 20")
+            .replace(
+                "anon_kb_per_tick = 1024",
+                "anon_kb_per_tick = 1024\nrestart_ms = 500",
+            );
+        let mut s = Scenario::parse(&soak).unwrap();
+        assert!(s.storm);
+        assert_eq!(s.specs()[0].restart_ms, Some(500));
+        s.set_cycles(200).unwrap();
+        assert_eq!((s.end_after_deaths, s.duration_ms), (Some(200), 50_000));
+        let e = Scenario::parse(GOOD).unwrap().set_cycles(3).unwrap_err().0;
+        assert!(e.contains("--cycles = 3"), "{e}");
+        let e = err(&GOOD.replace(
+            "duration_ms = 5000",
+            "duration_ms = 5000\nend_after_deaths = 2",
+        ));
+        assert!(e.contains("end_after_deaths = 2"), "{e}");
     }
 
     #[test]
