@@ -707,6 +707,19 @@ pub fn run(args: RunArgs) -> i32 {
     judge_and_report(&r, end_ms, oom_delta, killcnt, storm)
 }
 
+/// The adj a kill is judged at: the one the driver gave, except where the
+/// killer reports lmkd's low-RAM launcher rule (with per-app memcgs, adj
+/// 600..=699 is kept perceptible and ranked at 200). Any other difference
+/// keeps the driver's adj, so a killer that loses track of an adj still
+/// fails the order check.
+fn judged_adj(given: i32, reported: Option<i32>) -> i32 {
+    const LAUNCHER_AS_PERCEPTIBLE: i32 = 200;
+    match reported {
+        Some(LAUNCHER_AS_PERCEPTIBLE) if (600..700).contains(&given) => LAUNCHER_AS_PERCEPTIBLE,
+        _ => given,
+    }
+}
+
 fn rows(r: &Run, oom_delta: i64) -> Vec<Row> {
     let mut oom_budget = oom_delta;
     let mut out = Vec::new();
@@ -722,7 +735,11 @@ fn rows(r: &Run, oom_delta: i64) -> Vec<Row> {
         let pid = p.pid.unwrap_or(-1);
         let kill = r.kills.iter().find(|k| k.pid == pid).cloned();
         let (cause, t_ms, adj) = match (&kill, exit) {
-            (Some(k), _) => ("lmkd".to_string(), k.t_ms.min(t), k.adj.unwrap_or(adj)),
+            (Some(k), _) => (
+                "lmkd".to_string(),
+                k.t_ms.min(t),
+                judged_adj(k.adj.unwrap_or(adj), k.stat.as_ref().map(|s| s.adj)),
+            ),
             (None, Exit::Signal(libc::SIGKILL)) if oom_budget > 0 => {
                 oom_budget -= 1;
                 ("kernel-oom".to_string(), t, adj)
@@ -1001,5 +1018,20 @@ fn judge_and_report(
         0
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judged_adj;
+
+    #[test]
+    fn launcher_rule_is_the_only_accepted_adj_change() {
+        assert_eq!(judged_adj(600, Some(200)), 200);
+        assert_eq!(judged_adj(650, Some(200)), 200);
+        assert_eq!(judged_adj(600, Some(600)), 600);
+        assert_eq!(judged_adj(600, None), 600);
+        assert_eq!(judged_adj(700, Some(200)), 700);
+        assert_eq!(judged_adj(900, Some(100)), 900);
     }
 }
