@@ -5,6 +5,7 @@ pub mod counting;
 pub mod inproc;
 pub mod logcap;
 pub mod pressure;
+pub mod reference;
 pub mod wakeups;
 
 use std::fs;
