@@ -91,6 +91,19 @@ pub fn ours(dir: &TempDir, extra: &str) -> Running {
 
 /// Starts the reference lmkd at `lmkd` through its init stand-in.
 pub fn reference(dir: &TempDir, lmkd: &Path) -> Result<Running, String> {
+    reference_on(dir, lmkd, None, "")
+}
+
+/// Like [`reference`], with `props` lines added to its properties and,
+/// given `psi`, that pressure file (a cgroup's `memory.pressure`) in place
+/// of the system's: lmkd reads only `/proc/pressure/memory`, so it runs in
+/// a mount namespace of its own with `psi` bound over that path.
+pub fn reference_on(
+    dir: &TempDir,
+    lmkd: &Path,
+    psi: Option<&Path>,
+    props: &str,
+) -> Result<Running, String> {
     if !lmkd.exists() {
         return Err(format!("no reference lmkd at {}", lmkd.display()));
     }
@@ -103,20 +116,36 @@ pub fn reference(dir: &TempDir, lmkd: &Path) -> Result<Running, String> {
             launch.display()
         ));
     }
-    let props = match std::env::var_os("LMKD_PROPS") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let p = dir.path("lmkd.props");
-            fs::write(&p, "sys.boot_completed=1\n").unwrap();
-            p
-        }
+    let base = match std::env::var_os("LMKD_PROPS") {
+        Some(p) => fs::read_to_string(&p)
+            .map_err(|e| format!("LMKD_PROPS {}: {e}", Path::new(&p).display()))?,
+        None => "sys.boot_completed=1\n".to_string(),
     };
+    let props_file = dir.path("lmkd.props");
+    fs::write(&props_file, format!("{base}\n{props}")).unwrap();
     let socket = dir.path("ref.sock");
     let log = dir.path("ref.log");
-    let mut cmd = Command::new(&launch);
+    let mut cmd = match psi {
+        None => Command::new(&launch),
+        Some(psi) => {
+            // unshare(1) execs in place, so the child's pid is lmkd's.
+            let mut c = Command::new("unshare");
+            c.args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                r#"mount --bind "$0" /proc/pressure/memory && exec "$@""#,
+            ])
+            .arg(psi)
+            .arg(&launch);
+            c
+        }
+    };
     cmd.arg(&socket)
         .arg(lmkd)
-        .env("LMKD_PROPS", &props)
+        .env("LMKD_PROPS", &props_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(&log).unwrap());
