@@ -4,6 +4,9 @@
 //! (default 20) seconds, for lmkd-rs and, when a reference lmkd is given,
 //! for it too, in the same window, with the ratio. Also prints each
 //! daemon's resident and locked memory and each thread's touched stack.
+//! Where cgroup2 is mounted both daemons watch an empty group's
+//! `memory.pressure` (the reference through a bind mount, see
+//! `common::reference`), so other tenants' pressure cannot wake them.
 //!
 //! Run: `cargo bench --bench idle` (root; skips otherwise).
 //! Reference: `cargo bench --bench idle -- --reference PATH` or env
@@ -13,8 +16,10 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 
+use common::pressure::{unique, Cgroup, UNIFIED};
 use common::reference::{self, keyed_kb, status_kb, Running};
 use common::wakeups::{between, switches};
 use common::{Daemon, Sleeper, TempDir};
@@ -105,7 +110,18 @@ fn main() {
     let dir = TempDir::new("bench-idle");
     let sleepers: Vec<Sleeper> = (0..SLEEPERS).map(|_| Sleeper::new()).collect();
     let pids: Vec<i32> = sleepers.iter().map(Sleeper::pid).collect();
-    let daemons = reference::daemons(&dir, "");
+    // Both watch an empty cgroup's memory pressure when cgroup2 is there,
+    // so other tenants' pressure on a shared machine cannot wake them.
+    let quiet = Path::new(UNIFIED)
+        .join("memory.pressure")
+        .exists()
+        .then(|| Cgroup::create(Path::new(UNIFIED).join(unique("bench-idle"))));
+    let psi = quiet.as_ref().map(|g| g.file("memory.pressure"));
+    match &psi {
+        Some(p) => println!("both watch {} (an empty group)", p.display()),
+        None => println!("no cgroup2: both watch the system's pressure"),
+    }
+    let daemons = reference::daemons(&dir, "", psi.as_deref());
     // Each registers the same sleepers through its own socket; the
     // connections stay open (as ActivityManager's does) but silent.
     let clients: Vec<Client> = daemons
@@ -139,4 +155,6 @@ fn main() {
         print_memory(d);
     }
     drop(clients);
+    drop(daemons);
+    drop(quiet);
 }

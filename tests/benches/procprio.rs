@@ -231,7 +231,7 @@ fn main() {
     }
     let t_all = Instant::now();
     let dir = common::TempDir::new("bench-procprio");
-    let daemons = reference::daemons(&dir, "");
+    let daemons = reference::daemons(&dir, "", None);
     // Let start-up settle (threads, first snapshot, mlockall).
     std::thread::sleep(Duration::from_millis(500));
     println!("{PROCS} registered processes per daemon, default configuration; memory:");

@@ -459,7 +459,7 @@ pub fn rig_prerequisites() -> Result<PathBuf, String> {
     Ok(memcg_root)
 }
 
-const UNIFIED: &str = "/sys/fs/cgroup/unified";
+pub const UNIFIED: &str = "/sys/fs/cgroup/unified";
 
 /// The rig's ground without a daemon: a memory cgroup (v1) of
 /// `LIMIT_MIB` under `memcg_root`, its cgroup2 twin (for `memory.pressure`)

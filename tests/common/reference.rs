@@ -161,11 +161,16 @@ pub fn reference_on(
 }
 
 /// lmkd-rs (with `extra` config lines), then the reference when one was
-/// given and starts; prints which ran.
-pub fn daemons(dir: &TempDir, extra: &str) -> Vec<Running> {
-    let mut out = vec![ours(dir, extra)];
+/// given and starts; prints which ran. Given `psi` (a cgroup's
+/// `memory.pressure`), both watch it instead of the system's.
+pub fn daemons(dir: &TempDir, extra: &str, psi: Option<&Path>) -> Vec<Running> {
+    let extra = match psi {
+        Some(p) => format!("psi_path = {p:?}\n{extra}"),
+        None => extra.to_string(),
+    };
+    let mut out = vec![ours(dir, &extra)];
     match path() {
-        Some(p) => match reference(dir, &p) {
+        Some(p) => match reference_on(dir, &p, psi, "") {
             Ok(r) => out.push(r),
             Err(e) => println!("reference not run: {e}: lmkd-rs alone"),
         },
