@@ -16,10 +16,8 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
-use common::pressure::{unique, Cgroup, UNIFIED};
 use common::reference::{self, keyed_kb, status_kb, Running};
 use common::wakeups::{between, switches};
 use common::{Daemon, Sleeper, TempDir};
@@ -110,17 +108,8 @@ fn main() {
     let dir = TempDir::new("bench-idle");
     let sleepers: Vec<Sleeper> = (0..SLEEPERS).map(|_| Sleeper::new()).collect();
     let pids: Vec<i32> = sleepers.iter().map(Sleeper::pid).collect();
-    // Both watch an empty cgroup's memory pressure when cgroup2 is there,
-    // so other tenants' pressure on a shared machine cannot wake them.
-    let quiet = Path::new(UNIFIED)
-        .join("memory.pressure")
-        .exists()
-        .then(|| Cgroup::create(Path::new(UNIFIED).join(unique("bench-idle"))));
+    let quiet = reference::quiet_group("bench-idle");
     let psi = quiet.as_ref().map(|g| g.file("memory.pressure"));
-    match &psi {
-        Some(p) => println!("both watch {} (an empty group)", p.display()),
-        None => println!("no cgroup2: both watch the system's pressure"),
-    }
     let daemons = reference::daemons(&dir, "", psi.as_deref());
     // Each registers the same sleepers through its own socket; the
     // connections stay open (as ActivityManager's does) but silent.

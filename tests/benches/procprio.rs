@@ -15,6 +15,9 @@
 //! rate counts applied records, not queued ones. Each daemon has its own
 //! 999 `sleep` children.
 //!
+//! Both watch an empty group's pressure where cgroup2 is there, so other
+//! tenants' pressure cannot make them kill the bench's children.
+//!
 //! Also prints each daemon's VmRSS / VmLck / VmHWM after start-up and after
 //! the registrations, and its CPU time per record.
 //!
@@ -231,7 +234,9 @@ fn main() {
     }
     let t_all = Instant::now();
     let dir = common::TempDir::new("bench-procprio");
-    let daemons = reference::daemons(&dir, "", None);
+    let quiet = reference::quiet_group("bench-procprio");
+    let psi = quiet.as_ref().map(|g| g.file("memory.pressure"));
+    let daemons = reference::daemons(&dir, "", psi.as_deref());
     // Let start-up settle (threads, first snapshot, mlockall).
     std::thread::sleep(Duration::from_millis(500));
     println!("{PROCS} registered processes per daemon, default configuration; memory:");
@@ -353,5 +358,6 @@ fn main() {
         }
     }
     drop(subjects);
+    drop(quiet);
     println!("total bench time {:.1} s", t_all.elapsed().as_secs_f64());
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use lmkd::client::Client;
 
+use super::pressure::{unique, Cgroup, UNIFIED};
 use super::{die_with_us, TempDir};
 
 /// A daemon under measurement, killed on drop.
@@ -179,6 +180,23 @@ pub fn daemons(dir: &TempDir, extra: &str, psi: Option<&Path>) -> Vec<Running> {
         }
     }
     out
+}
+
+/// An empty cgroup2 group whose `memory.pressure` both daemons can watch
+/// (see [`daemons`]) so that other tenants' pressure on a shared machine
+/// cannot wake them or make them kill a bench's processes; None (said on
+/// stdout) without cgroup2. Removed on drop.
+pub fn quiet_group(tag: &str) -> Option<Cgroup> {
+    if !Path::new(UNIFIED).join("memory.pressure").exists() {
+        println!("no cgroup2 at {UNIFIED}: the daemons watch the system's pressure");
+        return None;
+    }
+    let g = Cgroup::create(Path::new(UNIFIED).join(unique(tag)));
+    println!(
+        "the daemons watch {} (an empty group)",
+        g.file("memory.pressure").display()
+    );
+    Some(g)
 }
 
 /// `rs / aosp` for printing, with the zero cases spelled out.
