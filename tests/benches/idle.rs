@@ -4,23 +4,21 @@
 //! (default 20) seconds, for lmkd-rs and, when a reference lmkd is given,
 //! for it too, in the same window, with the ratio. Also prints each
 //! daemon's resident and locked memory and each thread's touched stack.
+//! Where cgroup2 is mounted both daemons watch an empty group's
+//! `memory.pressure` (the reference through a bind mount, see
+//! `common::reference`), so other tenants' pressure cannot wake them.
 //!
 //! Run: `cargo bench --bench idle` (root; skips otherwise).
 //! Reference: `cargo bench --bench idle -- --reference PATH` or env
-//! `LMKD_REFERENCE=PATH`: an AOSP lmkd built for a Linux host, started
-//! through an init stand-in that binds its socket (`lmkd_launch SOCK PROG`,
-//! found beside PATH or named by `LMKD_REFERENCE_LAUNCH`), with its
-//! properties from the file named by `LMKD_PROPS` (default: a file with
-//! `sys.boot_completed=1`).
+//! `LMKD_REFERENCE=PATH` (see `common::reference`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::reference::{self, keyed_kb, status_kb, Running};
 use common::wakeups::{between, switches};
 use common::{Daemon, Sleeper, TempDir};
 use lmkd::client::Client;
@@ -28,121 +26,15 @@ use lmkd::proto::Command as Cmd;
 
 const SLEEPERS: usize = 50;
 
-/// A daemon under measurement; killed on drop.
-struct Running {
-    name: &'static str,
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ours(dir: &TempDir) -> Running {
-    let socket = dir.path("rs.sock");
-    let config = dir.path("rs.toml");
-    fs::write(&config, format!("socket_path = {socket:?}\n")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_lmkd"))
-        .arg("--config")
-        .arg(&config)
-        .env_remove("ANDROID_SOCKET_lmkd")
-        .env_remove("LMKD_PROPS_FILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.path("rs.log")).unwrap())
-        .spawn()
-        .expect("spawn lmkd-rs");
-    Running {
-        name: "lmkd-rs",
-        child,
-        socket,
-    }
-}
-
-fn reference_path() -> Option<PathBuf> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--reference" {
-            return args.next().map(PathBuf::from);
-        }
-    }
-    std::env::var_os("LMKD_REFERENCE").map(PathBuf::from)
-}
-
-fn reference(dir: &TempDir, lmkd: &Path) -> Result<Running, String> {
-    let launch = std::env::var_os("LMKD_REFERENCE_LAUNCH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| lmkd.with_file_name("lmkd_launch"));
-    if !launch.exists() {
-        return Err(format!(
-            "no launcher at {} (set LMKD_REFERENCE_LAUNCH)",
-            launch.display()
-        ));
-    }
-    let props = match std::env::var_os("LMKD_PROPS") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let p = dir.path("lmkd.props");
-            fs::write(&p, "sys.boot_completed=1\n").unwrap();
-            p
-        }
-    };
-    let socket = dir.path("ref.sock");
-    let child = Command::new(&launch)
-        .arg(&socket)
-        .arg(lmkd)
-        .env("LMKD_PROPS", &props)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.path("ref.log")).unwrap())
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", launch.display()))?;
-    Ok(Running {
-        name: "AOSP lmkd",
-        child,
-        socket,
-    })
-}
-
 /// Connects (waiting for the socket) and registers every sleeper.
 fn register(d: &Running, pids: &[i32]) -> Result<Client, String> {
-    let mut last = String::new();
-    for _ in 0..100 {
-        match Client::connect(&d.socket) {
-            Ok(c) => {
-                for (i, &pid) in pids.iter().enumerate() {
-                    c.send(&Cmd::ProcPrio(common::prio(pid, 900 + i as i32)))
-                        .map_err(|e| format!("{}: PROCPRIO: {e}", d.name))?;
-                }
-                Daemon::sync(&c);
-                return Ok(c);
-            }
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let c = d.connect()?;
+    for (i, &pid) in pids.iter().enumerate() {
+        c.send(&Cmd::ProcPrio(common::prio(pid, 900 + i as i32)))
+            .map_err(|e| format!("{}: PROCPRIO: {e}", d.name))?;
     }
-    Err(format!("{}: cannot connect: {last}", d.name))
-}
-
-fn status_kb(pid: u32, key: &str) -> u64 {
-    keyed_kb(&format!("/proc/{pid}/status"), key)
-}
-
-fn keyed_kb(file: &str, key: &str) -> u64 {
-    fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    Daemon::sync(&c);
+    Ok(c)
 }
 
 /// Resident kB of the mapping holding each thread's stack pointer (the
@@ -216,16 +108,9 @@ fn main() {
     let dir = TempDir::new("bench-idle");
     let sleepers: Vec<Sleeper> = (0..SLEEPERS).map(|_| Sleeper::new()).collect();
     let pids: Vec<i32> = sleepers.iter().map(Sleeper::pid).collect();
-    let mut daemons = vec![ours(&dir)];
-    match reference_path() {
-        Some(p) => match reference(&dir, &p) {
-            Ok(r) => daemons.push(r),
-            Err(e) => println!("reference not run: {e}"),
-        },
-        None => {
-            println!("no reference lmkd (pass --reference PATH or LMKD_REFERENCE): lmkd-rs alone")
-        }
-    }
+    let quiet = reference::quiet_group("bench-idle");
+    let psi = quiet.as_ref().map(|g| g.file("memory.pressure"));
+    let daemons = reference::daemons(&dir, "", psi.as_deref());
     // Each registers the same sleepers through its own socket; the
     // connections stay open (as ActivityManager's does) but silent.
     let clients: Vec<Client> = daemons
@@ -249,20 +134,16 @@ fn main() {
         totals.push(total);
     }
     if let [rs, aosp] = totals[..] {
-        let ratio = if aosp == 0 {
-            if rs == 0 {
-                "1.00 (both zero)".to_string()
-            } else {
-                "inf (reference zero)".to_string()
-            }
-        } else {
-            format!("{:.2}", rs as f64 / aosp as f64)
-        };
-        println!("  ratio lmkd-rs / AOSP lmkd: {ratio}");
+        println!(
+            "  ratio lmkd-rs / AOSP lmkd: {}",
+            reference::ratio(rs as f64, aosp as f64)
+        );
     }
     println!("memory after start-up and {SLEEPERS} registrations:");
     for d in &daemons {
         print_memory(d);
     }
     drop(clients);
+    drop(daemons);
+    drop(quiet);
 }

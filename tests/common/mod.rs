@@ -6,6 +6,7 @@ pub mod inproc;
 pub mod lmkctl;
 pub mod logcap;
 pub mod pressure;
+pub mod reference;
 pub mod wakeups;
 
 use std::fs;

@@ -459,7 +459,62 @@ pub fn rig_prerequisites() -> Result<PathBuf, String> {
     Ok(memcg_root)
 }
 
-const UNIFIED: &str = "/sys/fs/cgroup/unified";
+pub const UNIFIED: &str = "/sys/fs/cgroup/unified";
+
+/// The rig's ground without a daemon: a memory cgroup (v1) of
+/// `LIMIT_MIB` under `memcg_root`, its cgroup2 twin (for `memory.pressure`)
+/// and a cold file for the hog to re-read. Lets a bench put another daemon
+/// on the same ground.
+pub struct Groups {
+    pub memcg: Cgroup,
+    pub v2: Cgroup,
+    pub pressure_file: PathBuf,
+    pub file: PathBuf,
+    pub scratch: TempDir,
+}
+
+impl Groups {
+    pub fn create(memcg_root: &Path, tag: &str) -> Groups {
+        let name = unique(tag);
+        let memcg = Cgroup::create(memcg_root.join(&name));
+        write_file(
+            &memcg.file("memory.limit_in_bytes"),
+            &(LIMIT_MIB * MIB).to_string(),
+        );
+        // Anonymous memory is as reclaimable as file cache (zram is cheap).
+        let _ = fs::write(memcg.file("memory.swappiness"), "100");
+        let v2 = Cgroup::create(Path::new(UNIFIED).join(&name));
+        let pressure_file = v2.file("memory.pressure");
+        assert!(
+            pressure_file.exists(),
+            "no memory.pressure in a new cgroup2 group"
+        );
+        // A file on disk, out of the page cache, so the hog's reads are
+        // charged to its group and refault once its own anonymous memory
+        // pushes them out.
+        let scratch = TempDir::new(&format!("{tag}-file"));
+        let file = scratch.path("resources.bin");
+        make_cold_file(&file, HOG_FILE_MIB);
+        Groups {
+            memcg,
+            v2,
+            pressure_file,
+            file,
+            scratch,
+        }
+    }
+}
+
+/// The hog in `memcg` and `v2`, waiting for [`Rig::go`]'s byte on stdin.
+pub fn spawn_hog(memcg: &Cgroup, v2: &Cgroup, file: &Path) -> Kid {
+    let hog = spawn_child(
+        "lmkd-test-hog",
+        &format!("hog:{HOG_MAX_MIB}:{HOG_MS_PER_CHUNK}:{}", file.display()),
+    );
+    memcg.add(hog.pid());
+    v2.add(hog.pid());
+    hog
+}
 
 /// A hog at adj 950 in a memory cgroup of `LIMIT_MIB` (plus its cgroup2
 /// twin), and the real daemon watching that group's PSI with a subscribed
@@ -497,26 +552,13 @@ impl Rig {
         extra: &str,
         setup: impl FnOnce(&mut Command),
     ) -> Rig {
-        let name = unique(tag);
-        let memcg = Cgroup::create(memcg_root.join(&name));
-        write_file(
-            &memcg.file("memory.limit_in_bytes"),
-            &(LIMIT_MIB * MIB).to_string(),
-        );
-        // Anonymous memory is as reclaimable as file cache (zram is cheap).
-        let _ = fs::write(memcg.file("memory.swappiness"), "100");
-        let v2 = Cgroup::create(Path::new(UNIFIED).join(&name));
-        let pressure_file = v2.file("memory.pressure");
-        assert!(
-            pressure_file.exists(),
-            "no memory.pressure in a new cgroup2 group"
-        );
-        // A file on disk, out of the page cache, so the hog's reads are
-        // charged to its group and refault once its own anonymous memory
-        // pushes them out.
-        let scratch = TempDir::new(&format!("{tag}-file"));
-        let file = scratch.path("resources.bin");
-        make_cold_file(&file, HOG_FILE_MIB);
+        let Groups {
+            memcg,
+            v2,
+            pressure_file,
+            file,
+            scratch,
+        } = Groups::create(memcg_root, tag);
         let d = Daemon::start_with(
             tag,
             &format!(
@@ -529,12 +571,7 @@ impl Rig {
         d.wait_log("pressure monitor: PSI", Duration::from_secs(5));
         let c = Arc::new(d.connect());
         subscribe_all(&c);
-        let hog = spawn_child(
-            "lmkd-test-hog",
-            &format!("hog:{HOG_MAX_MIB}:{HOG_MS_PER_CHUNK}:{}", file.display()),
-        );
-        memcg.add(hog.pid());
-        v2.add(hog.pid());
+        let hog = spawn_hog(&memcg, &v2, &file);
         c.send(&Cmd::ProcPrio(prio(hog.pid(), 950))).unwrap();
         Daemon::sync(&c);
         Rig {
