@@ -6,20 +6,9 @@
 #[path = "fuzz/targets.rs"]
 mod targets;
 
-/// xorshift64*: small, fast, and the same everywhere.
-struct Rng(u64);
+mod common;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use common::rng::Rng;
 
 /// Text-ish seeds per target, mutated byte-wise: pure random bytes rarely
 /// get past the first check of a parser.

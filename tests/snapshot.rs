@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::rng::Rng;
+
 use lmkd::snapshot::{
     parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, parse_zoneinfo_with_page_size,
     Degradation, FileKind, Known, MemInfo, ParseError, ParseErrorKind, PsiAvg, ReadErrorKind,
@@ -322,17 +324,6 @@ fn hand_made_defects() {
         (p.some_avg10, p.some_avg60, p.some_avg300, p.full_avg10),
         (10000, 50, 700, 9999)
     );
-}
-
-/// xorshift64*: deterministic noise without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 fn run_all(buf: &[u8]) {

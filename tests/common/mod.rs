@@ -7,6 +7,7 @@ pub mod lmkctl;
 pub mod logcap;
 pub mod pressure;
 pub mod reference;
+pub mod rng;
 pub mod wakeups;
 
 use std::fs;
