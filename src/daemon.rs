@@ -103,10 +103,6 @@ impl Edges for Live {
         };
     }
 
-    fn refresh_watermarks(&mut self) {
-        self.reader.refresh_watermarks();
-    }
-
     fn snapshot(&mut self, now_ms: u64) -> Result<Snapshot, ReadError> {
         self.reader.read(now_ms).copied()
     }
@@ -210,7 +206,6 @@ impl Daemon {
         }
         machine.start_or_park_monitors(opts.source, &mut live)?;
         // First read sizes nothing new but fails early on unreadable files.
-        live.reader.refresh_watermarks();
         if let Err(e) = live.reader.read(sys::monotonic_ms()) {
             return Err(io::Error::other(format!("first memory snapshot: {e}")));
         }

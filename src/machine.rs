@@ -78,8 +78,6 @@ pub trait Edges {
     fn unwatch(&mut self, fd: BorrowedFd<'_>);
     /// Arms the one-shot poll timer `after_ms` from now, or stops it.
     fn set_timer(&mut self, after_ms: Option<u64>);
-    /// Re-reads the zone watermarks later snapshots carry.
-    fn refresh_watermarks(&mut self);
     fn snapshot(&mut self, now_ms: u64) -> Result<Snapshot, ReadError>;
     /// Trouble the snapshot reader carried on past, each kind once.
     fn degradation(&mut self) -> Option<crate::snapshot::Degradation> {
@@ -145,7 +143,6 @@ pub struct Machine {
     exit: bool,
     /// A NoVictim note was sent for the current pressure window.
     told_no_victim: bool,
-    watermarks_fresh: bool,
     /// What the control socket reads (detached until one is attached).
     control: control::Publisher,
 }
@@ -199,7 +196,6 @@ impl Machine {
             self_pid: std::process::id() as i32,
             exit: false,
             told_no_victim: false,
-            watermarks_fresh: false,
             control: control::Publisher::detached(&config)?,
             config,
         })
@@ -387,18 +383,6 @@ impl Machine {
                     });
                 }
             }
-        }
-        if !self.watermarks_fresh || p != Pressure::Poll {
-            // Zone watermarks are re-read at every pressure event, not once a
-            // minute as lmkd does: the kernel boosts them in steps under
-            // pressure, and a daemon holding the lower ones watched free
-            // memory sit just above its "low" while the guest stalled, so
-            // only complete-stall events killed, seconds apart (VM ladder:
-            // PSI some 8.2 s median, a kernel OOM kill in one CI run; with
-            // the re-read 2.8 s, as AOSP lmkd). Poll ticks keep what the
-            // event read.
-            self.watermarks_fresh = true;
-            io.refresh_watermarks();
         }
         self.control.pressure(p as usize);
         let snap = match io.snapshot(now_ms) {

@@ -9,7 +9,7 @@ use common::rng::Rng;
 use lmkd::snapshot::{
     parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, parse_zoneinfo_with_page_size,
     Degradation, FileKind, Known, MemInfo, ParseError, ParseErrorKind, PsiAvg, ReadErrorKind,
-    Reader, VmStat, Watermarks,
+    Reader, VmStat, Watermarks, WATERMARK_HOLD_MS,
 };
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,27 @@ fn dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/proc")
         .join(name)
+}
+
+/// `zoneinfo` with `pages` added to every zone's min, low and high, as the
+/// kernel's `watermark_boost` does.
+fn boosted(zoneinfo: &[u8], pages: u64) -> Vec<u8> {
+    let text = String::from_utf8(zoneinfo.to_vec()).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(k @ ("min" | "low" | "high")), Some(v), None) => {
+                let v: u64 = v.parse().unwrap();
+                out.push_str(&format!("        {k:<8} {}\n", v + pages));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out.into_bytes()
 }
 
 fn fixture(d: &str, file: &str) -> Vec<u8> {
@@ -396,12 +417,11 @@ fn reader_on_fixture_dir() {
     let s2 = *r.read(2000).unwrap();
     assert_eq!(s2.mem, s.mem);
     assert_eq!(r.snapshot().time_ms, 2000);
-    r.refresh_watermarks();
     assert_eq!(r.read(3000).unwrap().wm, s.wm);
 }
 
 #[test]
-fn reader_refresh_and_errors() {
+fn reader_holds_boosted_watermarks_and_errors() {
     let tmp = std::env::temp_dir().join(format!("lmkd-pol-reader-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     for f in ["meminfo", "vmstat", "zoneinfo", "pressure_memory"] {
@@ -411,27 +431,44 @@ fn reader_refresh_and_errors() {
     let mut r = Reader::open(&tmp, &psi_path).unwrap();
     let wm0 = r.read(0).unwrap().wm;
 
-    // zoneinfo changes are picked up only after 60 s or on request.
-    std::fs::write(tmp.join("zoneinfo"), fixture("small", "zoneinfo")).unwrap();
-    assert_eq!(r.read(60_000).unwrap().wm, wm0);
+    // A higher (boosted) reading is in force at once; a lower one only
+    // once the higher has not been seen for WATERMARK_HOLD_MS.
+    let host = fixture("host", "zoneinfo");
+    std::fs::write(tmp.join("zoneinfo"), boosted(&host, 512)).unwrap();
+    let up = r.read(1000).unwrap().wm;
     let ps = lmkd::snapshot::page_size() / 1024;
-    let small_low = 1337 * ps;
-    assert_eq!(r.read(60_001).unwrap().wm.low_kb, small_low);
-    std::fs::write(tmp.join("zoneinfo"), fixture("host", "zoneinfo")).unwrap();
-    assert_eq!(r.read(60_002).unwrap().wm.low_kb, small_low);
-    r.refresh_watermarks();
-    assert_eq!(r.read(60_003).unwrap().wm, wm0);
+    let mut want = Watermarks::default();
+    parse_zoneinfo_with_page_size(&boosted(&host, 512), ps * 1024, &mut want).unwrap();
+    assert_eq!(up, want);
+    assert!(up.min_kb > wm0.min_kb && up.high_kb > wm0.high_kb);
+    std::fs::write(tmp.join("zoneinfo"), &host).unwrap();
+    assert_eq!(
+        r.read(2000).unwrap().wm,
+        up,
+        "the boost was dropped at once"
+    );
+    assert_eq!(r.read(1000 + WATERMARK_HOLD_MS).unwrap().wm, up);
+    assert_eq!(r.read(1001 + WATERMARK_HOLD_MS).unwrap().wm, wm0);
+    // A boost seen again restarts the hold.
+    std::fs::write(tmp.join("zoneinfo"), boosted(&host, 512)).unwrap();
+    assert_eq!(r.read(70_000).unwrap().wm, up);
+    std::fs::write(tmp.join("zoneinfo"), &host).unwrap();
+    assert_eq!(r.read(129_000).unwrap().wm, up);
+    assert_eq!(r.read(130_001).unwrap().wm, wm0);
+    // Expressed in kB of the page size, not pages.
+    std::fs::write(tmp.join("zoneinfo"), fixture("small", "zoneinfo")).unwrap();
+    assert_eq!(r.read(200_000).unwrap().wm.low_kb, 1337 * ps);
 
     // A parse error names the file and keeps the last snapshot.
     std::fs::write(tmp.join("meminfo"), fixture("malformed", "meminfo")).unwrap();
-    let e = r.read(70_000).unwrap_err();
+    let e = r.read(210_000).unwrap_err();
     assert_eq!(e.file, FileKind::MemInfo);
     assert_eq!(
         e.kind,
         ReadErrorKind::Parse(ParseError::missing(FileKind::MemInfo, "MemFree"))
     );
     assert!(e.to_string().contains("MemFree"), "{e}");
-    assert_eq!(r.snapshot().time_ms, 60_003);
+    assert_eq!(r.snapshot().time_ms, 200_000);
 
     // A file that outgrew its start-up buffer: its whole lines that fit are
     // used, and the growth is told once.
@@ -442,7 +479,7 @@ fn reader_refresh_and_errors() {
     }
     std::fs::write(tmp.join("meminfo"), fixture("host", "meminfo")).unwrap();
     std::fs::write(tmp.join("vmstat"), &big).unwrap();
-    let vm = r.read(80_000).unwrap().vm;
+    let vm = r.read(220_000).unwrap().vm;
     assert_eq!(vm, vmstat("host").unwrap());
     let grew = r.take_degradation().unwrap();
     assert!(
@@ -457,18 +494,18 @@ fn reader_refresh_and_errors() {
     );
     assert!(grew.to_string().contains("vmstat"), "{grew}");
     assert_eq!(r.take_degradation(), None);
-    r.read(80_001).unwrap();
+    r.read(220_001).unwrap();
     assert_eq!(r.take_degradation(), None, "told once");
     // Grown so far that a required field falls off: an error naming the
     // growth, and the last snapshot stays.
     let mut big = b"Junk:  1 kB\n".repeat(2000);
     big.extend_from_slice(&fixture("host", "meminfo"));
     std::fs::write(tmp.join("meminfo"), &big).unwrap();
-    let e = r.read(90_000).unwrap_err();
+    let e = r.read(230_000).unwrap_err();
     assert_eq!(e.file, FileKind::MemInfo);
     assert!(matches!(e.kind, ReadErrorKind::TooBig { .. }), "{e:?}");
     assert!(e.to_string().contains("meminfo"), "{e}");
-    assert_eq!(r.snapshot().time_ms, 80_001);
+    assert_eq!(r.snapshot().time_ms, 220_001);
 
     // Opening a missing file names the path.
     let e = Reader::open(&tmp.join("nope"), &psi_path).err().unwrap();
@@ -552,13 +589,11 @@ fn reader_keeps_watermarks_when_a_refresh_fails() {
     let wm = r.read(1).unwrap().wm;
     assert_eq!(wm, zoneinfo("host").unwrap());
     std::fs::write(tmp.join("zoneinfo"), fixture("malformed", "zoneinfo")).unwrap();
-    r.refresh_watermarks();
     assert_eq!(r.read(2).unwrap().wm, wm);
     assert!(matches!(
         r.take_degradation(),
         Some(Degradation::StaleWatermarks(_))
     ));
-    r.refresh_watermarks();
     assert_eq!(r.read(3).unwrap().wm, wm);
     assert_eq!(r.take_degradation(), None);
     std::fs::remove_dir_all(&tmp).unwrap();
@@ -604,9 +639,6 @@ fn parsers_and_reader_never_allocate() {
             let _ = parse_psi(&b[3], &mut PsiAvg::default());
         }
         for i in 0..50u64 {
-            if i % 10 == 0 {
-                r.refresh_watermarks();
-            }
             assert!(r.read(i * 100_000).is_ok());
             assert!(bad_r.read(i).is_err());
         }

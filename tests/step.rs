@@ -40,8 +40,6 @@ struct Fake {
     fail_signal: Option<i32>,
     /// Free memory below the min watermark, reclaim running.
     below_min: bool,
-    /// Zone watermark re-reads.
-    watermark_reads: usize,
     /// Trace slice events and signals, in order: "B pid,reason,adj,min",
     /// "signal pid", "E".
     trace: Vec<String>,
@@ -57,9 +55,6 @@ impl Edges for Fake {
     }
     fn set_timer(&mut self, after_ms: Option<u64>) {
         self.timer = Some(after_ms);
-    }
-    fn refresh_watermarks(&mut self) {
-        self.watermark_reads += 1;
     }
     fn snapshot(&mut self, now_ms: u64) -> Result<Snapshot, ReadError> {
         self.snapshots += 1;
@@ -448,25 +443,6 @@ fn partial_event_inside_a_complete_window_adds_nothing() {
     assert_eq!(
         r.io.snapshots, 3,
         "a partial event after the window was not"
-    );
-}
-
-#[test]
-fn watermarks_are_read_again_at_every_pressure_event_not_every_tick() {
-    let mut r = Rig::new("step-wmark", &[], false);
-    r.step(Input::Pressure(Pressure::Partial), 1000);
-    assert_eq!(r.io.watermark_reads, 1);
-    r.step(Input::Timer, 1100);
-    r.step(Input::Timer, 1200);
-    assert_eq!(
-        r.io.watermark_reads, 1,
-        "a poll tick re-read the watermarks"
-    );
-    // The kernel may have boosted them since: the next event reads again.
-    r.step(Input::Pressure(Pressure::Complete), 1300);
-    assert_eq!(
-        r.io.watermark_reads, 2,
-        "a pressure event kept the old watermarks"
     );
 }
 

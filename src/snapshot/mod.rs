@@ -23,7 +23,7 @@ use std::fmt;
 
 mod reader;
 
-pub use reader::{page_size, Degradation, ReadError, ReadErrorKind, Reader, WATERMARK_REFRESH_MS};
+pub use reader::{page_size, Degradation, ReadError, ReadErrorKind, Reader};
 
 /// Which file a parse or read error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +176,38 @@ pub struct Watermarks {
     pub min_kb: u64,
     pub low_kb: u64,
     pub high_kb: u64,
+}
+
+/// How long the highest watermark reading stays in force (lmkd's
+/// refresh period for its one reading).
+pub const WATERMARK_HOLD_MS: u64 = 60_000;
+
+/// The zone watermarks the policy uses: the highest reading of the last
+/// [`WATERMARK_HOLD_MS`]. The kernel adds `watermark_boost` to every
+/// zone's marks under fragmentation and drops it again within a second or
+/// so, while memory is still short. Taking each reading as it comes let a
+/// boost-free reading pass free memory sitting just above "low" while the
+/// guest stalled for a second (VM ladder and camera); lmkd, which keeps one
+/// reading for a minute, kills there whenever that reading was boosted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeldWatermarks {
+    held: Watermarks,
+    since_ms: Option<u64>,
+}
+
+impl HeldWatermarks {
+    /// Takes a fresh reading at `now_ms`; returns the marks in force.
+    pub fn update(&mut self, read: Watermarks, now_ms: u64) -> Watermarks {
+        let expired = match self.since_ms {
+            None => true,
+            Some(t) => now_ms < t || now_ms - t > WATERMARK_HOLD_MS,
+        };
+        if expired || read.min_kb >= self.held.min_kb {
+            self.held = read;
+            self.since_ms = Some(now_ms);
+        }
+        self.held
+    }
 }
 
 /// PSI averages. Averages are hundredths of a percent (`12.34` -> 1234), so

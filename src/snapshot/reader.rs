@@ -10,8 +10,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::{
-    parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo_with_page_size, FileKind, Known,
-    ParseError, PsiAvg, Snapshot,
+    parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo_with_page_size, FileKind,
+    HeldWatermarks, Known, ParseError, PsiAvg, Snapshot, Watermarks,
 };
 
 /// Why [`Reader::read`] failed.
@@ -110,9 +110,6 @@ impl fmt::Display for Degradation {
     }
 }
 
-/// Zone watermarks are re-read when older than this.
-pub const WATERMARK_REFRESH_MS: u64 = 60_000;
-
 /// One kept-open file with its fixed buffer.
 struct Source {
     kind: FileKind,
@@ -191,8 +188,8 @@ pub struct Reader {
     psi: Option<Source>,
     page_size: u64,
     snap: Snapshot,
-    /// `time_ms` of the last zoneinfo parse; `None` forces a refresh.
-    wm_read_ms: Option<u64>,
+    /// Zone watermarks, read at every snapshot (a `pread` of a few kB).
+    wm: HeldWatermarks,
     /// Whether any zoneinfo parse has succeeded yet.
     have_wm: bool,
     degraded: Degradations,
@@ -272,16 +269,10 @@ impl Reader {
             },
             page_size: page_size(),
             snap: Snapshot::default(),
-            wm_read_ms: None,
+            wm: HeldWatermarks::default(),
             have_wm: false,
             degraded: Degradations::default(),
         })
-    }
-
-    /// Force a zoneinfo re-read on the next [`Reader::read`] (the daemon
-    /// calls this before its first kill so the watermarks are current).
-    pub fn refresh_watermarks(&mut self) {
-        self.wm_read_ms = None;
     }
 
     /// Take a new snapshot at `now_ms`. Fails only when meminfo or vmstat
@@ -323,28 +314,23 @@ impl Reader {
         } else {
             s.psi = PsiAvg::default();
         }
-        let stale = match self.wm_read_ms {
-            None => true,
-            Some(t) => now_ms.saturating_sub(t) > WATERMARK_REFRESH_MS || now_ms < t,
-        };
-        if stale {
-            let page_size = self.page_size;
-            let got = self.zoneinfo.read().and_then(|c| {
-                parse_grown(c, FileKind::ZoneInfo, deg, |b| {
-                    parse_zoneinfo_with_page_size(b, page_size, &mut s.wm)
-                })
-            });
-            match got {
-                Ok(()) => {
-                    self.wm_read_ms = Some(now_ms);
-                    self.have_wm = true;
-                }
-                // Without any watermarks every low-memory rule would be
-                // off: that is an error, not a degradation.
-                Err(e) if !self.have_wm => return Err(e),
-                // Retried on the next read.
-                Err(e) => deg.note(Degradation::StaleWatermarks(e)),
+        let page_size = self.page_size;
+        let mut read = Watermarks::default();
+        let got = self.zoneinfo.read().and_then(|c| {
+            parse_grown(c, FileKind::ZoneInfo, deg, |b| {
+                parse_zoneinfo_with_page_size(b, page_size, &mut read)
+            })
+        });
+        match got {
+            Ok(()) => {
+                s.wm = self.wm.update(read, now_ms);
+                self.have_wm = true;
             }
+            // Without any watermarks every low-memory rule would be
+            // off: that is an error, not a degradation.
+            Err(e) if !self.have_wm => return Err(e),
+            // Retried on the next read.
+            Err(e) => deg.note(Degradation::StaleWatermarks(e)),
         }
         s.time_ms = now_ms;
         s.known = known;
