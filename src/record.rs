@@ -36,7 +36,8 @@
 //!         polling window; bit 18 use_minfree_levels; bit 19
 //!         wait_for_inactive_file; bits 20-22 which optional snapshot parts
 //!         are known (`snapshot::Known`); bit 23 low-RAM device; bit 28
-//!         critical_upgrade; bits 24-27 LMK_TARGET levels;
+//!         critical_upgrade; bits 24-27 LMK_TARGET levels; bit 29
+//!         direct_reclaim_counts_as_low;
 //!         bits 32-63 the decision's min adj
 //! 2       0, or 1 + the snapshot time (ms) of the evaluation whose kill
 //!         was carried out after the previous record and before this one
@@ -221,6 +222,7 @@ impl Eval {
             | (u64::from(t.low_ram_device) << 23)
             | ((self.targets.as_slice().len() as u64) << 24)
             | (u64::from(t.critical_upgrade) << 28)
+            | (u64::from(t.direct_reclaim_counts_as_low) << 29)
             | (u64::from(min_adj as u32) << 32);
         p.word(self.serial);
         p.word(flags);
@@ -354,6 +356,7 @@ impl Eval {
             wait_for_inactive_file: flags & (1 << 19) != 0,
             low_ram_device: flags & (1 << 23) != 0,
             critical_upgrade: flags & (1 << 28) != 0,
+            direct_reclaim_counts_as_low: flags & (1 << 29) != 0,
             // Read below, after the census.
             vmpressure_adj: [0; 3],
             upgrade_pressure: 0,
@@ -715,9 +718,18 @@ mod tests {
         steps.iter().position(|s| s.carried_out)
     }
 
+    /// lmkd's rows: the scenario keeps swap low and reclaims directly,
+    /// which with ours kills before any thrashing does.
+    fn lmkd_rows() -> Tunables {
+        Tunables {
+            direct_reclaim_counts_as_low: false,
+            ..Tunables::from_config(&crate::config::Config::default())
+        }
+    }
+
     #[test]
     fn replay_reproduces_the_recorded_decisions_and_kills() {
-        let t = Tunables::from_config(&crate::config::Config::default());
+        let t = lmkd_rows();
         let evals = thrash_scenario(&t);
         let kills = evals.iter().filter(|e| e.kill.is_some()).count();
         assert!(kills >= 2, "the scenario should kill a few times");
@@ -736,7 +748,7 @@ mod tests {
 
     #[test]
     fn a_lower_thrashing_limit_kills_first_where_a_victim_exists() {
-        let t = Tunables::from_config(&crate::config::Config::default());
+        let t = lmkd_rows();
         let evals = thrash_scenario(&t);
         let low = Tunables {
             thrashing_limit: 30,

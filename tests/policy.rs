@@ -901,10 +901,15 @@ fn fixture_rows() {
     // vm (recorded in the guest under the ladder): free memory is above the
     // high watermark, but zram swap counts as low: only 24 416 kB of RAM
     // (MemFree + Inactive(file)) is left to compress into, under 10% of
-    // 262 140 kB. Without thrashing that is no kill; a full stall is.
+    // 262 140 kB, and the kernel is reclaiming directly. lmkd: without
+    // thrashing that is no kill; a full stall is.
+    let lmkd = Tunables {
+        direct_reclaim_counts_as_low: false,
+        ..tun()
+    };
     let mut s = fixture_snap("vm", 500);
-    let mut st = primed_before(&mut s, &t, 1000, 10, 0);
-    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    let mut st = primed_before(&mut s, &lmkd, 1000, 10, 0);
+    let d = decide(&s, Pressure::Partial, &lmkd, &none, &mut st);
     assert_eq!(
         (
             d.kill,
@@ -914,11 +919,45 @@ fn fixture_rows() {
         ),
         (None, WmarkLevel::AboveHigh, true, 24_416)
     );
-    let d = decide(&s, Pressure::Complete, &t, &none, &mut st);
+    let d = decide(&s, Pressure::Complete, &lmkd, &none, &mut st);
     assert_eq!(d.kill, kill(KillReason::NotResponding, 0));
+    // Ours (the default): the direct reclaim is the kernel's own verdict
+    // that memory is below its min marks, so swap low kills, down to adj 0
+    // as below min.
+    let mut st = primed_before(&mut s, &t, 1000, 10, 0);
+    let d = decide(&s, Pressure::Partial, &t, &none, &mut st);
+    assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 0));
+    assert_eq!(
+        described(KillReason::LowMemAndSwap, &d.figures),
+        "direct reclaim and swap is low (24416kB < 26214kB)"
+    );
+    // Without direct reclaim (counters still) it is no kill either way.
+    let mut st = primed_before(&mut s, &t, 0, 10, 0);
+    assert_eq!(decide(&s, Pressure::Partial, &t, &none, &mut st).kill, None);
+    // Nor on the first call after a kill: those counters moved while the
+    // victim was dying. The next interval's direct reclaim counts again.
+    let mut st = primed_before(&mut s, &t, 0, 10, 0);
+    st.on_kill(
+        &s,
+        &Kill {
+            reason: KillReason::LowMemAndSwap,
+            min_adj: 0,
+        },
+    );
+    s.vm.pgscan_direct += 100;
+    s.time_ms += 10;
+    assert_eq!(decide(&s, Pressure::Poll, &t, &none, &mut st).kill, None);
+    s.vm.pgscan_direct += 100;
+    s.time_ms += 10;
+    assert_eq!(
+        decide(&s, Pressure::Poll, &t, &none, &mut st).kill,
+        kill(KillReason::LowMemAndSwap, 0)
+    );
 
     // small VM: swap nearly gone (zram cap: (12000 + 20000) x 1 < 52428),
-    // free above high; direct reclaim without thrashing is no kill yet.
+    // free above high; for lmkd direct reclaim without thrashing is no
+    // kill yet (ours: see the vm fixture above).
+    let t = lmkd;
     let mut s = fixture_snap("small", 500);
     let mut st = primed_before(&mut s, &t, 100, 100, 0);
     let d = decide(&s, Pressure::Partial, &t, &none, &mut st);

@@ -86,7 +86,11 @@ fn replay_reproduces_the_recording_and_a_lower_limit_kills_first() {
     }
     let victims = [Sleeper::new(), Sleeper::new(), Sleeper::new()];
     let pids: Vec<i32> = victims.iter().map(Sleeper::pid).collect();
-    let d = InProc::start("replay", "small", &pids, |_, _| {});
+    // lmkd's rows: the fixture's swap is low, so with ours each bump of
+    // direct reclaim would kill before any thrashing does.
+    let d = InProc::start("replay", "small", &pids, |c, _| {
+        c.direct_reclaim_counts_as_low = false;
+    });
     let file = d.dir.path("thrash.lmkrec");
     recorded_thrash(&d, &victims, &file);
     let f = file.to_str().unwrap();
@@ -105,7 +109,11 @@ fn replay_reproduces_the_recording_and_a_lower_limit_kills_first() {
 
     // A lower thrashing limit kills in the moderate window already.
     let b = d.dir.path("b.toml");
-    std::fs::write(&b, "thrashing_limit = 30\n").unwrap();
+    std::fs::write(
+        &b,
+        "thrashing_limit = 30\ndirect_reclaim_counts_as_low = false\n",
+    )
+    .unwrap();
     let j = ok_json(&lmkctl(&[
         "--json",
         "replay",

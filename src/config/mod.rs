@@ -106,6 +106,10 @@ config_keys! {
         /// Ours: LOW_MEM waits while the inactive file cache alone covers the
         /// high watermark (lmkd does not wait: false).
         wait_for_inactive_file: bool = false, FLAG, Prop::File;
+        /// Ours: while swap is low, the kernel reclaiming in an allocating
+        /// task counts as free memory below min (lmkd compares free memory
+        /// alone: false).
+        direct_reclaim_counts_as_low: bool = true, FLAG, Prop::File;
         /// Peer uids allowed to talk to the daemon.
         allowed_uids: Vec<u32> = vec![0, 1000], UIDS, Prop::File;
     }

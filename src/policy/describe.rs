@@ -11,7 +11,8 @@ use super::{Figures, Kill, KillReason, WmarkLevel};
 /// it: e.g. "device is low on swap (12345kB < 67890kB) and thrashing (35%)"
 /// or "min watermark is breached and swap is low (100kB < 200kB)". The
 /// watermark is named as it really stands: "min" when free memory is below
-/// the min watermark, else "low".
+/// the min watermark, else "low"; a low-memory-and-swap kill above both
+/// (direct reclaim decided it) says "direct reclaim".
 ///
 /// `Minfree` and `VmPressure` kills write nothing: lmkd's legacy paths log
 /// their kill line without a reason.
@@ -28,6 +29,14 @@ pub fn describe_reason(w: &mut dyn Write, kill: &Kill, f: &Figures) -> fmt::Resu
             w,
             "device is low on swap ({}kB < {}kB) and thrashing ({}%)",
             f.free_swap_kb, f.swap_low_kb, f.thrashing_pct
+        ),
+        // Free memory above "low": the kernel's direct reclaim decided it
+        // (`direct_reclaim_counts_as_low`); say so rather than name a
+        // watermark that was not breached.
+        KillReason::LowMemAndSwap if f.wmark > WmarkLevel::BelowLow => write!(
+            w,
+            "direct reclaim and swap is low ({}kB < {}kB)",
+            f.free_swap_kb, f.swap_low_kb
         ),
         KillReason::LowMemAndSwap => write!(
             w,

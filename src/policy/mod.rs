@@ -82,6 +82,9 @@ pub struct Tunables {
     /// Beyond lmkd, off by default: LOW_MEM waits while the inactive file
     /// LRU alone covers the high watermark.
     pub wait_for_inactive_file: bool,
+    /// Beyond lmkd, on by default: with swap low, direct reclaim counts as
+    /// free memory below min (see [`first_match`]).
+    pub direct_reclaim_counts_as_low: bool,
     /// vmpressure strategy: min adj per level (`low`, `medium`, `critical`;
     /// above 1000 = that level never kills).
     pub vmpressure_adj: [i32; 3],
@@ -115,6 +118,7 @@ impl Tunables {
             complete_stall_us: u64::from(c.psi_complete_stall_ms) * 1000,
             page_kb: (crate::snapshot::page_size() / 1024).max(1),
             wait_for_inactive_file: c.wait_for_inactive_file,
+            direct_reclaim_counts_as_low: c.direct_reclaim_counts_as_low,
             vmpressure_adj: [c.low, c.medium, c.critical],
             critical_upgrade: c.critical_upgrade,
             upgrade_pressure: c.upgrade_pressure,
@@ -509,6 +513,14 @@ fn first_match(
 ) -> Option<(KillReason, i32)> {
     let below_min = fig.wmark == WmarkLevel::BelowMin;
     let below_low = fig.wmark <= WmarkLevel::BelowLow;
+    // Ours: pgscan_direct moves only when an allocation found every zone
+    // below its min watermark (boost and per-zone reserves included), which
+    // the summed /proc figures can miss: in the VM ladder free memory sat
+    // 0.5-2 MB above the summed "high" for 2 s while the guest swapped
+    // 100 MB/s and stalled, and only swap running out ended it. Not on the
+    // first call after a kill: its counters span the wait for the victim.
+    let kernel_min =
+        t.direct_reclaim_counts_as_low && fig.reclaim == Reclaim::Direct && !cycle_after_kill;
     let thrashing = fig.thrashing_pct;
     let critical_thrashing = thrashing >= u64::from(t.thrashing_limit_critical);
     let limit = u64::from(st.thrashing_limit);
@@ -545,6 +557,9 @@ fn first_match(
         // The configured limit, not the decayed one: swap low is handled
         // on its own terms.
         Some((KillReason::LowSwapAndThrashing, p_adj))
+    } else if fig.swap_low && kernel_min && !below_min {
+        // The kernel's own "below min": perceptible apps are not spared.
+        Some((KillReason::LowMemAndSwap, 0))
     } else if fig.swap_low && below_low {
         Some((KillReason::LowMemAndSwap, p_adj))
     } else if below_low && t.swap_util_max < 100 && fig.swap_util_pct > t.swap_util_max {

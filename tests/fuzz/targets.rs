@@ -320,11 +320,27 @@ fn check(d: &Decision, t: &Tunables, tg: &TargetTable, vmp: bool) {
                 "{k:?} from the wrong strategy"
             );
             let want = table_min_adj(r, d, t).unwrap_or(i32::MIN);
-            let want = if f.critical_stall { 0 } else { want };
+            // Direct reclaim counts as below min for the swap-low row
+            // (`direct_reclaim_counts_as_low`), except on the first call
+            // after a kill, which this check cannot see.
+            let kernel_min = r == KillReason::LowMemAndSwap
+                && t.direct_reclaim_counts_as_low
+                && f.reclaim == policy::Reclaim::Direct;
+            let want = if f.critical_stall || (kernel_min && k.min_adj == 0) {
+                0
+            } else {
+                want
+            };
             assert_eq!(k.min_adj, want, "{k:?} with {f:?}");
             let holds = match r {
                 KillReason::LowSwapAndThrashing => f.swap_low,
-                KillReason::LowMemAndSwap => f.swap_low && below_low,
+                KillReason::LowMemAndSwap => {
+                    f.swap_low
+                        && (below_low
+                            || (t.direct_reclaim_counts_as_low
+                                && f.reclaim == policy::Reclaim::Direct
+                                && k.min_adj == 0))
+                }
                 KillReason::LowMemAndSwapUtil => below_low && f.swap_util_pct > t.swap_util_max,
                 KillReason::LowMemAndThrashing => below_low,
                 KillReason::DirectReclAndThrashing | KillReason::DirectReclStuck => {
