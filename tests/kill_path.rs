@@ -105,9 +105,10 @@ fn partial_pressure_respects_the_minimum_adj() {
         return;
     }
     // The "small" fixture is short of swap but above the min watermark, so
-    // no partial-event row may reach below the perceptible level (201):
-    // with only a foreground (adj 0) and a perceptible (adj 200) process
-    // registered, neither may die.
+    // the thrashing rows below may not reach below the perceptible level
+    // (201): with only a foreground (adj 0) and a perceptible (adj 200)
+    // process registered, neither may die. (Direct reclaim without
+    // thrashing is the next test's case.)
     let fg = Sleeper::new();
     let perceptible = Sleeper::new();
     let d = InProc::start("minadj", "small", &[fg.pid(), perceptible.pid()], |_, _| {});
@@ -156,6 +157,59 @@ fn partial_pressure_respects_the_minimum_adj() {
         vec![cached.pid()],
         "the same partial pressure killed nothing at adj 900"
     );
+}
+
+/// Ours (`direct_reclaim_counts_as_low`): the "small" fixture is short of
+/// swap with free memory above every summed mark, and the kernel reclaims
+/// directly between re-checks: that is the kernel's own "below min", so
+/// the daemon kills down to adj 0 and its kill line says so. With the key
+/// off (lmkd's rows) the same pressure kills nobody.
+#[test]
+fn direct_reclaim_with_swap_low_kills_down_to_adj_zero() {
+    if !need_root("direct_reclaim_with_swap_low_kills_down_to_adj_zero") {
+        return;
+    }
+    common::logcap::install();
+    for ours in [false, true] {
+        let fg = Sleeper::new();
+        let tag = if ours { "direct-ours" } else { "direct-lmkd" };
+        let d = InProc::start(tag, "small", &[fg.pid()], move |cfg, _| {
+            cfg.direct_reclaim_counts_as_low = ours;
+        });
+        let c = d.connect();
+        subscribe_all(&c);
+        c.send(&Cmd::ProcPrio(prio(fg.pid(), 0))).unwrap();
+        Daemon::sync(&c);
+        // The first evaluation only takes the counters' baseline.
+        d.raise_partial();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut k = Vec::new();
+        for _ in 0..5 {
+            d.bump_pressure();
+            d.raise_partial();
+            k.extend(kills(&c, Duration::from_millis(150)));
+            if !k.is_empty() {
+                break;
+            }
+        }
+        if ours {
+            assert_eq!(
+                k,
+                vec![fg.pid()],
+                "direct reclaim with swap low killed nothing"
+            );
+            let line = format!("({}), uid", fg.pid());
+            let log = common::logcap::wait_for(&line, Duration::from_secs(2));
+            let kill = log.lines().find(|l| l.contains(&line)).unwrap();
+            assert!(
+                kill.contains("oom_score_adj 0 ")
+                    && kill.contains("reason: direct reclaim and swap is low ("),
+                "{kill}"
+            );
+        } else {
+            assert!(k.is_empty(), "lmkd's rows killed adj 0 above min: {k:?}");
+        }
+    }
 }
 
 /// A cgroup v1 freezer group of our own, thawed and removed on drop.
