@@ -269,6 +269,13 @@ impl State {
         State::default()
     }
 
+    /// Starts a call of either strategy: takes the tunables `on_kill` needs
+    /// and returns whether a kill was carried out since the last call.
+    fn begin(&mut self, t: &Tunables) -> bool {
+        self.decay_pct = t.thrashing_limit_decay.min(100);
+        std::mem::take(&mut self.killed)
+    }
+
     /// Called when a kill was actually carried out: next call may report
     /// PRESSURE_AFTER_KILL and resets the thrashing base; a thrashing kill
     /// decays the limit and arms the file cache check.
@@ -323,8 +330,7 @@ pub fn decide(
     targets: &TargetTable,
     st: &mut State,
 ) -> Decision {
-    st.decay_pct = t.thrashing_limit_decay.min(100);
-    let cycle_after_kill = std::mem::take(&mut st.killed);
+    let cycle_after_kill = st.begin(t);
     let mut fig = figures(snap, t);
     if t.use_minfree_levels {
         return decide_minfree(snap, t, targets, st, fig, cycle_after_kill);
@@ -557,11 +563,12 @@ fn first_match(
         // The configured limit, not the decayed one: swap low is handled
         // on its own terms.
         Some((KillReason::LowSwapAndThrashing, p_adj))
-    } else if fig.swap_low && kernel_min && !below_min {
-        // The kernel's own "below min": perceptible apps are not spared.
-        Some((KillReason::LowMemAndSwap, 0))
-    } else if fig.swap_low && below_low {
-        Some((KillReason::LowMemAndSwap, p_adj))
+    } else if fig.swap_low && (below_low || kernel_min) {
+        // The kernel's own "below min" spares no perceptible app either.
+        Some((
+            KillReason::LowMemAndSwap,
+            if kernel_min { 0 } else { p_adj },
+        ))
     } else if below_low && t.swap_util_max < 100 && fig.swap_util_pct > t.swap_util_max {
         Some((KillReason::LowMemAndSwapUtil, 0))
     } else if below_low && thrashing > limit {

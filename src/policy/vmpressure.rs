@@ -125,8 +125,7 @@ pub fn decide_vmpressure(
     targets: &TargetTable,
     st: &mut State,
 ) -> Decision {
-    st.decay_pct = t.thrashing_limit_decay.min(100);
-    let cycle_after_kill = std::mem::take(&mut st.killed);
+    let cycle_after_kill = st.begin(t);
     let fig = figures(snap, t);
     if t.use_minfree_levels {
         return decide_minfree(snap, t, targets, st, fig, cycle_after_kill);
