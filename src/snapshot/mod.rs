@@ -196,6 +196,11 @@ pub struct HeldWatermarks {
 }
 
 impl HeldWatermarks {
+    /// Whether any reading has been taken.
+    pub fn any(&self) -> bool {
+        self.since_ms.is_some()
+    }
+
     /// Takes a fresh reading at `now_ms`; returns the marks in force.
     pub fn update(&mut self, read: Watermarks, now_ms: u64) -> Watermarks {
         let expired = match self.since_ms {

@@ -190,8 +190,6 @@ pub struct Reader {
     snap: Snapshot,
     /// Zone watermarks, read at every snapshot (a `pread` of a few kB).
     wm: HeldWatermarks,
-    /// Whether any zoneinfo parse has succeeded yet.
-    have_wm: bool,
     degraded: Degradations,
 }
 
@@ -270,7 +268,6 @@ impl Reader {
             page_size: page_size(),
             snap: Snapshot::default(),
             wm: HeldWatermarks::default(),
-            have_wm: false,
             degraded: Degradations::default(),
         })
     }
@@ -322,13 +319,10 @@ impl Reader {
             })
         });
         match got {
-            Ok(()) => {
-                s.wm = self.wm.update(read, now_ms);
-                self.have_wm = true;
-            }
+            Ok(()) => s.wm = self.wm.update(read, now_ms),
             // Without any watermarks every low-memory rule would be
             // off: that is an error, not a degradation.
-            Err(e) if !self.have_wm => return Err(e),
+            Err(e) if !self.wm.any() => return Err(e),
             // Retried on the next read.
             Err(e) => deg.note(Degradation::StaleWatermarks(e)),
         }
