@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::inproc::InProc;
 use common::*;
+use lmkd::client::Client;
 use lmkd::proto::Command as Cmd;
 
 const T: Duration = Duration::from_secs(5);
@@ -143,20 +144,26 @@ fn partial_pressure_respects_the_minimum_adj() {
     d.link(cached.pid());
     c.send(&Cmd::ProcPrio(prio(cached.pid(), 900))).unwrap();
     Daemon::sync(&c);
-    let mut k = Vec::new();
-    for _ in 0..10 {
-        d.bump_thrashing(180);
-        d.raise_partial();
-        k.extend(kills(&c, Duration::from_millis(150)));
-        if !k.is_empty() {
-            break;
-        }
-    }
+    let k = first_kills(&d, &c, 10, |d| d.bump_thrashing(180));
     assert_eq!(
         k,
         vec![cached.pid()],
         "the same partial pressure killed nothing at adj 900"
     );
+}
+
+/// Partial events, each after `bump`, until one leads to kills (at most
+/// `rounds` events); those kills.
+fn first_kills(d: &InProc, c: &Client, rounds: usize, bump: impl Fn(&InProc)) -> Vec<i32> {
+    for _ in 0..rounds {
+        bump(d);
+        d.raise_partial();
+        let k = kills(c, Duration::from_millis(150));
+        if !k.is_empty() {
+            return k;
+        }
+    }
+    Vec::new()
 }
 
 /// Ours (`direct_reclaim_counts_as_low`): the "small" fixture is short of
@@ -183,15 +190,7 @@ fn direct_reclaim_with_swap_low_kills_down_to_adj_zero() {
         // The first evaluation only takes the counters' baseline.
         d.raise_partial();
         std::thread::sleep(Duration::from_millis(200));
-        let mut k = Vec::new();
-        for _ in 0..5 {
-            d.bump_pressure();
-            d.raise_partial();
-            k.extend(kills(&c, Duration::from_millis(150)));
-            if !k.is_empty() {
-                break;
-            }
-        }
+        let k = first_kills(&d, &c, 5, InProc::bump_pressure);
         if ours {
             assert_eq!(
                 k,
