@@ -37,7 +37,7 @@
 //!         wait_for_inactive_file; bits 20-22 which optional snapshot parts
 //!         are known (`snapshot::Known`); bit 23 low-RAM device; bit 28
 //!         critical_upgrade; bits 24-27 LMK_TARGET levels; bit 29
-//!         direct_reclaim_counts_as_low;
+//!         direct_reclaim_below_min;
 //!         bits 32-63 the decision's min adj
 //! 2       0, or 1 + the snapshot time (ms) of the evaluation whose kill
 //!         was carried out after the previous record and before this one
@@ -222,7 +222,7 @@ impl Eval {
             | (u64::from(t.low_ram_device) << 23)
             | ((self.targets.as_slice().len() as u64) << 24)
             | (u64::from(t.critical_upgrade) << 28)
-            | (u64::from(t.direct_reclaim_counts_as_low) << 29)
+            | (u64::from(t.direct_reclaim_below_min) << 29)
             | (u64::from(min_adj as u32) << 32);
         p.word(self.serial);
         p.word(flags);
@@ -356,7 +356,7 @@ impl Eval {
             wait_for_inactive_file: flags & (1 << 19) != 0,
             low_ram_device: flags & (1 << 23) != 0,
             critical_upgrade: flags & (1 << 28) != 0,
-            direct_reclaim_counts_as_low: flags & (1 << 29) != 0,
+            direct_reclaim_below_min: flags & (1 << 29) != 0,
             // Read below, after the census.
             vmpressure_adj: [0; 3],
             upgrade_pressure: 0,
@@ -722,7 +722,7 @@ mod tests {
     /// which with ours kills before any thrashing does.
     fn lmkd_rows() -> Tunables {
         Tunables {
-            direct_reclaim_counts_as_low: false,
+            direct_reclaim_below_min: false,
             ..Tunables::from_config(&crate::config::Config::default())
         }
     }

@@ -166,7 +166,7 @@ fn first_kills(d: &InProc, c: &Client, rounds: usize, bump: impl Fn(&InProc)) ->
     Vec::new()
 }
 
-/// Ours (`direct_reclaim_counts_as_low`): the "small" fixture is short of
+/// Ours (`direct_reclaim_below_min`): the "small" fixture is short of
 /// swap with free memory above every summed mark, and the kernel reclaims
 /// directly between re-checks: that is the kernel's own "below min", so
 /// the daemon kills down to adj 0 and its kill line says so. With the key
@@ -181,7 +181,7 @@ fn direct_reclaim_with_swap_low_kills_down_to_adj_zero() {
         let fg = Sleeper::new();
         let tag = if ours { "direct-ours" } else { "direct-lmkd" };
         let d = InProc::start(tag, "small", &[fg.pid()], move |cfg, _| {
-            cfg.direct_reclaim_counts_as_low = ours;
+            cfg.direct_reclaim_below_min = ours;
         });
         let c = d.connect();
         subscribe_all(&c);

@@ -904,7 +904,7 @@ fn fixture_rows() {
     // 262 140 kB, and the kernel is reclaiming directly. lmkd: without
     // thrashing that is no kill; a full stall is.
     let lmkd = Tunables {
-        direct_reclaim_counts_as_low: false,
+        direct_reclaim_below_min: false,
         ..tun()
     };
     let mut s = fixture_snap("vm", 500);

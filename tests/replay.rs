@@ -89,7 +89,7 @@ fn replay_reproduces_the_recording_and_a_lower_limit_kills_first() {
     // lmkd's rows: the fixture's swap is low, so with ours each bump of
     // direct reclaim would kill before any thrashing does.
     let d = InProc::start("replay", "small", &pids, |c, _| {
-        c.direct_reclaim_counts_as_low = false;
+        c.direct_reclaim_below_min = false;
     });
     let file = d.dir.path("thrash.lmkrec");
     recorded_thrash(&d, &victims, &file);
@@ -111,7 +111,7 @@ fn replay_reproduces_the_recording_and_a_lower_limit_kills_first() {
     let b = d.dir.path("b.toml");
     std::fs::write(
         &b,
-        "thrashing_limit = 30\ndirect_reclaim_counts_as_low = false\n",
+        "thrashing_limit = 30\ndirect_reclaim_below_min = false\n",
     )
     .unwrap();
     let j = ok_json(&lmkctl(&[

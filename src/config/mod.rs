@@ -109,7 +109,7 @@ config_keys! {
         /// Ours: while swap is low, the kernel reclaiming in an allocating
         /// task counts as free memory below min (lmkd compares free memory
         /// alone: false).
-        direct_reclaim_counts_as_low: bool = true, FLAG, Prop::File;
+        direct_reclaim_below_min: bool = true, FLAG, Prop::File;
         /// Peer uids allowed to talk to the daemon.
         allowed_uids: Vec<u32> = vec![0, 1000], UIDS, Prop::File;
     }

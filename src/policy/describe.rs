@@ -31,7 +31,7 @@ pub fn describe_reason(w: &mut dyn Write, kill: &Kill, f: &Figures) -> fmt::Resu
             f.free_swap_kb, f.swap_low_kb, f.thrashing_pct
         ),
         // Free memory above "low": the kernel's direct reclaim decided it
-        // (`direct_reclaim_counts_as_low`); say so rather than name a
+        // (`direct_reclaim_below_min`); say so rather than name a
         // watermark that was not breached.
         KillReason::LowMemAndSwap if f.wmark > WmarkLevel::BelowLow => write!(
             w,

@@ -84,7 +84,7 @@ pub struct Tunables {
     pub wait_for_inactive_file: bool,
     /// Beyond lmkd, on by default: with swap low, direct reclaim counts as
     /// free memory below min (see [`first_match`]).
-    pub direct_reclaim_counts_as_low: bool,
+    pub direct_reclaim_below_min: bool,
     /// vmpressure strategy: min adj per level (`low`, `medium`, `critical`;
     /// above 1000 = that level never kills).
     pub vmpressure_adj: [i32; 3],
@@ -118,7 +118,7 @@ impl Tunables {
             complete_stall_us: u64::from(c.psi_complete_stall_ms) * 1000,
             page_kb: (crate::snapshot::page_size() / 1024).max(1),
             wait_for_inactive_file: c.wait_for_inactive_file,
-            direct_reclaim_counts_as_low: c.direct_reclaim_counts_as_low,
+            direct_reclaim_below_min: c.direct_reclaim_below_min,
             vmpressure_adj: [c.low, c.medium, c.critical],
             critical_upgrade: c.critical_upgrade,
             upgrade_pressure: c.upgrade_pressure,
@@ -526,7 +526,7 @@ fn first_match(
     // 100 MB/s and stalled, and only swap running out ended it. Not on the
     // first call after a kill: its counters span the wait for the victim.
     let kernel_min =
-        t.direct_reclaim_counts_as_low && fig.reclaim == Reclaim::Direct && !cycle_after_kill;
+        t.direct_reclaim_below_min && fig.reclaim == Reclaim::Direct && !cycle_after_kill;
     let thrashing = fig.thrashing_pct;
     let critical_thrashing = thrashing >= u64::from(t.thrashing_limit_critical);
     let limit = u64::from(st.thrashing_limit);

@@ -321,10 +321,10 @@ fn check(d: &Decision, t: &Tunables, tg: &TargetTable, vmp: bool) {
             );
             let want = table_min_adj(r, d, t).unwrap_or(i32::MIN);
             // Direct reclaim counts as below min for the swap-low row
-            // (`direct_reclaim_counts_as_low`), except on the first call
+            // (`direct_reclaim_below_min`), except on the first call
             // after a kill, which this check cannot see.
             let kernel_min = r == KillReason::LowMemAndSwap
-                && t.direct_reclaim_counts_as_low
+                && t.direct_reclaim_below_min
                 && f.reclaim == policy::Reclaim::Direct;
             let want = if f.critical_stall || (kernel_min && k.min_adj == 0) {
                 0
@@ -337,7 +337,7 @@ fn check(d: &Decision, t: &Tunables, tg: &TargetTable, vmp: bool) {
                 KillReason::LowMemAndSwap => {
                     f.swap_low
                         && (below_low
-                            || (t.direct_reclaim_counts_as_low
+                            || (t.direct_reclaim_below_min
                                 && f.reclaim == policy::Reclaim::Direct
                                 && k.min_adj == 0))
                 }
