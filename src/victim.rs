@@ -12,6 +12,9 @@ use crate::table::{Proc, ProcTable};
 /// processes) the heaviest one is taken, since killing it frees the most.
 pub const HEAVIEST_AT_OR_BELOW: i32 = 200;
 
+/// Room for a `/proc/<pid>/status` text (about 1.5 kB on current kernels).
+const STATUS_BUF: usize = 2048;
+
 /// Most stale records one selection reports for removal.
 pub const MAX_STALE: usize = 16;
 
@@ -76,7 +79,27 @@ pub fn select(
                 stale.push(p.pid);
                 continue;
             }
-            // A zombie or kernel-freed process has no resident pages left.
+            if !heaviest {
+                // The tail is taken as is: one `status` read gives both
+                // its size and the figures for the kill report.
+                let mut buf = [0u8; STATUS_BUF];
+                let Ok(n) = procfs.read(Some(p.pid), "status", &mut buf) else {
+                    continue;
+                };
+                let text = &buf[..n];
+                // A zombie or kernel-freed process has no resident pages
+                // left (its status has no VmRSS line).
+                let rss_kb = match sys::status_field(text, b"VmRSS:") {
+                    Some(kb) if kb > 0 => kb,
+                    _ => continue,
+                };
+                let v = describe_status(text, memcg, p, rss_kb);
+                // Gone meanwhile: try the next level down.
+                if let Some(v) = confirmed(table, procfs, stale, v) {
+                    return Some(v);
+                }
+                break;
+            }
             let Some(rss_kb) = rss_kb(procfs, p.pid) else {
                 continue;
             };
@@ -84,27 +107,28 @@ pub fn select(
                 continue;
             }
             match best {
-                Some((_, b)) if !heaviest || b >= rss_kb => {}
+                Some((_, b)) if b >= rss_kb => {}
                 _ => best = Some((*p, rss_kb)),
-            }
-            if !heaviest {
-                break;
             }
         }
         if let Some((p, rss_kb)) = best {
-            // The pid is ours only while the pidfd says it is alive; check
-            // again after reading per-pid files so stats match the victim.
-            // Without a pidfd this start-time check is the last one before
-            // the reaper's kill(2).
-            let v = describe(procfs, memcg, &p, rss_kb);
-            if exited(table, procfs, p.pid) {
-                stale.push(p.pid);
-                continue;
+            if let Some(v) = confirmed(table, procfs, stale, describe(procfs, memcg, &p, rss_kb)) {
+                return Some(v);
             }
-            return Some(v);
         }
     }
     None
+}
+
+/// The pid is ours only while the pidfd says it is alive; checked again
+/// after reading per-pid files so the figures match the victim. Without a
+/// pidfd this start-time check is the last one before the kill(2).
+fn confirmed(table: &ProcTable, procfs: &ProcFs, stale: &mut Stale, v: Victim) -> Option<Victim> {
+    if exited(table, procfs, v.pid) {
+        stale.push(v.pid);
+        return None;
+    }
+    Some(v)
 }
 
 /// See [`commands::gone`]; a pid missing from the table counts as exited.
@@ -140,21 +164,24 @@ fn page_kb() -> u64 {
 /// and start time survive the signal and are read after it, off the core
 /// ([`parse_stat`], by the reaper). Missing files leave -1.
 pub fn describe(procfs: &ProcFs, memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64) -> Victim {
+    let mut buf = [0u8; STATUS_BUF];
+    let n = procfs.read(Some(p.pid), "status", &mut buf).unwrap_or(0);
+    describe_status(&buf[..n], memcg, p, rss_kb)
+}
+
+/// [`describe`] from a `status` text already read (empty if it could not be).
+fn describe_status(text: &[u8], memcg: Option<&AppMemcg>, p: &Proc, rss_kb: u64) -> Victim {
     let mut stat = KillStat::default();
-    let mut buf = [0u8; 2048];
     let mut swap_kb = 0;
-    if let Ok(n) = procfs.read(Some(p.pid), "status", &mut buf) {
-        let text = &buf[..n];
-        if let Some(name) = status_name(text) {
-            stat.set_name(name);
-        }
-        if let Some(s) = sys::status_field(text, b"VmSwap:") {
-            swap_kb = s;
-            stat.swap_bytes = (s * 1024) as i64;
-        }
-        if let Some(f) = sys::status_field(text, b"RssFile:") {
-            stat.cache_bytes = (f * 1024) as i64;
-        }
+    if let Some(name) = status_name(text) {
+        stat.set_name(name);
+    }
+    if let Some(s) = sys::status_field(text, b"VmSwap:") {
+        swap_kb = s;
+        stat.swap_bytes = (s * 1024) as i64;
+    }
+    if let Some(f) = sys::status_field(text, b"RssFile:") {
+        stat.cache_bytes = (f * 1024) as i64;
     }
     stat.rss_bytes = (rss_kb * 1024) as i64;
     // With per-app memcgs an app's stats are what its group charged.
@@ -238,6 +265,62 @@ mod tests {
             Some(&b"sleep"[..])
         );
         assert_eq!(status_name(b"Umask:\t0022\n"), None);
+    }
+
+    /// A fake `/proc` with `stat` (start time 0, as a record without a
+    /// pidfd expects), `status` and `statm` per pid.
+    fn fake_proc(procs: &[(i32, Option<u64>, &str)]) -> (std::path::PathBuf, ProcFs) {
+        let root = std::env::temp_dir().join(format!("lmkd-victim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for &(pid, rss_kb, name) in procs {
+            let d = root.join(pid.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            let fields = "S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 0 1 1";
+            std::fs::write(d.join("stat"), format!("{pid} ({name}) {fields}\n")).unwrap();
+            let rss = rss_kb.map_or(String::new(), |kb| format!("VmRSS:\t{kb} kB\n"));
+            let status = format!("Name:\t{name}\nUmask:\t0022\n{rss}VmSwap:\t7 kB\n");
+            std::fs::write(d.join("status"), status).unwrap();
+            let pages = rss_kb.unwrap_or(0) / page_kb();
+            std::fs::write(d.join("statm"), format!("100 {pages} 0 0 0 0 0\n")).unwrap();
+        }
+        let procfs = ProcFs::new(&root).unwrap();
+        (root, procfs)
+    }
+
+    fn pick(table: &ProcTable, procfs: &ProcFs, heaviest: bool) -> Option<(i32, u64, u64)> {
+        let rules = Rules {
+            min_adj: 0,
+            kill_heaviest_task: heaviest,
+            self_pid: 1,
+        };
+        let v = select(table, procfs, None, rules, &mut Stale::default())?;
+        assert_eq!(v.stat.name(), format!("app{}", v.pid).as_bytes());
+        Some((v.pid, v.rss_kb, v.swap_kb))
+    }
+
+    #[test]
+    fn tail_skips_a_process_with_no_resident_memory() {
+        // 101 is the tail (registered first) but has no VmRSS (its memory
+        // is gone); 102 is next; 103 is the largest.
+        let (root, procfs) = fake_proc(&[
+            (101, None, "app101"),
+            (102, Some(400), "app102"),
+            (103, Some(8000), "app103"),
+        ]);
+        let mut table = ProcTable::new(8).unwrap();
+        for pid in [101, 102, 103] {
+            let p = Proc {
+                pid,
+                uid: 10_000,
+                adj: 900,
+                ptype: proto::ptype::APP as u8,
+                owner: crate::table::NO_OWNER,
+            };
+            table.insert(p).unwrap();
+        }
+        assert_eq!(pick(&table, &procfs, false), Some((102, 400, 7)));
+        assert_eq!(pick(&table, &procfs, true), Some((103, 8000, 7)));
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
