@@ -107,6 +107,10 @@ impl Edges for Live {
         self.reader.read(now_ms).copied()
     }
 
+    fn refresh_watermarks(&mut self, now_ms: u64) {
+        self.reader.refresh_watermarks(now_ms);
+    }
+
     fn degradation(&mut self) -> Option<crate::snapshot::Degradation> {
         self.reader.take_degradation()
     }

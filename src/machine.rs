@@ -34,7 +34,7 @@ use crate::report::{Note, Reporter};
 use crate::server::Server;
 use crate::snapshot::{ReadError, Snapshot};
 use crate::sys::ProcFs;
-use crate::table::ProcTable;
+use crate::table::{Handles, ProcTable};
 use crate::token::Token;
 use crate::victim::{self, Rules, Stale};
 use crate::watchdog::Heartbeat;
@@ -79,6 +79,9 @@ pub trait Edges {
     /// Arms the one-shot poll timer `after_ms` from now, or stops it.
     fn set_timer(&mut self, after_ms: Option<u64>);
     fn snapshot(&mut self, now_ms: u64) -> Result<Snapshot, ReadError>;
+    /// Re-reads what the next snapshot may take from an earlier reading
+    /// (the zone watermarks), after an evaluation is done.
+    fn refresh_watermarks(&mut self, _now_ms: u64) {}
     /// Trouble the snapshot reader carried on past, each kind once.
     fn degradation(&mut self) -> Option<crate::snapshot::Degradation> {
         None
@@ -350,8 +353,14 @@ impl Machine {
         io.set_timer(Some(self.polling.interval_ms.max(1)));
     }
 
-    /// Snapshot -> policy -> (maybe) victim -> reaper.
+    /// Snapshot -> policy -> (maybe) victim -> reaper; then, with any
+    /// signal sent, the slower reads the next look will use.
     fn evaluate(&mut self, p: Pressure, now_ns: u64, io: &mut dyn Edges) {
+        self.decide_and_kill(p, now_ns, io);
+        io.refresh_watermarks(now_ns / 1_000_000);
+    }
+
+    fn decide_and_kill(&mut self, p: Pressure, now_ns: u64, io: &mut dyn Edges) {
         let now_ms = now_ns / 1_000_000;
         let timeout_ms = self.config.kill_timeout_ms as u64;
         if let Some((pid, waited_ms)) = self.reaper_jobs.newly_stuck(now_ns, timeout_ms) {
@@ -436,8 +445,8 @@ impl Machine {
             }
             return;
         };
-        let pidfd = if self.settings.dry_run {
-            None
+        let handles = if self.settings.dry_run {
+            Handles::default()
         } else {
             // The record leaves the table now: it must not be chosen twice.
             let Some((_, handles)) = self.reg.table.remove(victim.pid) else {
@@ -445,8 +454,10 @@ impl Machine {
             };
             self.heartbeat.withdraw(victim.pid);
             self.candidate_dirty = true;
-            handles.pidfd
+            handles
         };
+        // Its other descriptors close after the signal, not before.
+        let Handles { pidfd, oom_adj, .. } = handles;
         // The signal first, from this thread: nothing queues before it.
         // A dry run signals nobody (its "victim" never exits: it holds the
         // next kill back for kill_timeout_ms, as one slow to die would).
@@ -467,6 +478,7 @@ impl Machine {
                 Err(errno) => Signal::Failed { errno },
             }
         };
+        drop(oom_adj);
         let k = InFlight::new(victim, kill, d.figures, snap, now_ns, pidfd, signal);
         self.kill(k, now_ns, io);
     }

@@ -430,34 +430,41 @@ fn reader_holds_boosted_watermarks_and_errors() {
     let psi_path = tmp.join("pressure_memory");
     let mut r = Reader::open(&tmp, &psi_path).unwrap();
     let wm0 = r.read(0).unwrap().wm;
+    // The watermarks in force after a refresh (the daemon refreshes after
+    // each evaluation, off the path from event to signal).
+    let wm_at = |r: &mut Reader, t: u64| {
+        r.refresh_watermarks(t);
+        r.read(t).unwrap().wm
+    };
 
     // A higher (boosted) reading is in force at once; a lower one only
     // once the higher has not been seen for WATERMARK_HOLD_MS.
     let host = fixture("host", "zoneinfo");
     std::fs::write(tmp.join("zoneinfo"), boosted(&host, 512)).unwrap();
-    let up = r.read(1000).unwrap().wm;
+    assert_eq!(
+        r.read(500).unwrap().wm,
+        wm0,
+        "a snapshot read zoneinfo itself: it belongs after the evaluation"
+    );
+    let up = wm_at(&mut r, 1000);
     let ps = lmkd::snapshot::page_size() / 1024;
     let mut want = Watermarks::default();
     parse_zoneinfo_with_page_size(&boosted(&host, 512), ps * 1024, &mut want).unwrap();
     assert_eq!(up, want);
     assert!(up.min_kb > wm0.min_kb && up.high_kb > wm0.high_kb);
     std::fs::write(tmp.join("zoneinfo"), &host).unwrap();
-    assert_eq!(
-        r.read(2000).unwrap().wm,
-        up,
-        "the boost was dropped at once"
-    );
-    assert_eq!(r.read(1000 + WATERMARK_HOLD_MS).unwrap().wm, up);
-    assert_eq!(r.read(1001 + WATERMARK_HOLD_MS).unwrap().wm, wm0);
+    assert_eq!(wm_at(&mut r, 2000), up, "the boost was dropped at once");
+    assert_eq!(wm_at(&mut r, 1000 + WATERMARK_HOLD_MS), up);
+    assert_eq!(wm_at(&mut r, 1001 + WATERMARK_HOLD_MS), wm0);
     // A boost seen again restarts the hold.
     std::fs::write(tmp.join("zoneinfo"), boosted(&host, 512)).unwrap();
-    assert_eq!(r.read(70_000).unwrap().wm, up);
+    assert_eq!(wm_at(&mut r, 70_000), up);
     std::fs::write(tmp.join("zoneinfo"), &host).unwrap();
-    assert_eq!(r.read(129_000).unwrap().wm, up);
-    assert_eq!(r.read(130_001).unwrap().wm, wm0);
+    assert_eq!(wm_at(&mut r, 129_000), up);
+    assert_eq!(wm_at(&mut r, 130_001), wm0);
     // Expressed in kB of the page size, not pages.
     std::fs::write(tmp.join("zoneinfo"), fixture("small", "zoneinfo")).unwrap();
-    assert_eq!(r.read(200_000).unwrap().wm.low_kb, 1337 * ps);
+    assert_eq!(wm_at(&mut r, 200_000).low_kb, 1337 * ps);
 
     // A parse error names the file and keeps the last snapshot.
     std::fs::write(tmp.join("meminfo"), fixture("malformed", "meminfo")).unwrap();
@@ -589,11 +596,13 @@ fn reader_keeps_watermarks_when_a_refresh_fails() {
     let wm = r.read(1).unwrap().wm;
     assert_eq!(wm, zoneinfo("host").unwrap());
     std::fs::write(tmp.join("zoneinfo"), fixture("malformed", "zoneinfo")).unwrap();
+    r.refresh_watermarks(2);
     assert_eq!(r.read(2).unwrap().wm, wm);
     assert!(matches!(
         r.take_degradation(),
         Some(Degradation::StaleWatermarks(_))
     ));
+    r.refresh_watermarks(3);
     assert_eq!(r.read(3).unwrap().wm, wm);
     assert_eq!(r.take_degradation(), None);
     std::fs::remove_dir_all(&tmp).unwrap();

@@ -40,8 +40,8 @@ struct Fake {
     fail_signal: Option<i32>,
     /// Free memory below the min watermark, reclaim running.
     below_min: bool,
-    /// Trace slice events and signals, in order: "B pid,reason,adj,min",
-    /// "signal pid", "E".
+    /// Trace slice events, signals and watermark refreshes, in order:
+    /// "B pid,reason,adj,min", "signal pid", "E", "refresh watermarks".
     trace: Vec<String>,
 }
 
@@ -75,6 +75,9 @@ impl Edges for Fake {
     }
     fn trace_end(&mut self) {
         self.trace.push("E".into());
+    }
+    fn refresh_watermarks(&mut self, _now_ms: u64) {
+        self.trace.push("refresh watermarks".into());
     }
     fn signal(&mut self, pid: i32, _pidfd: Option<BorrowedFd<'_>>) -> Result<u64, i32> {
         self.trace.push(format!("signal {pid}"));
@@ -235,9 +238,10 @@ fn pressure_signals_from_the_core_and_announces_with_the_name() {
         [
             format!("B {},1,950,0", a.pid()),
             format!("signal {}", a.pid()),
-            "E".to_string()
+            "E".to_string(),
+            "refresh watermarks".to_string()
         ],
-        "no trace slice around the signal"
+        "no trace slice around the signal, or zoneinfo read before it"
     );
     assert_eq!(
         r.io.jobs[0].sent_ns,

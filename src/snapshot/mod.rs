@@ -201,6 +201,11 @@ impl HeldWatermarks {
         self.since_ms.is_some()
     }
 
+    /// The marks in force.
+    pub fn held(&self) -> Watermarks {
+        self.held
+    }
+
     /// Takes a fresh reading at `now_ms`; returns the marks in force.
     pub fn update(&mut self, read: Watermarks, now_ms: u64) -> Watermarks {
         let expired = match self.since_ms {

@@ -188,7 +188,8 @@ pub struct Reader {
     psi: Option<Source>,
     page_size: u64,
     snap: Snapshot,
-    /// Zone watermarks, read at every snapshot (a `pread` of a few kB).
+    /// Zone watermarks, read after each evaluation
+    /// ([`Reader::refresh_watermarks`]).
     wm: HeldWatermarks,
     degraded: Degradations,
 }
@@ -311,25 +312,41 @@ impl Reader {
         } else {
             s.psi = PsiAvg::default();
         }
-        let page_size = self.page_size;
-        let mut read = Watermarks::default();
-        let got = self.zoneinfo.read().and_then(|c| {
-            parse_grown(c, FileKind::ZoneInfo, deg, |b| {
-                parse_zoneinfo_with_page_size(b, page_size, &mut read)
-            })
-        });
-        match got {
-            Ok(()) => s.wm = self.wm.update(read, now_ms),
-            // Without any watermarks every low-memory rule would be
-            // off: that is an error, not a degradation.
-            Err(e) if !self.wm.any() => return Err(e),
-            // Retried on the next read.
-            Err(e) => deg.note(Degradation::StaleWatermarks(e)),
+        if !self.wm.any() {
+            // Without any watermarks every low-memory rule would be off:
+            // the first reading is taken here, and its failure is an error.
+            self.read_watermarks(now_ms)?;
         }
+        s.wm = self.wm.held();
         s.time_ms = now_ms;
         s.known = known;
         self.snap = s;
         Ok(&self.snap)
+    }
+
+    /// Re-reads the zone watermarks for the next [`Reader::read`]: called
+    /// after an evaluation, so the ~40 us `/proc/zoneinfo` takes under
+    /// pressure (the kernel walks every zone) stays off the path from the
+    /// event to the signal. While pressure lasts evaluations come every
+    /// 10-100 ms, so a boost is seen one re-check late at most, and then
+    /// held (see [`HeldWatermarks`]). A failure keeps the marks in force.
+    pub fn refresh_watermarks(&mut self, now_ms: u64) {
+        if let Err(e) = self.read_watermarks(now_ms) {
+            self.degraded.note(Degradation::StaleWatermarks(e));
+        }
+    }
+
+    fn read_watermarks(&mut self, now_ms: u64) -> Result<(), ReadError> {
+        let page_size = self.page_size;
+        let mut read = Watermarks::default();
+        let deg = &mut self.degraded;
+        self.zoneinfo.read().and_then(|c| {
+            parse_grown(c, FileKind::ZoneInfo, deg, |b| {
+                parse_zoneinfo_with_page_size(b, page_size, &mut read)
+            })
+        })?;
+        self.wm.update(read, now_ms);
+        Ok(())
     }
 
     /// The next degradation not yet handed out, if any. Each kind comes
