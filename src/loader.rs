@@ -18,6 +18,7 @@ use std::thread;
 
 use crate::config::Config;
 use crate::props::PropertySource;
+use crate::protect;
 use crate::psi::Source;
 use crate::ring;
 use crate::sys;
@@ -100,37 +101,37 @@ impl Loader {
             props,
         };
         let out = shared.clone();
-        thread::Builder::new()
+        let b = thread::Builder::new()
             .name("lmkd-loader".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                on_start("loader");
-                loop {
-                    rx.wait(-1);
-                    rx.ack();
-                    while let Some(req) = rx.pop() {
-                        let o = match req {
-                            Request::Reload { psi } => work.reload(psi),
-                            Request::Apply { psi } => match lock(&out.apply).take() {
-                                Some(c) => work.install(*c, psi, true),
-                                None => Outcome::Rejected { applied: true },
-                            },
-                            Request::Reopen { psi } => work.reopen(psi),
-                        };
-                        lock(&out.done).push_back(o);
-                        let one: u64 = 1;
-                        // SAFETY: 8-byte write to our eventfd.
-                        unsafe {
-                            libc::write(
-                                out.bell.as_raw_fd(),
-                                &one as *const u64 as *const libc::c_void,
-                                8,
-                            )
-                        };
-                    }
+            .stack_size(256 * 1024);
+        protect::spawn_demand_paged(b, move || {
+            on_start("loader");
+            loop {
+                rx.wait(-1);
+                rx.ack();
+                while let Some(req) = rx.pop() {
+                    let o = match req {
+                        Request::Reload { psi } => work.reload(psi),
+                        Request::Apply { psi } => match lock(&out.apply).take() {
+                            Some(c) => work.install(*c, psi, true),
+                            None => Outcome::Rejected { applied: true },
+                        },
+                        Request::Reopen { psi } => work.reopen(psi),
+                    };
+                    lock(&out.done).push_back(o);
+                    let one: u64 = 1;
+                    // SAFETY: 8-byte write to our eventfd.
+                    unsafe {
+                        libc::write(
+                            out.bell.as_raw_fd(),
+                            &one as *const u64 as *const libc::c_void,
+                            8,
+                        )
+                    };
                 }
-            })
-            .map_err(|e| io::Error::new(e.kind(), format!("spawn loader thread: {e}")))?;
+            }
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("spawn loader thread: {e}")))?;
         Ok(Loader { tx, shared })
     }
 

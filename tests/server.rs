@@ -621,6 +621,82 @@ fn memory_is_locked_and_sighup_reloads() {
     d.wait_log("configuration reloaded", T);
 }
 
+/// Locked, accessible mappings as smaps shows them: (size kB, rss kB,
+/// locks on fault). Guard pages (no access) are left out.
+fn locked_mappings(pid: u32) -> Vec<(u64, u64, bool)> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut out = vec![];
+    let (mut guard, mut size, mut rss) = (false, 0, 0);
+    for l in smaps.lines() {
+        let kb = || l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+        let mut words = l.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            guard = words.next() == Some("---p");
+        } else if l.starts_with("Size:") {
+            size = kb();
+        } else if l.starts_with("Rss:") {
+            rss = kb();
+        } else if let Some(flags) = l.strip_prefix("VmFlags:") {
+            let flags: Vec<&str> = flags.split_whitespace().collect();
+            if flags.contains(&"lo") && !guard {
+                out.push((size, rss, flags.contains(&"lf")));
+            }
+        }
+    }
+    out
+}
+
+/// Every mapping the kill path may touch is locked and resident from the
+/// start; only the stacks of the threads off that path (the config loader,
+/// the control plane and its connections) are locked page by page as they
+/// are touched, which keeps ~450 kB of untouched stack out of RSS.
+#[test]
+fn kill_path_memory_is_resident_and_cold_stacks_page_in() {
+    if !need_root("kill_path_memory_is_resident_and_cold_stacks_page_in") {
+        return;
+    }
+    let dir = TempDir::new("cold-stacks");
+    let ctl = dir.path("ctl.sock");
+    let d = Daemon::start_with(
+        "cold-stacks",
+        "",
+        &["--control", ctl.to_str().unwrap()],
+        |_| {},
+    );
+    // A control connection: its thread's stack too pages in.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lmkctl"))
+        .args(["--socket", ctl.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let maps = locked_mappings(d.child.id());
+    // Stacks of 256 kB locked on fault: the loader's, the control
+    // thread's, and a finished connection's that libc keeps for reuse.
+    let paged: Vec<_> = maps.iter().filter(|m| m.2 && m.0 >= 256).collect();
+    assert!(
+        paged.len() >= 2,
+        "want at least the loader and control stacks locked on fault: {maps:?}"
+    );
+    for &&(size, rss, _) in &paged {
+        assert!(
+            rss * 2 < size,
+            "a cold stack is mostly resident: {size} kB, {rss} kB resident"
+        );
+    }
+    // The rest was populated when it was mapped (MCL_FUTURE): the core,
+    // reaper and watchdog never fault on it.
+    let short: Vec<_> = maps.iter().filter(|m| !m.2 && m.1 < m.0).collect();
+    assert!(
+        short.is_empty(),
+        "locked mappings not fully resident: {short:?}"
+    );
+}
+
 /// A core genuinely stuck inside a handler: the test ptrace-stops only the
 /// daemon's core thread at the entry of the recvmsg that handles a client
 /// packet (so the heartbeat says "busy"), and leaves the watchdog thread

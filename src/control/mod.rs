@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::props::PropertySource;
+use crate::protect;
 use crate::sys;
 pub use shared::{Ask, Publisher, Shared};
 use wire::{ErrorKind, ErrorReply, Request, Response};
@@ -154,14 +155,14 @@ pub fn start(
         clients: AtomicUsize::new(0),
         on_start,
     });
-    std::thread::Builder::new()
+    let b = std::thread::Builder::new()
         .name("lmkd-control".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            on_start("control");
-            accept_loop(listener, ctx)
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("spawn control thread: {e}")))?;
+        .stack_size(256 * 1024);
+    protect::spawn_demand_paged(b, move || {
+        on_start("control");
+        accept_loop(listener, ctx)
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("spawn control thread: {e}")))?;
     let mut p = Publisher::new(shared, doorbell, reply);
     p.bound = bound;
     Ok(p)
@@ -222,22 +223,22 @@ fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>) {
         // thread: the refusal reads its request first).
         let full = ctx.clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS;
         let c = ctx.clone();
-        let spawned = std::thread::Builder::new()
+        let b = std::thread::Builder::new()
             .name("lmkd-control-c".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                (c.on_start)("control");
-                let _ = if full {
-                    refuse(
-                        &stream,
-                        ErrorKind::Busy,
-                        format!("{MAX_CLIENTS} control clients are connected already; try again"),
-                    )
-                } else {
-                    serve(stream, &c)
-                };
-                c.clients.fetch_sub(1, Ordering::AcqRel);
-            });
+            .stack_size(256 * 1024);
+        let spawned = protect::spawn_demand_paged(b, move || {
+            (c.on_start)("control");
+            let _ = if full {
+                refuse(
+                    &stream,
+                    ErrorKind::Busy,
+                    format!("{MAX_CLIENTS} control clients are connected already; try again"),
+                )
+            } else {
+                serve(stream, &c)
+            };
+            c.clients.fetch_sub(1, Ordering::AcqRel);
+        });
         if let Err(e) = spawned {
             ctx.clients.fetch_sub(1, Ordering::AcqRel);
             log::warn!("control socket: cannot start a connection thread: {e}");
