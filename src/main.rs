@@ -212,10 +212,9 @@ fn daemon(args: &Args) -> Result<(), MainError> {
     let mut opts = Options::new(args.config.clone(), props::system());
     opts.dry_run = args.dry_run;
     opts.control = args.control.clone();
-    // Locked before the threads and buffers exist, so that each thread
-    // is spawned knowing whether its stack is populated or paged in.
-    let p = protect::protect_self();
+    let locked = protect::lock_self();
     let mut d = Daemon::new(cfg, opts).map_err(MainError::StartUp)?;
+    let p = protect::protect_self(locked);
     log::info!(
         "lmkd-rs {} running{} (memory locked: {}, oom_score_adj -1000: {}, priority raised: {})",
         env!("CARGO_PKG_VERSION"),

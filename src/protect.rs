@@ -15,7 +15,7 @@ static LOCKED: AtomicBool = AtomicBool::new(false);
 /// call never needs a new page under pressure. Measured in a release
 /// build: start-up alone reaches 68 kB of stack, the whole run under real
 /// pressure, kills, reloads and a watchdog kill 76 kB (`cargo bench --bench
-/// idle` prints each thread's touched stack). 96 kB below `protect_self`
+/// idle` prints each thread's touched stack). 96 kB below `lock_self`
 /// covers that with a quarter to spare.
 pub const CORE_STACK: usize = 96 * 1024;
 
@@ -27,10 +27,20 @@ pub struct Protection {
     pub priority: bool,
 }
 
-pub fn protect_self() -> Protection {
+/// Locks memory (see [`lock_memory`]): before any of the daemon's threads
+/// exists, so each is spawned knowing whether its stack is populated or
+/// paged in. Returns whether it worked.
+pub fn lock_self() -> bool {
     prefault_stack::<CORE_STACK>();
+    lock_memory()
+}
+
+/// The rest of the protection, once the threads exist: a priority raised
+/// earlier would be inherited by them where real-time is refused and only
+/// nice -20 is granted (that path has no reset-on-fork).
+pub fn protect_self(locked: bool) -> Protection {
     let mut p = Protection {
-        locked: lock_memory(),
+        locked,
         ..Protection::default()
     };
     match std::fs::write("/proc/self/oom_score_adj", "-1000") {
@@ -48,8 +58,7 @@ pub fn protect_self() -> Protection {
 /// drowning, each a page allocation that can enter direct reclaim on the
 /// kill path. Memory stays small by sizing what is mapped instead (thread
 /// stacks, rings, the table), and by the stacks of threads off the kill
-/// path locking on fault ([`spawn_demand_paged`]). Called before any of
-/// the daemon's threads exists.
+/// path locking on fault ([`spawn_demand_paged`]).
 fn lock_memory() -> bool {
     // SAFETY: mlockall has no memory-safety preconditions.
     if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
