@@ -116,7 +116,8 @@ fn damaged(good: &str, how: Damage) -> String {
 /// logged, naming the file) or decided on good data (the right victim);
 /// once the file is good again the next event kills the next victim. The
 /// first fault is in place before the first event, so zoneinfo (read at
-/// every evaluation) is read while broken from the start too.
+/// start-up, then after every evaluation) is read while broken from the
+/// first evaluation on too.
 fn snapshot_file_fault(file: &str) {
     let test = format!("snapshot_file_{file}_breaks_mid_run");
     if !need_root(&test) {

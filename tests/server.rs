@@ -650,20 +650,14 @@ fn locked_mappings(pid: u32) -> Vec<(u64, u64, bool)> {
 /// Every mapping the kill path may touch is locked and resident from the
 /// start; only the stacks of the threads off that path (the config loader,
 /// the control plane and its connections) are locked page by page as they
-/// are touched, which keeps ~450 kB of untouched stack out of RSS.
+/// are touched, which keeps ~500 kB of untouched stack out of RSS.
 #[test]
 fn kill_path_memory_is_resident_and_cold_stacks_page_in() {
     if !need_root("kill_path_memory_is_resident_and_cold_stacks_page_in") {
         return;
     }
-    let dir = TempDir::new("cold-stacks");
-    let ctl = dir.path("ctl.sock");
-    let d = Daemon::start_with(
-        "cold-stacks",
-        "",
-        &["--control", ctl.to_str().unwrap()],
-        |_| {},
-    );
+    let d = Daemon::start("cold-stacks", "");
+    let ctl = lmkd::control::default_path(&d.socket);
     // A control connection: its thread's stack too pages in.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lmkctl"))
         .args(["--socket", ctl.to_str().unwrap(), "status"])

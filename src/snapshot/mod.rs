@@ -206,8 +206,8 @@ impl HeldWatermarks {
         self.held
     }
 
-    /// Takes a fresh reading at `now_ms`; returns the marks in force.
-    pub fn update(&mut self, read: Watermarks, now_ms: u64) -> Watermarks {
+    /// Takes a fresh reading at `now_ms`.
+    pub fn update(&mut self, read: Watermarks, now_ms: u64) {
         let expired = match self.since_ms {
             None => true,
             Some(t) => now_ms < t || now_ms - t > WATERMARK_HOLD_MS,
@@ -216,7 +216,6 @@ impl HeldWatermarks {
             self.held = read;
             self.since_ms = Some(now_ms);
         }
-        self.held
     }
 }
 
