@@ -1,5 +1,5 @@
 //! What the daemon remembers of its kills: per-adj counters (GETKILLCNT)
-//! and the last [`HISTORY`] kill records. Owned by the core, allocated once;
+//! and the last few kill records. Owned by the core, allocated once;
 //! the report side gets copies of the records and never touches these.
 
 use crate::policy;
@@ -127,16 +127,21 @@ impl KillCounts {
 
 /// The last kills, newest last. Fixed size; older ones are overwritten.
 pub struct History {
-    recs: Box<[Option<KillRecord>; HISTORY]>,
+    recs: Box<[Option<KillRecord>; KEPT]>,
     next: usize,
 }
 
+/// Kills `lmkctl history` can list (the control plane's ring).
 pub const HISTORY: usize = 128;
+
+/// Kills the core keeps itself: only the newest few are ever looked up
+/// (a victim's exit time fills in its record); 512 bytes each, locked.
+const KEPT: usize = 16;
 
 impl Default for History {
     fn default() -> Self {
         History {
-            recs: Box::new([None; HISTORY]),
+            recs: Box::new([None; KEPT]),
             next: 0,
         }
     }
@@ -144,7 +149,7 @@ impl Default for History {
 
 impl History {
     pub fn push(&mut self, r: KillRecord) {
-        self.recs[self.next % HISTORY] = Some(r);
+        self.recs[self.next % KEPT] = Some(r);
         self.next += 1;
     }
 
@@ -157,13 +162,13 @@ impl History {
 
     fn iter_mut_rev(&mut self) -> impl Iterator<Item = &mut KillRecord> {
         let n = self.next;
-        let (a, b) = self.recs.split_at_mut(n % HISTORY);
+        let (a, b) = self.recs.split_at_mut(n % KEPT);
         a.iter_mut().rev().chain(b.iter_mut().rev()).flatten()
     }
 
     /// Oldest to newest.
     pub fn iter(&self) -> impl Iterator<Item = &KillRecord> {
-        let (a, b) = self.recs.split_at(self.next % HISTORY);
+        let (a, b) = self.recs.split_at(self.next % KEPT);
         b.iter().chain(a.iter()).flatten()
     }
 
@@ -199,7 +204,7 @@ mod tests {
             min_adj: 0,
         };
         let mut h = History::default();
-        for pid in 0..(HISTORY as i32 + 5) {
+        for pid in 0..(KEPT as i32 + 5) {
             h.push(KillRecord::new(
                 pid as u64,
                 pid,
@@ -207,9 +212,9 @@ mod tests {
                 policy::Figures::default(),
             ));
         }
-        assert_eq!(h.iter().count(), HISTORY);
+        assert_eq!(h.iter().count(), KEPT);
         assert_eq!(h.iter().next().unwrap().pid, 5);
-        h.set_exit(HISTORY as i32 + 4, 42);
+        h.set_exit(KEPT as i32 + 4, 42);
         assert_eq!(h.iter().last().unwrap().time_to_exit_ms, 42);
     }
 

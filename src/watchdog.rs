@@ -240,59 +240,58 @@ impl AsFd for Kills {
 pub fn start(hb: Arc<Heartbeat>, on_start: fn(&'static str)) -> io::Result<Kills> {
     let (tx, rx) = ring::channel::<Killed>(QUEUE)?;
     let procfs = ProcFs::new(Path::new("/proc"))?;
-    thread::Builder::new()
+    let b = thread::Builder::new()
         .name("lmkd-watchdog".into())
-        .stack_size(STACK)
-        .spawn(move || {
-            // It must get the CPU exactly when the machine is drowning.
-            crate::protect::raise_thread_priority();
-            crate::protect::prefault_stack::<PREFAULT>();
-            on_start("watchdog");
-            let mut out = Outputs::new(logline::Log);
-            // Pids this thread killed lately: the core may publish one
-            // again before it has taken the kill in.
-            let mut recent = [0i32; SLOTS];
-            let mut n = 0usize;
-            let mut told_empty_for = 0;
-            loop {
-                // Sleeps until a handler has run for a whole period.
-                if hb.timer.wait().is_err() {
-                    thread::sleep(Duration::from_millis(hb.timeout_ms));
-                    continue;
-                }
-                let now = sys::monotonic_ms();
-                let stuck = hb.stuck_ms(now);
-                if stuck < hb.timeout_ms {
-                    // The core left (or began again) as the timer fired.
-                    continue;
-                }
-                log::warn!(target: crate::report::KILL_TARGET, "lmkd watchdog timed out!");
-                match kill_one(&hb, &procfs, &recent) {
-                    Some(k) => {
-                        recent[n % SLOTS] = k.victim.pid;
-                        n += 1;
-                        out.note(&Note::Kill(k.record), now);
-                        tx.push(k);
-                    }
-                    None if told_empty_for != now - stuck => {
-                        told_empty_for = now - stuck;
-                        log::error!(
-                            "watchdog: main loop stuck for {stuck} ms and no process to kill"
-                        );
-                    }
-                    None => {}
-                }
+        .stack_size(STACK);
+    crate::protect::spawn_demand_paged(b, move || {
+        // It must get the CPU exactly when the machine is drowning.
+        crate::protect::raise_thread_priority();
+        crate::protect::prefault_stack::<PREFAULT>();
+        on_start("watchdog");
+        let mut out = Outputs::new(logline::Log);
+        // Pids this thread killed lately: the core may publish one
+        // again before it has taken the kill in.
+        let mut recent = [0i32; SLOTS];
+        let mut n = 0usize;
+        let mut told_empty_for = 0;
+        loop {
+            // Sleeps until a handler has run for a whole period.
+            if hb.timer.wait().is_err() {
+                thread::sleep(Duration::from_millis(hb.timeout_ms));
+                continue;
             }
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("spawn watchdog thread: {e}")))?;
+            let now = sys::monotonic_ms();
+            let stuck = hb.stuck_ms(now);
+            if stuck < hb.timeout_ms {
+                // The core left (or began again) as the timer fired.
+                continue;
+            }
+            log::warn!(target: crate::report::KILL_TARGET, "lmkd watchdog timed out!");
+            match kill_one(&hb, &procfs, &recent) {
+                Some(k) => {
+                    recent[n % SLOTS] = k.victim.pid;
+                    n += 1;
+                    out.note(&Note::Kill(k.record), now);
+                    tx.push(k);
+                }
+                None if told_empty_for != now - stuck => {
+                    told_empty_for = now - stuck;
+                    log::error!("watchdog: main loop stuck for {stuck} ms and no process to kill");
+                }
+                None => {}
+            }
+        }
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("spawn watchdog thread: {e}")))?;
     Ok(Kills(rx))
 }
 
-/// The watchdog's stack: log formatting is its deepest use (20 kB
-/// measured with a kill, release build).
+/// The watchdog's stack, locked page by page as it is touched: log
+/// formatting is its deepest use (20 kB measured with a kill, release
+/// build).
 const STACK: usize = 64 * 1024;
 /// Touched at start, so the kill itself never faults a stack page in.
-const PREFAULT: usize = 16 * 1024;
+const PREFAULT: usize = 24 * 1024;
 
 /// Kills the first live candidate: the signal first, then what the kill
 /// line and the stats packet say about it (read while the victim's memory

@@ -26,6 +26,17 @@ fn lmkctl(args: &[&str]) -> Output {
 /// moderate thrashing (60%: under the default limit of 100) and then heavy
 /// thrashing (180%) until `victims` processes were killed; records it.
 fn recorded_thrash(d: &InProc, victims: &[Sleeper], file: &Path) {
+    // Recording from the start, following live: the daemon keeps only the
+    // last 64 evaluations, fewer than this run makes.
+    let sock = lmkd::control::default_path(&d.dir.path("lmkd.sock"));
+    let recorder = Command::new(env!("CARGO_BIN_EXE_lmkctl"))
+        .env_remove("LMKCTL_SOCKET")
+        .args(["--socket", sock.to_str().unwrap(), "--json", "record"])
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lmkctl record");
     let c = d.connect();
     subscribe_all(&c);
     for (i, v) in victims.iter().enumerate() {
@@ -64,19 +75,16 @@ fn recorded_thrash(d: &InProc, victims: &[Sleeper], file: &Path) {
         victims.len(),
         "heavy thrashing killed {killed:?}"
     );
-    let sock = lmkd::control::default_path(&d.dir.path("lmkd.sock"));
-    let o = lmkctl(&[
-        "--socket",
-        sock.to_str().unwrap(),
-        "--json",
-        "record",
-        file.to_str().unwrap(),
-        "--seconds",
-        "1",
-    ]);
-    let j = ok_json(&o);
-    assert_eq!(j["first_serial"], 1, "the ring held the whole run: {j}");
-    assert_eq!(j["lost"], 0);
+    // Past the last kill's re-checks (200 ms polls), then ^C.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(recorder.id() as i32, libc::SIGINT) };
+    let j = ok_json(&recorder.wait_with_output().unwrap());
+    assert_eq!(
+        j["first_serial"], 1,
+        "the recording began with the run: {j}"
+    );
+    assert_eq!(j["lost"], 0, "the recording lost evaluations: {j}");
 }
 
 #[test]

@@ -123,7 +123,7 @@ config_keys! {
         /// Send kill statistics (LMK_STAT_KILL_OCCURRED) to subscribers.
         log_stats: bool = true, FLAG, Prop::RoLmk;
         /// Capacity of the process table (fixed at start-up).
-        max_procs: u32 = 4096, int(16, 65_536), Prop::File;
+        max_procs: u32 = 1024, int(16, 65_536), Prop::File;
         /// Socket to bind when init did not pass one in `ANDROID_SOCKET_lmkd`.
         socket_path: PathBuf = PathBuf::from("/run/lmkd.sock"), PATH, Prop::File;
         /// PSI file to put triggers on (system-wide or a cgroup2 `memory.pressure`).

@@ -228,12 +228,12 @@ pub const LEVELS: [&str; 3] = ["partial", "complete", "poll"];
 pub const COMMANDS: usize = 12;
 
 /// Evaluations the daemon keeps for `lmkctl record` ("the recent past").
-/// 256 records of 488 bytes (122 kB, locked with the rest): about 25 s of
-/// slow (100 ms) re-checks, or 2.5 s of fast (10 ms) ones, which only run
+/// 64 records of 488 bytes (30 kB, locked with the rest): about 6 s of
+/// slow (100 ms) re-checks, or 640 ms of fast (10 ms) ones, which only run
 /// while swap is low or right after a kill; `lmkctl record` follows live
-/// beyond that, polling every 200 ms. 1024 cost 366 kB more resident
-/// memory for history nobody had asked for.
-pub const RECORD_RING: usize = 256;
+/// beyond that, polling every 200 ms, so a follower loses nothing. 256
+/// cost 92 kB more resident memory, a tenth of the daemon's budget.
+pub const RECORD_RING: usize = 64;
 
 /// A table row as it travels: two words.
 pub const TABLE_WORDS: usize = 2;

@@ -218,8 +218,12 @@ pub struct Reporter {
     refused: Cell<(u64, u64)>,
 }
 
-/// Notes buffered between the core and the logging thread.
-const RING: usize = 256;
+/// Notes buffered between the core and the logging thread: 512 bytes
+/// each (the size of a kill record), locked. A kill makes three or four
+/// notes and the thread drains the ring each time it wakes, so 64 ride out
+/// a stall of that thread across about 16 kills; past that notes are
+/// counted as dropped, never waited for.
+const RING: usize = 64;
 
 impl Reporter {
     /// Starts the logging thread; it also publishes the properties notes
@@ -229,36 +233,37 @@ impl Reporter {
         props: Arc<dyn PropertySource>,
     ) -> io::Result<Reporter> {
         let (tx, rx) = ring::channel::<Note>(RING)?;
-        thread::Builder::new()
+        let b = thread::Builder::new()
             .name("lmkd-report".into())
-            // Formatting is its deepest use: 12 kB measured (release).
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                on_start("report");
-                let mut out = Outputs::new(logline::Log);
-                let mut seen_drops = 0;
-                loop {
-                    // Asleep until a note arrives, or a flood's summary is due.
-                    let timeout = out.next_tick_ms().map_or(-1, |at| {
-                        at.saturating_sub(sys::monotonic_ms()).min(i32::MAX as u64) as i32
-                    });
-                    rx.wait(timeout);
-                    rx.ack();
-                    while let Some(n) = rx.pop() {
-                        if let Note::Targets(t) = &n {
-                            publish::targets(props.as_ref(), t);
-                        }
-                        out.note(&n, sys::monotonic_ms());
+            // Formatting is its deepest use: 12 kB measured (release). Paged
+            // in as touched: a fault here delays a log line, never a kill.
+            .stack_size(64 * 1024);
+        crate::protect::spawn_demand_paged(b, move || {
+            on_start("report");
+            let mut out = Outputs::new(logline::Log);
+            let mut seen_drops = 0;
+            loop {
+                // Asleep until a note arrives, or a flood's summary is due.
+                let timeout = out.next_tick_ms().map_or(-1, |at| {
+                    at.saturating_sub(sys::monotonic_ms()).min(i32::MAX as u64) as i32
+                });
+                rx.wait(timeout);
+                rx.ack();
+                while let Some(n) = rx.pop() {
+                    if let Note::Targets(t) = &n {
+                        publish::targets(props.as_ref(), t);
                     }
-                    out.tick(sys::monotonic_ms());
-                    let drops = rx.dropped();
-                    if drops != seen_drops {
-                        out.ring_full(drops, sys::monotonic_ms());
-                        seen_drops = drops;
-                    }
+                    out.note(&n, sys::monotonic_ms());
                 }
-            })
-            .map_err(|e| io::Error::new(e.kind(), format!("spawn report thread: {e}")))?;
+                out.tick(sys::monotonic_ms());
+                let drops = rx.dropped();
+                if drops != seen_drops {
+                    out.ring_full(drops, sys::monotonic_ms());
+                    seen_drops = drops;
+                }
+            }
+        })
+        .map_err(|e| io::Error::new(e.kind(), format!("spawn report thread: {e}")))?;
         Ok(Reporter {
             tx,
             refused: Cell::new((0, 0)),
