@@ -232,7 +232,10 @@ impl Daemon {
         self.machine.history()
     }
 
-    /// Runs until SIGTERM/SIGINT.
+    /// Runs until SIGTERM/SIGINT. Never inlined: the loop's code must stay
+    /// a function of its own for the link to gather it with the kill path
+    /// (`src/hot_text.ld`), apart from the start-up code of its caller.
+    #[inline(never)]
     pub fn run(&mut self) -> io::Result<()> {
         (self.on_thread_start)("core");
         let mut events = [EpollEvent::empty(); 16];

@@ -25,6 +25,7 @@ pub mod psi;
 pub mod reaper;
 pub mod record;
 pub mod report;
+pub mod residency;
 pub mod ring;
 pub mod server;
 pub mod snapshot;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use lmkd::client::{Done, OneShot, OneShotError};
 use lmkd::config::{self, Config, ConfigError};
 use lmkd::daemon::{Daemon, Options};
-use lmkd::{logging, props, protect};
+use lmkd::{logging, props, protect, residency};
 
 /// How long a one-shot client waits for the daemon's answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -215,6 +215,18 @@ fn daemon(args: &Args) -> Result<(), MainError> {
     let locked = protect::lock_self();
     let mut d = Daemon::new(cfg, opts).map_err(MainError::StartUp)?;
     let p = protect::protect_self(locked);
+    if locked {
+        // Start-up is over: the code only it ran goes back (locked on fault).
+        match residency::trim() {
+            Ok(t) => log::info!(
+                "code and constants: {} kB kept resident for the kill path, {} kB paged in on use; {} kB of unused stack dropped",
+                t.hot_kb,
+                t.cold_kb,
+                t.stack_kb
+            ),
+            Err(e) => log::warn!("keeping all code resident: {e}"),
+        }
+    }
     log::info!(
         "lmkd-rs {} running{} (memory locked: {}, oom_score_adj -1000: {}, priority raised: {})",
         env!("CARGO_PKG_VERSION"),

@@ -647,10 +647,35 @@ fn locked_mappings(pid: u32) -> Vec<(u64, u64, bool)> {
     out
 }
 
+/// The daemon's code mappings (`r-xp` of `exe`): size and resident kB,
+/// and whether locked on fault.
+fn code_mappings(pid: u32, exe: &str) -> Vec<(u64, u64, bool)> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut out = vec![];
+    let (mut ours, mut size, mut rss) = (false, 0, 0);
+    for l in smaps.lines() {
+        let kb = || l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+        let words: Vec<&str> = l.split_whitespace().collect();
+        if words.len() >= 5 && words[0].contains('-') && words[1].len() == 4 {
+            ours = words[1] == "r-xp" && words.get(5) == Some(&exe);
+        } else if l.starts_with("Size:") {
+            size = kb();
+        } else if l.starts_with("Rss:") {
+            rss = kb();
+        } else if let (true, Some(flags)) = (ours, l.strip_prefix("VmFlags:")) {
+            out.push((size, rss, flags.split_whitespace().any(|f| f == "lf")));
+        }
+    }
+    out
+}
+
 /// Every mapping the kill path may touch is locked and resident from the
 /// start; only the stacks of the threads off that path (the config loader,
 /// the control plane and its connections) are locked page by page as they
-/// are touched, which keeps ~500 kB of untouched stack out of RSS.
+/// are touched, which keeps ~500 kB of untouched stack out of RSS. The
+/// daemon's own code is split the same way after start-up: the kill
+/// path's section (`src/hot_text.ld`) stays whole, the rest is handed back
+/// and pages in as it runs.
 #[test]
 fn kill_path_memory_is_resident_and_cold_stacks_page_in() {
     if !need_root("kill_path_memory_is_resident_and_cold_stacks_page_in") {
@@ -682,6 +707,22 @@ fn kill_path_memory_is_resident_and_cold_stacks_page_in() {
             "a cold stack is mostly resident: {size} kB, {rss} kB resident"
         );
     }
+    let code = code_mappings(d.child.id(), env!("CARGO_BIN_EXE_lmkd"));
+    let whole: Vec<_> = code.iter().filter(|m| !m.2).collect();
+    let (cold, cold_rss) = code
+        .iter()
+        .filter(|m| m.2)
+        .fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1));
+    assert!(
+        !whole.is_empty() && whole.iter().all(|m| m.1 == m.0),
+        "the kill path's code is not wholly resident: {code:?}"
+    );
+    // (This debug build runs far more of its code than a release build,
+    // whose code off the kill path stays about nine tenths out.)
+    assert!(
+        cold > 0 && cold_rss < cold,
+        "the code off the kill path was not handed back: {cold_rss} of {cold} kB resident"
+    );
     // The rest was populated when it was mapped (MCL_FUTURE): the core,
     // reaper and watchdog never fault on it.
     let short: Vec<_> = maps.iter().filter(|m| !m.2 && m.1 < m.0).collect();
