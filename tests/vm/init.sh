@@ -226,6 +226,7 @@ if [ -n "$KPID" ]; then
         cat "$TRACE/trace" > /out/killer-reclaim.trace
     fi
     cat "/proc/$KPID/smaps_rollup" > /out/daemon.smaps_rollup 2>/dev/null
+    cat "/proc/$KPID/smaps" > /out/daemon.smaps 2>/dev/null
 fi
 
 if [ -n "$STPID" ]; then

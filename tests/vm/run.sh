@@ -10,7 +10,7 @@
 # lmkd_launch beside it). Optional: a reference instrument, not needed by
 # anything else in the repo.
 # Environment: RAM (MiB, default 512; MEM=1024M is the same), ZRAM_MB (256), DISK_MB (1536),
-# VM_TIMEOUT (s; the scenario's duration + 120, at least 300), CYCLES (soak scenarios: pressure cycles), SAMPLE_MS (200), STRACE (1: count the daemon's mmap calls), KERNEL (/boot/vmlinuz-*), LMKD_CONFIG
+# VM_TIMEOUT (s; the scenario's duration + 120, at least 300), CYCLES (soak scenarios: pressure cycles), SAMPLE_MS (200), STRACE (1: count the daemon's mmap calls), RECORD (1: lmkctl records lmkd-rs's evaluations), KERNEL (/boot/vmlinuz-*), LMKD_CONFIG
 # (a TOML for lmkd; default tests/vm/scenarios/<scenario>.lmkd.toml if present),
 # SKIP_BUILD=1 (reuse binaries from the last build), CARGO_TARGET_DIR.
 # Exit status: the driver's (0 pass, 1 criteria failed, 2 error/daemon died,
@@ -123,7 +123,9 @@ install -m 755 "$HERE/init.sh" "$R/init"
 cp "$BIN/lmkd-workload" "$R/usr/bin/"
 [ "$KILLER" = lmkd-rs ] && cp "$BIN/lmkd" "$R/usr/bin/"
 # lmkctl records lmkd-rs's evaluations into out/lmkd.lmkrec (for replays).
-[ "$KILLER" = lmkd-rs ] && [ -x "$BIN/lmkctl" ] && cp "$BIN/lmkctl" "$R/usr/bin/"
+# RECORD=0 leaves it out: the daemon then runs as on a phone, with no
+# control client (its footprint without the recorder's JSON stream).
+[ "$KILLER" = lmkd-rs ] && [ "${RECORD:-1}" != 0 ] && [ -x "$BIN/lmkctl" ] && cp "$BIN/lmkctl" "$R/usr/bin/"
 if [ "$KILLER" = aosp ]; then
     mkdir -p "$R/opt/aosp"
     cp "$AOSP_LMKD" "$R/opt/aosp/lmkd"
