@@ -233,22 +233,34 @@ fn page_size() -> usize {
 /// the main thread after start-up, once memory is locked; a failure
 /// leaves the pages locked as they were.
 pub fn trim() -> io::Result<Trimmed> {
-    let exe = File::open("/proc/self/exe")
-        .map_err(|e| io::Error::new(e.kind(), format!("open /proc/self/exe: {e}")))?;
-    let meta = exe.metadata()?;
-    let mut read = |offset: u64, len: usize| {
-        let mut buf = vec![0u8; len];
-        exe.read_exact_at(&mut buf, offset).map(|()| buf)
-    };
-    let secs = sections(&mut read)?;
     let smaps = std::fs::read_to_string("/proc/self/smaps")
         .map_err(|e| io::Error::new(e.kind(), format!("read /proc/self/smaps: {e}")))?;
+    let page = page_size();
+    let mut t = Trimmed {
+        stack_kb: trim_stack(&smaps, page)?,
+        ..Trimmed::default()
+    };
+    let exe = File::open("/proc/self/exe")
+        .map_err(|e| io::Error::new(e.kind(), format!("open /proc/self/exe: {e}")))?;
+    let meta = exe
+        .metadata()
+        .map_err(|e| io::Error::new(e.kind(), format!("fstat /proc/self/exe: {e}")))?;
+    let mut read = |offset: u64, len: usize| {
+        let mut buf = vec![0u8; len];
+        exe.read_exact_at(&mut buf, offset)
+            .map(|()| buf)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("read {len} bytes at {offset} of /proc/self/exe: {e}"),
+                )
+            })
+    };
+    let secs = sections(&mut read)?;
     // The kernel prints devices as major:minor in hex, two digits at least.
     let dev = meta.dev();
     let dev = format!("{:02x}:{:02x}", libc::major(dev), libc::minor(dev));
     let maps = exe_mappings(&smaps, &dev, meta.ino());
-    let page = page_size();
-    let mut t = Trimmed::default();
     for (start, end) in cold_ranges(&secs, &maps, page) {
         // SAFETY: read-only pages of our own executable that were never
         // copied (`cold_ranges` keeps those): the page cache has them.
@@ -261,7 +273,6 @@ pub fn trim() -> io::Result<Trimmed> {
         .map(|m| (m.end - m.start) / 1024)
         .sum::<usize>()
         - t.cold_kb;
-    t.stack_kb = trim_stack(&smaps, page)?;
     Ok(t)
 }
 
