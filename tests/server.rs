@@ -843,6 +843,26 @@ fn watchdog_kills_apps_each_period_while_the_core_is_stuck() {
     assert_eq!(kill_count(&c, 1001, 1001), 2, "GETKILLCNT total");
     assert_eq!(kill_count(&c, 950, 950), 1);
     assert_eq!(kill_count(&c, 0, 0), 1);
+    // lmkctl's kill history has them too.
+    let ctl = lmkd::control::default_path(&d.socket);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lmkctl"))
+        .args(["--socket", ctl.to_str().unwrap(), "--json", "kills"])
+        .output()
+        .unwrap();
+    let kills = String::from_utf8_lossy(&out.stdout);
+    let kills: serde_json::Value = serde_json::from_str(&kills).expect("lmkctl --json kills");
+    let by_watchdog: Vec<i64> = kills
+        .as_array()
+        .expect("a list of kills")
+        .iter()
+        .filter(|k| k["reason"] == "watchdog")
+        .filter_map(|k| k["pid"].as_i64())
+        .collect();
+    assert_eq!(
+        by_watchdog,
+        [cached.pid() as i64, foreground.pid() as i64],
+        "lmkctl kills: {kills}"
+    );
     // Stats then PROCKILL for each, in the watchdog's order.
     let mut got = vec![];
     let end = std::time::Instant::now() + T;

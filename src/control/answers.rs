@@ -22,8 +22,9 @@ pub(super) fn kill_view(k: &shared::KillEntry) -> wire::Kill {
         uid: k.uid,
         adj: k.adj,
         min_adj: k.min_adj,
-        reason: reason_name(k.reason).to_string(),
-        reason_code: k.reason,
+        reason: REASON_NAMES[k.reason.clamp(0, shared::REASON_SLOTS as i32 - 1) as usize]
+            .to_string(),
+        reason_code: shared::slot_code(k.reason as usize),
         free_kb: k.free_kb,
         free_swap_kb: k.free_swap_kb,
         thrashing_pct: k.thrashing,
@@ -36,7 +37,7 @@ pub(super) fn kill_view(k: &shared::KillEntry) -> wire::Kill {
     }
 }
 
-/// lmkd's statsd reason names, by code; slot 10 is minfree (-1).
+/// lmkd's statsd reason names, by code, then the three reported as -1.
 const REASON_NAMES: [&str; shared::REASON_SLOTS] = [
     "pressure_after_kill",
     "not_responding",
@@ -49,10 +50,18 @@ const REASON_NAMES: [&str; shared::REASON_SLOTS] = [
     "low_mem",
     "direct_recl_stuck",
     "minfree",
+    "vmpressure",
+    "watchdog",
 ];
 
+/// The name of a statsd code (-1: minfree).
 pub fn reason_name(code: i32) -> &'static str {
     REASON_NAMES[shared::reason_slot(code)]
+}
+
+/// The name of a kill's reason.
+pub fn kill_reason_name(reason: crate::policy::KillReason) -> &'static str {
+    REASON_NAMES[shared::kill_slot(reason)]
 }
 
 const COMMAND_NAMES: [&str; shared::COMMANDS] = [

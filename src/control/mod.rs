@@ -16,7 +16,7 @@ pub mod shared;
 pub mod wire;
 
 use answers::kill_view;
-pub use answers::reason_name;
+pub use answers::{kill_reason_name, reason_name};
 
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Write};
@@ -379,5 +379,10 @@ mod tests {
         assert_eq!(reason_name(8), "low_mem");
         assert_eq!(reason_name(-1), "minfree");
         assert_eq!(reason_name(2), "low_swap_and_thrashing");
+        use crate::policy::KillReason;
+        assert_eq!(kill_reason_name(KillReason::Watchdog), "watchdog");
+        assert_eq!(kill_reason_name(KillReason::VmPressure), "vmpressure");
+        assert_eq!(kill_reason_name(KillReason::Minfree), "minfree");
+        assert_eq!(kill_reason_name(KillReason::LowMem), "low_mem");
     }
 }

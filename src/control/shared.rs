@@ -20,7 +20,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::config::Config;
 use crate::history::{KillRecord, HISTORY};
-use crate::policy::{Decision, Pressure, Tunables};
+use crate::policy::{Decision, KillReason, Pressure, Tunables};
 use crate::proto::TargetTable;
 use crate::record::{Eval, EVAL_WORDS};
 use crate::snapshot::Snapshot;
@@ -87,7 +87,8 @@ pub struct KillEntry {
     pub uid: i32,
     pub adj: i32,
     pub min_adj: i32,
-    /// statsd reason code (-1: minfree).
+    /// The reason's slot ([`kill_slot`]): its statsd code, or 10-12 for
+    /// minfree, vmpressure and the watchdog.
     pub reason: i32,
     pub thrashing: i32,
     pub rss_kb: u64,
@@ -140,7 +141,7 @@ impl KillEntry {
             uid: r.uid,
             adj: r.adj,
             min_adj: r.min_adj(),
-            reason: r.reason_code(),
+            reason: kill_slot(r.kill.reason) as i32,
             thrashing: r.figures.thrashing_pct.min(i32::MAX as u64) as i32,
             rss_kb: r.rss_kb,
             swap_kb: r.swap_kb,
@@ -210,14 +211,35 @@ pub fn band_of(adj: i32) -> usize {
         .unwrap_or(BANDS.len() - 1)
 }
 
-/// statsd reason codes 0..=9 and one slot for -1 (minfree).
-pub const REASON_SLOTS: usize = 11;
+/// statsd reason codes 0..=9, then the three reasons statsd reports as
+/// -1: minfree, vmpressure and the watchdog.
+pub const REASON_SLOTS: usize = 13;
 
+/// The slot of a statsd code (-1 and anything unknown: minfree).
 pub fn reason_slot(code: i32) -> usize {
     if (0..10).contains(&code) {
         code as usize
     } else {
         10
+    }
+}
+
+/// The slot of a kill's reason, which tells apart the reasons that share
+/// statsd's -1.
+pub fn kill_slot(reason: KillReason) -> usize {
+    match reason {
+        KillReason::VmPressure => 11,
+        KillReason::Watchdog => 12,
+        r => reason_slot(r.code()),
+    }
+}
+
+/// The statsd code of a slot.
+pub fn slot_code(slot: usize) -> i32 {
+    if slot < 10 {
+        slot as i32
+    } else {
+        -1
     }
 }
 
@@ -576,7 +598,7 @@ impl Publisher {
         self.last.set(e);
         s.kills[((serial - 1) % HISTORY as u64) as usize].write(&e.to_words());
         s.kill_count.store(serial, Ordering::Release);
-        s.kills_by_reason[reason_slot(r.reason_code())].fetch_add(1, Ordering::Relaxed);
+        s.kills_by_reason[kill_slot(r.kill.reason)].fetch_add(1, Ordering::Relaxed);
         s.kills_by_band[band_of(r.adj)].fetch_add(1, Ordering::Relaxed);
         s.event_to_signal.add(r.event_to_signal_us);
     }

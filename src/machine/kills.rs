@@ -198,8 +198,8 @@ impl Machine {
     }
 
     /// A kill the watchdog made while this thread was stuck: drop the
-    /// record, count and announce it, keep it in the history. The watchdog
-    /// has logged it already.
+    /// record, count and announce it, keep it in the history and publish
+    /// it to `lmkctl`. The watchdog has logged it already.
     pub fn watchdog_killed(&mut self, k: &watchdog::Killed) {
         let mut v = k.victim;
         let mut rec = k.record;
@@ -211,6 +211,7 @@ impl Machine {
         self.reg.kills.add(v.adj);
         self.announce_kill(&v, &v.stat);
         self.history.push(rec);
+        self.control.kill(&rec);
     }
 
     /// Gives the watchdog pidfds of the least important apps (adj 1000

@@ -234,7 +234,7 @@ fn view(e: &Eval, s: &Step, t0: u64) -> Option<DecisionView> {
         time_ms: e.snap.time_ms.saturating_sub(t0),
         serial: e.serial,
         event: event_name(e.event),
-        reason: lmkd::control::reason_name(k.reason.code()),
+        reason: lmkd::control::kill_reason_name(k.reason),
         min_adj: k.min_adj,
         band: e.band_hit(k.min_adj),
         carried_out: s.carried_out,
