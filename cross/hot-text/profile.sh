@@ -237,44 +237,14 @@ tick_ms = 10
 anon_max_mb = 24
 adj = [{ at_ms = 0, adj = 0 }]
 
-[[app]]
-name = "cached950"
-anon_kb_per_tick = 1024
-tick_ms = 80
-adj = [{ at_ms = 0, adj = 950 }]
-
-[[app]]
-name = "cached900"
-count = 2
-anon_kb_per_tick = 1024
-tick_ms = 80
-adj = [{ at_ms = 0, adj = 900 }]
-
-[[app]]
-name = "prev700"
-anon_kb_per_tick = 1024
-tick_ms = 80
-adj = [{ at_ms = 0, adj = 700 }]
-
-[[app]]
-name = "svc500"
-anon_kb_per_tick = 1024
-tick_ms = 80
-adj = [{ at_ms = 0, adj = 500 }]
-
-[[app]]
-name = "perc200"
-count = 2
-anon_kb_per_tick = 1024
-tick_ms = 80
-adj = [{ at_ms = 0, adj = 200 }]
-
-[[app]]
-name = "vis100"
-anon_kb_per_tick = 1024
-tick_ms = 80
-adj = [{ at_ms = 0, adj = 100 }]
 EOF
+# The apps that grow until killed, least important first: name adj count.
+for app in "cached950 950 1" "cached900 900 2" "prev700 700 1" "svc500 500 1" \
+    "perc200 200 2" "vis100 100 1"; do
+    read -r name adj count <<<"$app"
+    printf '\n[[app]]\nname = "%s"\ncount = %s\nanon_kb_per_tick = 1024\ntick_ms = 80\nadj = [{ at_ms = 0, adj = %s }]\n' \
+        "$name" "$count" "$adj"
+done >>"$WORK/scenario.toml"
 
 cat >"$WORK/lmkd.toml" <<EOF
 socket_path = "$WORK/lmkd.sock"

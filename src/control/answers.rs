@@ -22,9 +22,8 @@ pub(super) fn kill_view(k: &shared::KillEntry) -> wire::Kill {
         uid: k.uid,
         adj: k.adj,
         min_adj: k.min_adj,
-        reason: REASON_NAMES[k.reason.clamp(0, shared::REASON_SLOTS as i32 - 1) as usize]
-            .to_string(),
-        reason_code: shared::slot_code(k.reason as usize),
+        reason: REASON_NAMES[k.reason_slot()].to_string(),
+        reason_code: shared::slot_code(k.reason_slot()),
         free_kb: k.free_kb,
         free_swap_kb: k.free_swap_kb,
         thrashing_pct: k.thrashing,

@@ -133,6 +133,14 @@ impl KillEntry {
         String::from_utf8_lossy(&self.name[..n]).into_owned()
     }
 
+    /// The reason's slot; words that say none read as minfree.
+    pub fn reason_slot(&self) -> usize {
+        usize::try_from(self.reason)
+            .ok()
+            .filter(|&s| s < REASON_SLOTS)
+            .unwrap_or_else(|| reason_slot(-1))
+    }
+
     fn from_record(serial: u64, r: &KillRecord) -> KillEntry {
         let mut e = KillEntry {
             serial,
