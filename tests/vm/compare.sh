@@ -9,12 +9,13 @@
 #
 # KILLERs default to lmkd-rs, aosp, earlyoom and none; aosp is optional (it
 # needs AOSP_LMKD, see run.sh) and is left out with a note when absent.
+# lmkd-rs@VARIANT runs lmkd-rs with tests/vm/variants/VARIANT.toml.
 # RUNS (default 3) runs per killer. Other environment is passed to run.sh
 # (RAM or MEM, LOW_RAM, ZRAM_MB, VM_TIMEOUT, STRACE, ...); <conf> names a
 # non-default memory configuration, e.g. "-1024m-lowram0".
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-[ $# -ge 1 ] || { echo "usage: $0 SCENARIO [lmkd-rs|aosp|earlyoom|none ...]" >&2; exit 64; }
+[ $# -ge 1 ] || { echo "usage: $0 SCENARIO [lmkd-rs[@VARIANT]|aosp|earlyoom|none ...]" >&2; exit 64; }
 SCEN=$1
 shift
 KILLERS=("$@")
@@ -28,7 +29,7 @@ if [ -n "${RAM:-}${MEM:-}${LOW_RAM:-}" ]; then
     CONF="-${ram%[Mm]}m-lowram${LOW_RAM:-auto}"
 fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    if [[ " ${KILLERS[*]} " == *" lmkd-rs "* ]]; then "$HERE/build.sh"; else "$HERE/build.sh" lmkd-workload; fi
+    if [[ " ${KILLERS[*]} " == *" lmkd-rs"[\ @]* ]]; then "$HERE/build.sh"; else "$HERE/build.sh" lmkd-workload; fi
 fi
 OUTS=()
 for r in $(seq 1 "$RUNS"); do

@@ -205,7 +205,7 @@ CYCLES_ARG=""
 log "driver start"
 # shellcheck disable=SC2086
 /usr/bin/lmkd-workload $SOCKET_ARG --scenario /etc/scenario.toml --out /out/result.json \
-    --label "$KILLER" --data-file /dev/vda $CYCLES_ARG > /out/driver.txt 2>&1
+    --label "${LABEL:-$KILLER}" --data-file /dev/vda $CYCLES_ARG > /out/driver.txt 2>&1
 echo "$?" > /out/driver.rc
 log "driver exit $(cat /out/driver.rc)"
 if [ -n "$KPID" ]; then

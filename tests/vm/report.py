@@ -536,6 +536,13 @@ def compare(dirs, svg_path=None):
 KILLER_COLOUR = {"lmkd-rs": "#c0392b", "aosp": "#2471a3", "earlyoom": "#27ae60", "none": "#7f8c8d"}
 
 
+def colour(killer):
+    """A killer's colour; lmkd-rs@VARIANT runs share one of their own."""
+    if killer.startswith("lmkd-rs@"):
+        return "#e67e22"
+    return KILLER_COLOUR.get(killer, "#000")
+
+
 def svg_compare(runs):
     """Every run of every killer in one picture: cumulative PSI "some" stall
     and MemAvailable over time, and each run's deaths as ticks (labelled
@@ -571,7 +578,7 @@ def svg_compare(runs):
                 continue
             first = pts[0][1]
             path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, s in pts for v in [key_fn(s, first)] if v is not None)
-            o.append(f'<polyline fill="none" stroke="{KILLER_COLOUR.get(k, "#000")}" stroke-width="1.2" '
+            o.append(f'<polyline fill="none" stroke="{colour(k)}" stroke-width="1.2" '
                      f'stroke-opacity="0.8" points="{path}"><title>{esc(name)}</title></polyline>')
 
     panel(T + 10, "memory PSI some, cumulative stall since the driver started (s)",
@@ -583,7 +590,7 @@ def svg_compare(runs):
     top3 = top2 + ph + 30
     for i, (k, name, _, deaths) in enumerate(series):
         yy = top3 + 16 * i
-        colour = KILLER_COLOUR.get(k, "#000")
+        colour = colour(k)
         o.append(f'<text x="{W - R + 6}" y="{yy + 4}" fill="{colour}">{esc(name)}</text>')
         o.append(f'<line x1="{L}" y1="{yy}" x2="{W - R}" y2="{yy}" stroke="#ddd"/>')
         for dth in deaths:
@@ -593,7 +600,7 @@ def svg_compare(runs):
                      f'<title>{esc(dth["app"])} adj {dth["adj"]} {esc(dth["cause"])} at {dth["t_ms"]} ms</title></line>')
     ly = T
     for k in dict.fromkeys(k for k, _, _ in runs):
-        o.append(f'<text x="{W - R + 6}" y="{ly + 24}" fill="{KILLER_COLOUR.get(k, "#000")}">{esc(k)}</text>')
+        o.append(f'<text x="{W - R + 6}" y="{ly + 24}" fill="{colour(k)}">{esc(k)}</text>')
         ly += 14
     o.append(f'<text x="{L}" y="{H - 6}" fill="#555">bottom rows: deaths per run (black: kernel OOM); '
              f'hover a tick for app, adj and cause</text>')

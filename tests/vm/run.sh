@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs one scenario in a small qemu VM under one killer.
 #
-#   tests/vm/run.sh SCENARIO KILLER   KILLER = lmkd-rs | aosp | earlyoom | none
+#   tests/vm/run.sh SCENARIO KILLER   KILLER = lmkd-rs[@VARIANT] | aosp | earlyoom | none
 #
+# lmkd-rs@VARIANT runs lmkd-rs with tests/vm/variants/VARIANT.toml as its
+# config and labels its results so: one compare run can set a policy choice
+# against the default and lmkd side by side.
 # SCENARIO is a name from tests/vm/scenarios/ or a path to a scenario file.
 # Results go to tests/vm/out/<scenario>-<killer>[-<RUN_TAG>]/.
 # `aosp` runs an AOSP lmkd built for Linux: AOSP_LMKD=PATH (a static x86_64
@@ -21,13 +24,20 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
 usage() {
-    echo "usage: $0 SCENARIO lmkd-rs|aosp|earlyoom|none" >&2
+    echo "usage: $0 SCENARIO lmkd-rs[@VARIANT]|aosp|earlyoom|none" >&2
     exit 64
 }
 [ $# -eq 2 ] || usage
 SCEN_ARG=$1
 KILLER=$2
-case "$KILLER" in lmkd-rs | aosp | earlyoom | none) ;; *) usage ;; esac
+# KIND is what runs; KILLER (with any @VARIANT) names the results.
+KIND=${KILLER%%@*}
+case "$KILLER" in lmkd-rs | lmkd-rs@* | aosp | earlyoom | none) ;; *) usage ;; esac
+if [ "$KIND" != "$KILLER" ]; then
+    VARIANT=${KILLER#*@}
+    LMKD_CONFIG=$HERE/variants/$VARIANT.toml
+    [ -f "$LMKD_CONFIG" ] || { echo "run.sh: no variant '$VARIANT' ($LMKD_CONFIG missing; see tests/vm/variants/)" >&2; exit 64; }
+fi
 
 if [ -f "$SCEN_ARG" ]; then
     SCEN_FILE=$(cd "$(dirname "$SCEN_ARG")" && pwd)/$(basename "$SCEN_ARG")
@@ -85,11 +95,11 @@ trap 'exit 130' INT TERM
 
 # --- binaries -------------------------------------------------------------
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    if [ "$KILLER" = lmkd-rs ]; then "$HERE/build.sh" lmkd-workload lmkd lmkctl; else "$HERE/build.sh" lmkd-workload; fi
+    if [ "$KIND" = lmkd-rs ]; then "$HERE/build.sh" lmkd-workload lmkd lmkctl; else "$HERE/build.sh" lmkd-workload; fi
 fi
 [ -x "$BIN/lmkd-workload" ] || { echo "run.sh: $BIN/lmkd-workload missing" >&2; exit 4; }
-[ "$KILLER" != lmkd-rs ] || [ -x "$BIN/lmkd" ] || { echo "run.sh: $BIN/lmkd missing" >&2; exit 4; }
-if [ "$KILLER" = aosp ]; then
+[ "$KIND" != lmkd-rs ] || [ -x "$BIN/lmkd" ] || { echo "run.sh: $BIN/lmkd missing" >&2; exit 4; }
+if [ "$KIND" = aosp ]; then
     # The reference peer: an AOSP lmkd built for Linux, when one is at hand.
     # Default: peers/lmkd.static in a "shared" directory beside the checkout
     # (for a git worktree, beside the main checkout).
@@ -121,19 +131,19 @@ cp /bin/busybox "$R/bin/busybox"
 ln -s busybox "$R/bin/sh"
 install -m 755 "$HERE/init.sh" "$R/init"
 cp "$BIN/lmkd-workload" "$R/usr/bin/"
-[ "$KILLER" = lmkd-rs ] && cp "$BIN/lmkd" "$R/usr/bin/"
+[ "$KIND" = lmkd-rs ] && cp "$BIN/lmkd" "$R/usr/bin/"
 # lmkctl records lmkd-rs's evaluations into out/lmkd.lmkrec (for replays).
 # RECORD=0 leaves it out: the daemon then runs as on a phone, with no
 # control client (its footprint without the recorder's JSON stream).
-[ "$KILLER" = lmkd-rs ] && [ "${RECORD:-1}" != 0 ] && [ -x "$BIN/lmkctl" ] && cp "$BIN/lmkctl" "$R/usr/bin/"
-if [ "$KILLER" = aosp ]; then
+[ "$KIND" = lmkd-rs ] && [ "${RECORD:-1}" != 0 ] && [ -x "$BIN/lmkctl" ] && cp "$BIN/lmkctl" "$R/usr/bin/"
+if [ "$KIND" = aosp ]; then
     mkdir -p "$R/opt/aosp"
     cp "$AOSP_LMKD" "$R/opt/aosp/lmkd"
     cp "$AOSP_LMKD_LAUNCH" "$R/usr/bin/lmkd_launch"
 fi
 cp "$SCEN_FILE" "$R/etc/scenario.toml"
 LMKD_CONFIG=${LMKD_CONFIG:-$HERE/scenarios/$SCEN.lmkd.toml}
-if [ "$KILLER" = lmkd-rs ] && [ -f "$LMKD_CONFIG" ]; then
+if [ "$KIND" = lmkd-rs ] && [ -f "$LMKD_CONFIG" ]; then
     cp "$LMKD_CONFIG" "$R/etc/lmkd.toml"
 fi
 # Android marks devices with 1 GiB of RAM or less as low-RAM
@@ -162,13 +172,13 @@ copy_with_libs() {
         cp -L "$lib" "$R$lib"
     done
 }
-if [ "$KILLER" = earlyoom ]; then
+if [ "$KIND" = earlyoom ]; then
     command -v earlyoom > /dev/null || { echo "run.sh: earlyoom not found (apt-get install -y earlyoom)" >&2; exit 4; }
     copy_with_libs "$(command -v earlyoom)"
 fi
 # strace stops the daemon at every syscall it makes (ptrace), which slows
 # its reactions a little: STRACE=0 leaves it out for timing-only runs.
-if [ "${STRACE:-1}" = 1 ] && [ "$KILLER" != none ] && command -v strace > /dev/null; then
+if [ "${STRACE:-1}" = 1 ] && [ "$KIND" != none ] && command -v strace > /dev/null; then
     copy_with_libs "$(command -v strace)"
 fi
 
@@ -206,7 +216,8 @@ for m in zsmalloc lz4_compress lz4 zram virtio_ring virtio virtio_pci virtio_blk
 done
 
 cat > "$R/etc/vm.env" << ENV
-KILLER=$KILLER
+KILLER=$KIND
+LABEL=$KILLER
 SCENARIO=$SCEN
 ZRAM_MB=$ZRAM_MB
 SAMPLE_MS=$SAMPLE_MS
