@@ -207,12 +207,12 @@ impl Work {
         for (key, from, to) in self.current.changes(&new) {
             log::info!("reload: {key} {from} -> {to}");
         }
-        let changed = new.psi_partial_stall_ms != self.current.psi_partial_stall_ms
+        let changed = new.some_trigger_ms() != self.current.some_trigger_ms()
             || new.psi_complete_stall_ms != self.current.psi_complete_stall_ms;
         let triggers = if psi && changed {
             match Source::psi(
                 &new.startup.psi_path,
-                new.psi_partial_stall_ms,
+                new.some_trigger_ms(),
                 new.psi_complete_stall_ms,
             ) {
                 Ok(s) => Some(s),
@@ -244,7 +244,7 @@ impl Work {
         let c = &self.current;
         let s = &c.startup;
         if psi && s.use_psi {
-            match Source::psi(&s.psi_path, c.psi_partial_stall_ms, c.psi_complete_stall_ms) {
+            match Source::psi(&s.psi_path, c.some_trigger_ms(), c.psi_complete_stall_ms) {
                 Ok(src) => {
                     log::warn!("pressure source reported an error: re-created the PSI triggers");
                     return Outcome::Reopened(src);

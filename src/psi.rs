@@ -170,7 +170,7 @@ impl Source {
         }
         Self::open(
             &s.psi_path,
-            c.psi_partial_stall_ms,
+            c.some_trigger_ms(),
             c.psi_complete_stall_ms,
             &s.vmpressure_memcg,
         )

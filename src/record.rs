@@ -55,7 +55,9 @@
 //! 53-56   census: processes per adj band (7 bands, `control::shared::BANDS`),
 //!         then the highest adj in the table (i32::MIN: empty)
 //! 57-59   vmpressure tunables: (low, medium) min adj, (critical min adj,
-//!         upgrade_pressure), (downgrade_pressure, 0)
+//!         upgrade_pressure), (downgrade_pressure, psi_early_stall_ms in
+//!         effect | psi_partial_stall_ms << 16; 0 in older recordings: the
+//!         early gate off)
 //! ```
 //!
 //! # What a replay can and cannot say
@@ -269,7 +271,10 @@ impl Eval {
         let v = &t.vmpressure_adj;
         p.pair(v[0] as u32, v[1] as u32);
         p.pair(v[2] as u32, t.upgrade_pressure);
-        p.pair(t.downgrade_pressure, 0);
+        p.pair(
+            t.downgrade_pressure,
+            (t.early_stall_ms & 0xffff) | (t.partial_stall_ms << 16),
+        );
         debug_assert_eq!(p.i, EVAL_WORDS);
         w
     }
@@ -361,6 +366,8 @@ impl Eval {
             vmpressure_adj: [0; 3],
             upgrade_pressure: 0,
             downgrade_pressure: 0,
+            early_stall_ms: 0,
+            partial_stall_ms: 0,
         };
         let mut levels = [Target::default(); MAX_TARGETS];
         for l in levels.iter_mut() {
@@ -381,10 +388,12 @@ impl Eval {
         let mut tunables = tunables;
         let (low, medium) = r.pair();
         let (critical, upgrade) = r.pair();
-        let (downgrade, _) = r.pair();
+        let (downgrade, stalls) = r.pair();
         tunables.vmpressure_adj = [low as i32, medium as i32, critical as i32];
         tunables.upgrade_pressure = upgrade;
         tunables.downgrade_pressure = downgrade;
+        tunables.early_stall_ms = stalls & 0xffff;
+        tunables.partial_stall_ms = stalls >> 16;
         Ok(Eval {
             serial,
             event,

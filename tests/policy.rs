@@ -121,9 +121,12 @@ impl B {
     }
 }
 
+/// The defaults with the early gate off: the rows as lmkd has them (the
+/// gate has its own tests, `early_gate_*`).
 fn tun() -> Tunables {
     let mut t = Tunables::from_config(&Config::default());
     t.page_kb = 4;
+    t.early_stall_ms = 0;
     t
 }
 
@@ -433,6 +436,7 @@ fn reason_table() {
         .t(|t| {
             *t = Tunables::from_config(&Config {
                 lowmem_min_oom_score: 0,
+                psi_early_stall_ms: 0,
                 ..Config::default()
             })
         }),
@@ -1198,6 +1202,212 @@ fn low_mem_does_not_wait_for_the_file_cache_by_default() {
             "inactive file {pages} pages"
         );
     }
+}
+
+// --- the early gate (ours) ----------------------------------------------
+
+/// The defaults as shipped: the `some` trigger at 50 ms, lmkd's 70 ms
+/// threshold kept as the gate.
+fn gated() -> Tunables {
+    let mut t = Tunables::from_config(&Config::default());
+    t.page_kb = 4;
+    assert_eq!((t.early_stall_ms, t.partial_stall_ms), (50, 70));
+    t
+}
+
+/// `some total` (us) of a snapshot, with kswapd moving since any earlier
+/// call (the policy bails out early when nothing reclaims).
+fn some(b: B, total_us: u64) -> B {
+    let mut b = b;
+    b.0.psi.some_total_us = total_us;
+    b.0.vm.pgscan_kswapd += b.0.time_ms;
+    b
+}
+
+/// Woken by the early trigger with swap to spare, LOW_MEM waits (polling
+/// fast) until the window's stall reaches lmkd's partial threshold; the
+/// early threshold counts as stalled already. (Priming was at 0 ms: these
+/// calls open a window of their own.)
+#[test]
+fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
+    let t = gated();
+    let mut st = primed(&t);
+    let low = B::new().kswapd().free(LOW - 1);
+    let d = decide(
+        &some(low.at(2_100), 1_000_000).0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!((d.kill, d.poll), (None, PollInterval::Fast));
+    // 19 ms more: 69 ms in the window, still short of 70.
+    let d = decide(
+        &some(low.at(2_110), 1_019_000).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, None);
+    let d = decide(
+        &some(low.at(2_120), 1_020_000).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+    // Thrashing rows wait too.
+    let mut st = primed(&t);
+    let thrash = B::new().kswapd().free(LOW - 1).thrash(101);
+    let d = decide(
+        &some(thrash.at(2_100), 0).0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, None);
+}
+
+/// With swap low the gate does not hold: anon memory has nowhere to go.
+/// A complete stall implies the partial one.
+#[test]
+fn early_gate_lets_swap_low_and_complete_stalls_through() {
+    let t = gated();
+    let swap_low = B::new().at(100).kswapd().free(LOW - 1).swap(1_000_000, 5);
+    let d = decide(
+        &some(swap_low, 0).0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut primed(&t),
+    );
+    assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
+    let thrashing = swap_low.thrash(101);
+    let d = decide(
+        &some(thrashing, 0).0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut primed(&t),
+    );
+    assert_eq!(d.kill, kill(KillReason::LowSwapAndThrashing, 201));
+    let low = B::new().at(100).kswapd().free(LOW - 1);
+    let d = decide(
+        &some(low, 0).0,
+        Pressure::Complete,
+        &t,
+        &no_targets(),
+        &mut primed(&t),
+    );
+    assert_eq!(d.kill, kill(KillReason::NotResponding, 0));
+    // A complete event that is no NOT_RESPONDING (its stall came before the
+    // last kill) still opens the gate for the rows below.
+    let mut st = primed(&t);
+    let k = decide(
+        &some(low, 0).0,
+        Pressure::Complete,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    st.on_kill(&some(low, 0).0, &k.kill.unwrap());
+    let later = some(B::new().at(3_000).kswapd().free(LOW - 1), 0);
+    let d = decide(&later.0, Pressure::Complete, &t, &no_targets(), &mut st);
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+}
+
+/// A window measures at most 1 s: stall from an earlier window does not
+/// open the gate in the next one.
+#[test]
+fn early_gate_window_restarts_after_a_second() {
+    let t = gated();
+    let mut st = primed(&t);
+    let low = B::new().kswapd().free(LOW - 1);
+    let d = decide(
+        &some(low.at(2_100), 1_000_000).0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, None);
+    // 15 ms more within the window: 65 ms.
+    let d = decide(
+        &some(low.at(3_050), 1_015_000).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, None);
+    // A new window from 3,100 ms: 50 + 10 ms.
+    let d = decide(
+        &some(low.at(3_100), 1_025_000).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, None);
+    let d = decide(
+        &some(low.at(3_200), 1_045_000).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+}
+
+/// Off (0, or not below the partial threshold) and without PSI figures
+/// the rows are lmkd's, and the `some` trigger uses lmkd's threshold.
+#[test]
+fn early_gate_off_is_lmkds_single_threshold() {
+    let low = some(B::new().at(100).kswapd().free(LOW - 1), 0);
+    for early in [0, 70, 200] {
+        let c = Config {
+            psi_early_stall_ms: early,
+            ..Config::default()
+        };
+        assert_eq!(
+            (c.early_stall_ms(), c.some_trigger_ms()),
+            (0, 70),
+            "early {early}"
+        );
+        let mut t = Tunables::from_config(&c);
+        t.page_kb = 4;
+        let d = decide(
+            &low.0,
+            Pressure::Partial,
+            &t,
+            &no_targets(),
+            &mut primed(&t),
+        );
+        assert_eq!(d.kill, kill(KillReason::LowMem, 701), "early {early}");
+    }
+    let mut no_psi = low;
+    no_psi.0.known = Known::ALL.without(Known::PSI);
+    let t = gated();
+    let d = decide(
+        &no_psi.0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut primed(&t),
+    );
+    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+    // The trigger: 50 ms by default (low-RAM too); a partial trigger that
+    // is off stays off.
+    assert_eq!(Config::default().some_trigger_ms(), 50);
+    assert_eq!(Config::low_ram().some_trigger_ms(), 50);
+    let off = Config {
+        psi_partial_stall_ms: 0,
+        ..Config::default()
+    };
+    assert_eq!(off.some_trigger_ms(), 0);
 }
 
 // --- reasons in lmkd's words ---------------------------------------------

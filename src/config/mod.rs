@@ -106,6 +106,12 @@ config_keys! {
         /// Ours: LOW_MEM waits while the inactive file cache alone covers the
         /// high watermark (lmkd does not wait: false).
         wait_for_inactive_file: bool = false, FLAG, Prop::File;
+        /// Ours: the `some` trigger fires at this much stall per window when
+        /// it is below `psi_partial_stall_ms`. Until the stall reaches
+        /// `psi_partial_stall_ms`, only the swap-is-low rows may kill (with
+        /// swap low, anon memory has nowhere to go: waiting only adds
+        /// stall). 0: off (lmkd's single threshold).
+        psi_early_stall_ms: u32 = 50, int(0, 1000), Prop::File;
         /// Ours: while swap is low, the kernel reclaiming in an allocating
         /// task counts as free memory below min (lmkd compares free memory
         /// alone: false).
@@ -166,6 +172,26 @@ impl Config {
             Config::low_ram()
         } else {
             Config::default()
+        }
+    }
+
+    /// The `some` trigger's threshold: `psi_early_stall_ms` when it is on
+    /// and below `psi_partial_stall_ms`; 0 (no trigger) when the partial
+    /// trigger is off, as lmkd.
+    pub fn some_trigger_ms(&self) -> u32 {
+        match self.early_stall_ms() {
+            0 => self.psi_partial_stall_ms,
+            early => early,
+        }
+    }
+
+    /// `psi_early_stall_ms` when it is in effect, else 0.
+    pub fn early_stall_ms(&self) -> u32 {
+        let (early, partial) = (self.psi_early_stall_ms, self.psi_partial_stall_ms);
+        if early > 0 && early < partial {
+            early
+        } else {
+            0
         }
     }
 

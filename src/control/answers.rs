@@ -199,6 +199,7 @@ impl Ctx {
             pressure: wire::PressureInfo {
                 psi_path: cfg.startup.psi_path.display().to_string(),
                 partial_stall_ms: cfg.psi_partial_stall_ms,
+                early_stall_ms: cfg.early_stall_ms(),
                 complete_stall_ms: cfg.psi_complete_stall_ms,
                 now: psi_now(&cfg.startup.psi_path),
             },

@@ -21,6 +21,10 @@
 //!   cycle right after a kill.
 //! - The decayed thrashing limit returns to `thrashing_limit` whenever a 1 s
 //!   thrashing window closes (as lmkd does); kills restart the window.
+//! - Ours: with `psi_early_stall_ms` the `some` trigger fires early; until
+//!   the stall of the current 1 s window reaches `psi_partial_stall_ms`
+//!   (lmkd's threshold), only the rows that need swap to be low may kill
+//!   (see [`first_match`]).
 //! - Snapshot parts the kernel did not give (see `snapshot::Known`) read as
 //!   zero counters that never move; without PSI figures the critical stall
 //!   override and the stall-since-last-kill gate are off.
@@ -97,6 +101,11 @@ pub struct Tunables {
     /// `ro.config.low_ram`: vmpressure kills without the low-level free
     /// memory check.
     pub low_ram_device: bool,
+    /// Beyond lmkd: `psi_early_stall_ms` when in effect (0 = off; see
+    /// [`State::partial_stall_reached`]).
+    pub early_stall_ms: u32,
+    /// `psi_partial_stall_ms`, which the early gate waits for.
+    pub partial_stall_ms: u32,
 }
 
 impl Tunables {
@@ -124,6 +133,8 @@ impl Tunables {
             upgrade_pressure: c.upgrade_pressure,
             downgrade_pressure: c.downgrade_pressure,
             low_ram_device: c.low_ram,
+            early_stall_ms: c.early_stall_ms(),
+            partial_stall_ms: c.psi_partial_stall_ms,
         }
     }
 }
@@ -262,6 +273,9 @@ pub struct State {
     decay_pct: u32,
     /// vmpressure: MemFree range seen at low-level events.
     vmp: vmpressure::LowLevelMemory,
+    /// The early gate's window: its start (ms) and the PSI `some total` it
+    /// counts from (us).
+    stall_window: Option<(u64, u64)>,
 }
 
 impl State {
@@ -349,16 +363,21 @@ pub fn decide(
     fig.critical_stall = snap.known.psi()
         && u64::from(snap.psi.full_avg10) > u64::from(t.stall_limit_critical).saturating_mul(100);
 
-    let kill = first_match(snap, event, t, &fig, st, cycle_after_kill).map(|(reason, min_adj)| {
-        Kill {
-            reason,
-            // A stalled system may lose perceptible apps too.
-            min_adj: if fig.critical_stall { 0 } else { min_adj },
-        }
-    });
+    let stalled = st.partial_stall_reached(snap, event, t);
+    let kill = first_match(snap, event, t, &fig, st, cycle_after_kill, stalled).map(
+        |(reason, min_adj)| {
+            Kill {
+                reason,
+                // A stalled system may lose perceptible apps too.
+                min_adj: if fig.critical_stall { 0 } else { min_adj },
+            }
+        },
+    );
     Decision {
         kill,
-        poll: poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill),
+        // Fast while the early gate is closed too: lmkd would evaluate the
+        // moment its threshold is crossed, so the gate must look as often.
+        poll: poll_interval(fig.swap_low || !stalled, kill.is_some() || cycle_after_kill),
         extend_poll: event != Pressure::Poll || kill.is_some() || fig.reclaim == Reclaim::Direct,
         figures: fig,
     }
@@ -471,6 +490,30 @@ impl State {
         quiet
     }
 
+    /// Whether the `some` stall of the current window has reached
+    /// `psi_partial_stall_ms`, the point where lmkd's trigger fires: always
+    /// true with the early gate off, without PSI figures, or on a complete
+    /// stall (which implies it). A window opens at the first call more than
+    /// 1 s after the last one opened, counting the early threshold as
+    /// already stalled (that is what woke the daemon); like the kernel's
+    /// trigger, a window measures at most 1 s of stall.
+    fn partial_stall_reached(&mut self, snap: &Snapshot, event: Pressure, t: &Tunables) -> bool {
+        if t.early_stall_ms == 0 || !snap.known.psi() || event == Pressure::Complete {
+            return true;
+        }
+        let now = snap.time_ms;
+        let total = snap.psi.some_total_us;
+        let base = match self.stall_window {
+            Some((start, base)) if now.saturating_sub(start) < THRASHING_WINDOW_MS => base,
+            _ => {
+                let base = total.saturating_sub(u64::from(t.early_stall_ms) * 1000);
+                self.stall_window = Some((now, base));
+                base
+            }
+        };
+        total.saturating_sub(base) >= u64::from(t.partial_stall_ms) * 1000
+    }
+
     /// Step 3: the thrashing state: refaults as a share of the file LRU at
     /// the window start, plus what earlier windows carried over.
     fn thrashing_state(&mut self, snap: &Snapshot, t: &Tunables, fig: &mut Figures) {
@@ -508,7 +551,8 @@ impl State {
 
 /// Step 4: the reasons, in lmkd's order; the first that holds wins. Kept in
 /// one piece so the order stays visible. Returns the reason and its min adj
-/// before the critical-stall override.
+/// before the critical-stall override. `stalled`: the window's stall has
+/// reached lmkd's partial threshold (see [`State::partial_stall_reached`]).
 fn first_match(
     snap: &Snapshot,
     event: Pressure,
@@ -516,6 +560,7 @@ fn first_match(
     fig: &Figures,
     st: &mut State,
     cycle_after_kill: bool,
+    stalled: bool,
 ) -> Option<(KillReason, i32)> {
     let below_min = fig.wmark == WmarkLevel::BelowMin;
     let below_low = fig.wmark <= WmarkLevel::BelowLow;
@@ -569,6 +614,10 @@ fn first_match(
             KillReason::LowMemAndSwap,
             if kernel_min { 0 } else { p_adj },
         ))
+    } else if !stalled {
+        // Ours (the early gate): with swap to spare, reclaim may still
+        // catch up; the rows below wait for lmkd's stall threshold.
+        None
     } else if below_low && t.swap_util_max < 100 && fig.swap_util_pct > t.swap_util_max {
         Some((KillReason::LowMemAndSwapUtil, 0))
     } else if below_low && thrashing > limit {
@@ -606,9 +655,10 @@ fn cache_refills(snap: &Snapshot, t: &Tunables) -> bool {
     snap.vm.nr_inactive_file.saturating_mul(t.page_kb.max(1)) > snap.wm.high_kb
 }
 
-/// 10 ms while swap is low or around a kill, else 100 ms.
-fn poll_interval(swap_low: bool, killing: bool) -> PollInterval {
-    if swap_low || killing {
+/// 10 ms while swap is low (or the early gate waits) or around a kill,
+/// else 100 ms.
+fn poll_interval(urgent: bool, killing: bool) -> PollInterval {
+    if urgent || killing {
         PollInterval::Fast
     } else {
         PollInterval::Slow

@@ -133,9 +133,13 @@ pub fn status(s: &Status) -> String {
         s.config_file.as_deref().unwrap_or("(none)")
     );
     let p = &s.pressure;
+    let early = match p.early_stall_ms {
+        0 => String::new(),
+        ms => format!(", woken at {ms} ms"),
+    };
     let _ = writeln!(
         o,
-        "pressure: PSI {} (partial stall {} ms, complete stall {} ms)",
+        "pressure: PSI {} (partial stall {} ms{early}, complete stall {} ms)",
         p.psi_path, p.partial_stall_ms, p.complete_stall_ms
     );
     match &p.now {
