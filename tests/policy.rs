@@ -1225,9 +1225,9 @@ fn some(b: B, total_us: u64) -> B {
 }
 
 /// Woken by the early trigger with swap to spare, LOW_MEM waits (polling
-/// fast) until the window's stall reaches lmkd's partial threshold; the
-/// early threshold counts as stalled already. (Priming was at 0 ms: these
-/// calls open a window of their own.)
+/// fast) until the window's stall reaches lmkd's partial threshold,
+/// counted from the window's start. (Priming was at 0 ms: these calls open
+/// a window of their own.)
 #[test]
 fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
     let t = gated();
@@ -1241,9 +1241,9 @@ fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
         &mut st,
     );
     assert_eq!((d.kill, d.poll), (None, PollInterval::Fast));
-    // 19 ms more: 69 ms in the window, still short of 70.
+    // 69 ms in the window, still short of 70.
     let d = decide(
-        &some(low.at(2_110), 1_019_000).0,
+        &some(low.at(2_110), 1_069_000).0,
         Pressure::Poll,
         &t,
         &no_targets(),
@@ -1251,7 +1251,7 @@ fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
     );
     assert_eq!(d.kill, None);
     let d = decide(
-        &some(low.at(2_120), 1_020_000).0,
+        &some(low.at(2_120), 1_070_000).0,
         Pressure::Poll,
         &t,
         &no_targets(),
@@ -1326,40 +1326,19 @@ fn early_gate_window_restarts_after_a_second() {
     let t = gated();
     let mut st = primed(&t);
     let low = B::new().kswapd().free(LOW - 1);
-    let d = decide(
-        &some(low.at(2_100), 1_000_000).0,
-        Pressure::Partial,
-        &t,
-        &no_targets(),
-        &mut st,
+    let at = |st: &mut State, ms: u64, total_us: u64, e: Pressure| {
+        decide(&some(low.at(ms), total_us).0, e, &t, &no_targets(), st).kill
+    };
+    assert_eq!(at(&mut st, 2_100, 1_000_000, Pressure::Partial), None);
+    // 65 ms within the window.
+    assert_eq!(at(&mut st, 3_050, 1_065_000, Pressure::Poll), None);
+    // A new window from 3,100 ms: the stall before it does not count.
+    assert_eq!(at(&mut st, 3_100, 1_075_000, Pressure::Poll), None);
+    assert_eq!(at(&mut st, 3_150, 1_144_000, Pressure::Poll), None);
+    assert_eq!(
+        at(&mut st, 3_200, 1_145_000, Pressure::Poll),
+        kill(KillReason::LowMem, 701)
     );
-    assert_eq!(d.kill, None);
-    // 15 ms more within the window: 65 ms.
-    let d = decide(
-        &some(low.at(3_050), 1_015_000).0,
-        Pressure::Poll,
-        &t,
-        &no_targets(),
-        &mut st,
-    );
-    assert_eq!(d.kill, None);
-    // A new window from 3,100 ms: 50 + 10 ms.
-    let d = decide(
-        &some(low.at(3_100), 1_025_000).0,
-        Pressure::Poll,
-        &t,
-        &no_targets(),
-        &mut st,
-    );
-    assert_eq!(d.kill, None);
-    let d = decide(
-        &some(low.at(3_200), 1_045_000).0,
-        Pressure::Poll,
-        &t,
-        &no_targets(),
-        &mut st,
-    );
-    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
 }
 
 /// Off (0, or not below the partial threshold) and without PSI figures

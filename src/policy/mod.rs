@@ -494,9 +494,12 @@ impl State {
     /// `psi_partial_stall_ms`, the point where lmkd's trigger fires: always
     /// true with the early gate off, without PSI figures, or on a complete
     /// stall (which implies it). A window opens at the first call more than
-    /// 1 s after the last one opened, counting the early threshold as
-    /// already stalled (that is what woke the daemon); like the kernel's
-    /// trigger, a window measures at most 1 s of stall.
+    /// 1 s after the last one opened and, like the kernel's trigger,
+    /// measures at most 1 s of stall. The stall from before the window
+    /// (the early threshold that woke the daemon) does not count: crediting
+    /// it let the gate open up to 700 ms before lmkd's trigger would have
+    /// fired in the VM camera burst, and kill while kswapd was still
+    /// catching up.
     fn partial_stall_reached(&mut self, snap: &Snapshot, event: Pressure, t: &Tunables) -> bool {
         if t.early_stall_ms == 0 || !snap.known.psi() || event == Pressure::Complete {
             return true;
@@ -506,9 +509,8 @@ impl State {
         let base = match self.stall_window {
             Some((start, base)) if now.saturating_sub(start) < THRASHING_WINDOW_MS => base,
             _ => {
-                let base = total.saturating_sub(u64::from(t.early_stall_ms) * 1000);
-                self.stall_window = Some((now, base));
-                base
+                self.stall_window = Some((now, total));
+                total
             }
         };
         total.saturating_sub(base) >= u64::from(t.partial_stall_ms) * 1000
