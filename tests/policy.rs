@@ -1225,9 +1225,10 @@ fn some(b: B, total_us: u64) -> B {
 }
 
 /// Woken by the early trigger with swap to spare, LOW_MEM waits (polling
-/// fast) until the window's stall reaches lmkd's partial threshold,
-/// counted from the window's start. (Priming was at 0 ms: these calls open
-/// a window of their own.)
+/// fast) until the stall of the last second reaches lmkd's partial
+/// threshold. The early trigger's 50 ms count for the second before it,
+/// fading out as that second leaves the window. (Priming was at 0 ms:
+/// these calls open a window of their own.)
 #[test]
 fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
     let t = gated();
@@ -1241,9 +1242,9 @@ fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
         &mut st,
     );
     assert_eq!((d.kill, d.poll), (None, PollInterval::Fast));
-    // 69 ms in the window, still short of 70.
+    // 19 ms + 99% of 50 ms: 68.5 ms, still short of 70.
     let d = decide(
-        &some(low.at(2_110), 1_069_000).0,
+        &some(low.at(2_110), 1_019_000).0,
         Pressure::Poll,
         &t,
         &no_targets(),
@@ -1251,7 +1252,7 @@ fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
     );
     assert_eq!(d.kill, None);
     let d = decide(
-        &some(low.at(2_120), 1_070_000).0,
+        &some(low.at(2_120), 1_021_000).0,
         Pressure::Poll,
         &t,
         &no_targets(),
@@ -1322,7 +1323,7 @@ fn early_gate_lets_swap_low_and_complete_stalls_through() {
 /// A window measures at most 1 s: stall from an earlier window does not
 /// open the gate in the next one.
 #[test]
-fn early_gate_window_restarts_after_a_second() {
+fn early_gate_window_slides_over_the_last_second() {
     let t = gated();
     let mut st = primed(&t);
     let low = B::new().kswapd().free(LOW - 1);
@@ -1330,13 +1331,23 @@ fn early_gate_window_restarts_after_a_second() {
         decide(&some(low.at(ms), total_us).0, e, &t, &no_targets(), st).kill
     };
     assert_eq!(at(&mut st, 2_100, 1_000_000, Pressure::Partial), None);
-    // 65 ms within the window.
+    // 65 ms in this window, 2.5 ms left of the trigger's 50.
     assert_eq!(at(&mut st, 3_050, 1_065_000, Pressure::Poll), None);
-    // A new window from 3,100 ms: the stall before it does not count.
-    assert_eq!(at(&mut st, 3_100, 1_075_000, Pressure::Poll), None);
-    assert_eq!(at(&mut st, 3_150, 1_144_000, Pressure::Poll), None);
+    // The next window: the last one's 65 ms count in full at its start...
+    assert_eq!(at(&mut st, 3_100, 1_065_000, Pressure::Poll), None);
+    // ...and half of them half a second on: 37 + 32.5 ms.
+    assert_eq!(at(&mut st, 3_600, 1_102_000, Pressure::Poll), None);
+    // 39 + 31.85 ms.
     assert_eq!(
-        at(&mut st, 3_200, 1_145_000, Pressure::Poll),
+        at(&mut st, 3_610, 1_104_000, Pressure::Poll),
+        kill(KillReason::LowMem, 701)
+    );
+    // After a quiet gap of over 2 s, stall from before it does not count,
+    // and a re-check is no trigger: nothing is credited.
+    assert_eq!(at(&mut st, 6_000, 2_000_000, Pressure::Poll), None);
+    assert_eq!(at(&mut st, 6_500, 2_069_000, Pressure::Poll), None);
+    assert_eq!(
+        at(&mut st, 6_510, 2_070_000, Pressure::Poll),
         kill(KillReason::LowMem, 701)
     );
 }

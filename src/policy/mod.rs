@@ -273,9 +273,19 @@ pub struct State {
     decay_pct: u32,
     /// vmpressure: MemFree range seen at low-level events.
     vmp: vmpressure::LowLevelMemory,
-    /// The early gate's window: its start (ms) and the PSI `some total` it
-    /// counts from (us).
-    stall_window: Option<(u64, u64)>,
+    /// The early gate's current 1 s window.
+    stall_window: Option<StallWindow>,
+}
+
+/// One window of the early gate's sliding-window counter
+/// ([`State::partial_stall_reached`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct StallWindow {
+    start_ms: u64,
+    /// PSI `some total` (us) at the start.
+    base_us: u64,
+    /// The previous window's stall (us per second).
+    prev_us: u64,
 }
 
 impl State {
@@ -490,30 +500,55 @@ impl State {
         quiet
     }
 
-    /// Whether the `some` stall of the current window has reached
-    /// `psi_partial_stall_ms`, the point where lmkd's trigger fires: always
-    /// true with the early gate off, without PSI figures, or on a complete
-    /// stall (which implies it). A window opens at the first call more than
-    /// 1 s after the last one opened and, like the kernel's trigger,
-    /// measures at most 1 s of stall. The stall from before the window
-    /// (the early threshold that woke the daemon) does not count: crediting
-    /// it let the gate open up to 700 ms before lmkd's trigger would have
-    /// fired in the VM camera burst, and kill while kswapd was still
-    /// catching up.
+    /// Whether the `some` stall of the last second has reached
+    /// `psi_partial_stall_ms`, where lmkd's trigger fires: always true with
+    /// the early gate off, without PSI figures, or on a complete stall
+    /// (which implies it). The kernel's trigger watches a sliding 1 s
+    /// window; the samples here come only while pressure lasts, so the
+    /// last second is estimated as a sliding-window counter: the stall of
+    /// the current 1 s window plus the previous window's, weighted by the
+    /// share of it the last second still covers. A window opened by the
+    /// early trigger takes the early threshold as its previous window (the
+    /// trigger says that much stalled in the second before). Both simpler
+    /// readings were measured in the VM camera burst and rejected: counting
+    /// the early threshold in full for the whole window opened the gate up
+    /// to a second early and killed 2 (1-3) times where lmkd killed once;
+    /// counting only the current window never opened it (the first kill
+    /// waited 2.8 s, for swap to run low).
     fn partial_stall_reached(&mut self, snap: &Snapshot, event: Pressure, t: &Tunables) -> bool {
         if t.early_stall_ms == 0 || !snap.known.psi() || event == Pressure::Complete {
             return true;
         }
         let now = snap.time_ms;
         let total = snap.psi.some_total_us;
-        let base = match self.stall_window {
-            Some((start, base)) if now.saturating_sub(start) < THRASHING_WINDOW_MS => base,
-            _ => {
-                self.stall_window = Some((now, total));
-                total
-            }
+        let w = match self.stall_window {
+            Some(w) if now.saturating_sub(w.start_ms) < THRASHING_WINDOW_MS => w,
+            // The window just past becomes the previous one (scaled to 1 s:
+            // the first call after it may come a little late).
+            Some(w) if now.saturating_sub(w.start_ms) < 2 * THRASHING_WINDOW_MS => StallWindow {
+                start_ms: now,
+                base_us: total,
+                prev_us: total
+                    .saturating_sub(w.base_us)
+                    .saturating_mul(THRASHING_WINDOW_MS)
+                    / now.saturating_sub(w.start_ms),
+            },
+            _ => StallWindow {
+                start_ms: now,
+                base_us: total,
+                prev_us: if event == Pressure::Partial {
+                    u64::from(t.early_stall_ms) * 1000
+                } else {
+                    0
+                },
+            },
         };
-        total.saturating_sub(base) >= u64::from(t.partial_stall_ms) * 1000
+        self.stall_window = Some(w);
+        let left_ms = THRASHING_WINDOW_MS.saturating_sub(now.saturating_sub(w.start_ms));
+        let estimate = total
+            .saturating_sub(w.base_us)
+            .saturating_add(w.prev_us.saturating_mul(left_ms) / THRASHING_WINDOW_MS);
+        estimate >= u64::from(t.partial_stall_ms) * 1000
     }
 
     /// Step 3: the thrashing state: refaults as a share of the file LRU at
