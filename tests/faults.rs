@@ -169,9 +169,11 @@ fn snapshot_file_fault(file: &str) {
             // In place (O_TRUNC, same inode): the daemon keeps it open.
             fs::write(&path, damaged(&good, how)).unwrap();
         }
-        for _ in 0..3 {
-            d.raise_complete();
-        }
+        // One event: without PSI figures every complete event may kill
+        // (the stall since the last kill cannot be measured), so three
+        // events killed three times whenever a loaded machine delivered
+        // them apart instead of as one eventfd count.
+        d.raise_complete();
         let during = kills(&c, Duration::from_millis(400));
         assert!(
             during.len() <= 1,
