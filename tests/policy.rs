@@ -1224,6 +1224,11 @@ fn some(b: B, total_us: u64) -> B {
     b
 }
 
+/// One decision of the gated defaults on `b` at `some total` = `total_us`.
+fn gate(st: &mut State, t: &Tunables, b: B, total_us: u64, e: Pressure) -> Decision {
+    decide(&some(b, total_us).0, e, t, &no_targets(), st)
+}
+
 /// Woken by the early trigger with swap to spare, LOW_MEM waits (polling
 /// every 100 ms) until the stall of the last second reaches lmkd's partial
 /// threshold. The early trigger's 50 ms count for the second before it,
@@ -1234,43 +1239,19 @@ fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
     let t = gated();
     let mut st = primed(&t);
     let low = B::new().kswapd().free(LOW - 1);
-    let d = decide(
-        &some(low.at(2_100), 1_000_000).0,
-        Pressure::Partial,
-        &t,
-        &no_targets(),
-        &mut st,
-    );
+    let d = gate(&mut st, &t, low.at(2_100), 1_000_000, Pressure::Partial);
     // At lmkd's pace: fast polling under a long light stall costs more
     // than it saves.
     assert_eq!((d.kill, d.poll), (None, PollInterval::Slow));
     // 19 ms + 99% of 50 ms: 68.5 ms, still short of 70.
-    let d = decide(
-        &some(low.at(2_110), 1_019_000).0,
-        Pressure::Poll,
-        &t,
-        &no_targets(),
-        &mut st,
-    );
+    let d = gate(&mut st, &t, low.at(2_110), 1_019_000, Pressure::Poll);
     assert_eq!(d.kill, None);
-    let d = decide(
-        &some(low.at(2_120), 1_021_000).0,
-        Pressure::Poll,
-        &t,
-        &no_targets(),
-        &mut st,
-    );
+    let d = gate(&mut st, &t, low.at(2_120), 1_021_000, Pressure::Poll);
     assert_eq!(d.kill, kill(KillReason::LowMem, 701));
     // Thrashing rows wait too.
     let mut st = primed(&t);
     let thrash = B::new().kswapd().free(LOW - 1).thrash(101);
-    let d = decide(
-        &some(thrash.at(2_100), 0).0,
-        Pressure::Partial,
-        &t,
-        &no_targets(),
-        &mut st,
-    );
+    let d = gate(&mut st, &t, thrash.at(2_100), 0, Pressure::Partial);
     assert_eq!(d.kill, None);
 }
 
@@ -1280,45 +1261,21 @@ fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
 fn early_gate_lets_swap_low_and_complete_stalls_through() {
     let t = gated();
     let swap_low = B::new().at(100).kswapd().free(LOW - 1).swap(1_000_000, 5);
-    let d = decide(
-        &some(swap_low, 0).0,
-        Pressure::Partial,
-        &t,
-        &no_targets(),
-        &mut primed(&t),
-    );
+    let d = gate(&mut primed(&t), &t, swap_low, 0, Pressure::Partial);
     assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
     let thrashing = swap_low.thrash(101);
-    let d = decide(
-        &some(thrashing, 0).0,
-        Pressure::Partial,
-        &t,
-        &no_targets(),
-        &mut primed(&t),
-    );
+    let d = gate(&mut primed(&t), &t, thrashing, 0, Pressure::Partial);
     assert_eq!(d.kill, kill(KillReason::LowSwapAndThrashing, 201));
     let low = B::new().at(100).kswapd().free(LOW - 1);
-    let d = decide(
-        &some(low, 0).0,
-        Pressure::Complete,
-        &t,
-        &no_targets(),
-        &mut primed(&t),
-    );
+    let d = gate(&mut primed(&t), &t, low, 0, Pressure::Complete);
     assert_eq!(d.kill, kill(KillReason::NotResponding, 0));
     // A complete event that is no NOT_RESPONDING (its stall came before the
     // last kill) still opens the gate for the rows below.
     let mut st = primed(&t);
-    let k = decide(
-        &some(low, 0).0,
-        Pressure::Complete,
-        &t,
-        &no_targets(),
-        &mut st,
-    );
+    let k = gate(&mut st, &t, low, 0, Pressure::Complete);
     st.on_kill(&some(low, 0).0, &k.kill.unwrap());
-    let later = some(B::new().at(3_000).kswapd().free(LOW - 1), 0);
-    let d = decide(&later.0, Pressure::Complete, &t, &no_targets(), &mut st);
+    let later = B::new().at(3_000).kswapd().free(LOW - 1);
+    let d = gate(&mut st, &t, later, 0, Pressure::Complete);
     assert_eq!(d.kill, kill(KillReason::LowMem, 701));
 }
 
@@ -1330,7 +1287,7 @@ fn early_gate_window_slides_over_the_last_second() {
     let mut st = primed(&t);
     let low = B::new().kswapd().free(LOW - 1);
     let at = |st: &mut State, ms: u64, total_us: u64, e: Pressure| {
-        decide(&some(low.at(ms), total_us).0, e, &t, &no_targets(), st).kill
+        gate(st, &t, low.at(ms), total_us, e).kill
     };
     assert_eq!(at(&mut st, 2_100, 1_000_000, Pressure::Partial), None);
     // 65 ms in this window, 2.5 ms left of the trigger's 50.
