@@ -19,7 +19,7 @@ use std::thread;
 use crate::config::Config;
 use crate::props::PropertySource;
 use crate::protect;
-use crate::psi::Source;
+use crate::psi::{Source, Thresholds};
 use crate::ring;
 use crate::sys;
 
@@ -207,14 +207,9 @@ impl Work {
         for (key, from, to) in self.current.changes(&new) {
             log::info!("reload: {key} {from} -> {to}");
         }
-        let changed = new.some_trigger_ms() != self.current.some_trigger_ms()
-            || new.psi_complete_stall_ms != self.current.psi_complete_stall_ms;
+        let changed = Thresholds::of(&new) != Thresholds::of(&self.current);
         let triggers = if psi && changed {
-            match Source::psi(
-                &new.startup.psi_path,
-                new.some_trigger_ms(),
-                new.psi_complete_stall_ms,
-            ) {
+            match Source::psi(&new.startup.psi_path, Thresholds::of(&new)) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     log::error!("re-arming PSI triggers after reload (keeping the old ones): {e}");
@@ -244,7 +239,7 @@ impl Work {
         let c = &self.current;
         let s = &c.startup;
         if psi && s.use_psi {
-            match Source::psi(&s.psi_path, c.some_trigger_ms(), c.psi_complete_stall_ms) {
+            match Source::psi(&s.psi_path, Thresholds::of(c)) {
                 Ok(src) => {
                     log::warn!("pressure source reported an error: re-created the PSI triggers");
                     return Outcome::Reopened(src);

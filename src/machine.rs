@@ -39,8 +39,18 @@ use crate::token::Token;
 use crate::victim::{self, Rules, Stale};
 use crate::watchdog::Heartbeat;
 
-/// After a pressure event, keep re-checking for this long (as lmkd).
-pub const POLL_WINDOW_MS: u64 = 1000;
+pub use crate::policy::POLL_WINDOW_MS;
+
+/// Which pressure events outrank which: one inside the polling window of a
+/// stronger one adds nothing.
+fn strength(p: Pressure) -> u8 {
+    match p {
+        Pressure::Poll => 0,
+        Pressure::Early => 1,
+        Pressure::Partial => 2,
+        Pressure::Complete => 3,
+    }
+}
 
 /// One thing that happened, as the event loop decoded it.
 #[derive(Clone, Copy, Debug)]
@@ -329,18 +339,29 @@ impl Machine {
 
     fn on_pressure(&mut self, p: Pressure, now_ns: u64, io: &mut dyn Edges) {
         let now_ms = now_ns / 1_000_000;
-        // A partial event inside the window of a complete one adds nothing.
-        if p == Pressure::Partial
-            && self.polling.level == Some(Pressure::Complete)
-            && now_ms < self.polling.until_ms
+        // A weaker event inside the window of a stronger one adds nothing.
+        let polling = now_ms < self.polling.until_ms;
+        if polling
+            && self
+                .polling
+                .level
+                .is_some_and(|l| strength(p) < strength(l))
         {
             return;
         }
         self.polling.level = Some(p);
-        self.polling.until_ms = now_ms + POLL_WINDOW_MS;
+        if p != Pressure::Early {
+            self.polling.until_ms = now_ms + POLL_WINDOW_MS;
+        }
+        // An early event polls on only if the policy says so (swap low, a
+        // kill): it extends the window in `decide_and_kill`.
         self.told_no_victim = false;
         self.evaluate(p, now_ns, io);
-        io.set_timer(Some(self.polling.interval_ms.max(1)));
+        if now_ms < self.polling.until_ms || self.inflight.is_some() {
+            io.set_timer(Some(self.polling.interval_ms.max(1)));
+        } else {
+            self.polling.level = None;
+        }
     }
 
     fn on_timer(&mut self, now_ns: u64, io: &mut dyn Edges) {

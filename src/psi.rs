@@ -34,8 +34,13 @@ impl AsFd for Trigger {
 
 /// What the monitor is listening to.
 pub enum Source {
-    /// `some` (partial) and `full` (complete) PSI triggers.
-    Psi { partial: Trigger, complete: Trigger },
+    /// `some` (partial) and `full` (complete) PSI triggers, and ours: a
+    /// second `some` trigger below lmkd's threshold (`psi_early_stall_ms`).
+    Psi {
+        early: Option<Trigger>,
+        partial: Trigger,
+        complete: Trigger,
+    },
     /// Counter fds that become readable on pressure: memcg v1
     /// `memory.pressure_level` eventfds (medium -> Partial, critical ->
     /// Complete), or eventfds a test writes to inject events.
@@ -44,6 +49,25 @@ pub enum Source {
         critical: OwnedFd,
         _level: Option<OwnedFd>,
     },
+}
+
+/// The trigger thresholds (ms; 0 = no trigger) the configuration asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Ours, below `partial`: see `Config::early_stall_ms`.
+    pub early: u32,
+    pub partial: u32,
+    pub complete: u32,
+}
+
+impl Thresholds {
+    pub fn of(c: &Config) -> Thresholds {
+        Thresholds {
+            early: c.early_stall_ms(),
+            partial: c.psi_partial_stall_ms,
+            complete: c.psi_complete_stall_ms,
+        }
+    }
 }
 
 /// Writes one trigger spec to its own fd: a second trigger on the same
@@ -129,6 +153,8 @@ fn trigger(path: &Path, kind: &str, stall_ms: u32, pressure: Pressure) -> io::Re
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Psi {
+        /// 0: no early trigger.
+        early_us: u32,
         some_us: u32,
         full_us: u32,
         window_ms: u32,
@@ -141,13 +167,20 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Kind::Psi {
+                early_us,
                 some_us,
                 full_us,
                 window_ms,
-            } => write!(
-                f,
-                "PSI some {some_us} us / full {full_us} us per {window_ms} ms window"
-            ),
+            } => {
+                f.write_str("PSI some ")?;
+                if early_us > 0 {
+                    write!(f, "{early_us} us (early) + ")?;
+                }
+                write!(
+                    f,
+                    "{some_us} us / full {full_us} us per {window_ms} ms window"
+                )
+            }
             Kind::Vmpressure => f.write_str("memcg v1 vmpressure (medium, critical)"),
             Kind::Injected => f.write_str("injected events"),
         }
@@ -168,24 +201,14 @@ impl Source {
                 ))
             });
         }
-        Self::open(
-            &s.psi_path,
-            c.some_trigger_ms(),
-            c.psi_complete_stall_ms,
-            &s.vmpressure_memcg,
-        )
+        Self::open(&s.psi_path, Thresholds::of(c), &s.vmpressure_memcg)
     }
 
     /// PSI triggers on `psi_path`; if PSI is missing, vmpressure on the
     /// root memory cgroup under `memcg_root`; else a clear error.
-    pub fn open(
-        psi_path: &Path,
-        partial_ms: u32,
-        complete_ms: u32,
-        memcg_root: &Path,
-    ) -> io::Result<Source> {
+    pub fn open(psi_path: &Path, ms: Thresholds, memcg_root: &Path) -> io::Result<Source> {
         if psi_path.exists() {
-            return Self::psi(psi_path, partial_ms, complete_ms);
+            return Self::psi(psi_path, ms);
         }
         log::warn!(
             "no PSI at {}: falling back to memcg v1 vmpressure",
@@ -200,19 +223,31 @@ impl Source {
     }
 
     /// PSI `some` and `full` triggers on `psi_path`, nothing else.
-    pub fn psi(psi_path: &Path, partial_ms: u32, complete_ms: u32) -> io::Result<Source> {
-        let partial = trigger(psi_path, "some", partial_ms, Pressure::Partial)?;
-        let complete = trigger(psi_path, "full", complete_ms, Pressure::Complete)?;
+    pub fn psi(psi_path: &Path, ms: Thresholds) -> io::Result<Source> {
+        let early = match ms.early {
+            0 => None,
+            early => Some(trigger(psi_path, "some", early, Pressure::Early)?),
+        };
+        let partial = trigger(psi_path, "some", ms.partial, Pressure::Partial)?;
+        let complete = trigger(psi_path, "full", ms.complete, Pressure::Complete)?;
         if partial.window_us != WINDOW_US || complete.window_us != WINDOW_US {
             log::warn!(
                 "PSI on {}: the kernel refused 1 s trigger windows (no CAP_SYS_RESOURCE?); \
-                 using 2 s windows with thresholds scaled to match (some {} ms, full {} ms)",
+                 using 2 s windows with thresholds scaled to match (some {} ms{}, full {} ms)",
                 psi_path.display(),
                 partial.threshold_us / 1000,
+                early.as_ref().map_or(String::new(), |e| format!(
+                    ", early some {} ms",
+                    e.threshold_us / 1000
+                )),
                 complete.threshold_us / 1000
             );
         }
-        Ok(Source::Psi { partial, complete })
+        Ok(Source::Psi {
+            early,
+            partial,
+            complete,
+        })
     }
 
     /// memcg v1 vmpressure events (medium, critical) on `memcg`.
@@ -238,19 +273,26 @@ impl Source {
 
     /// The fds to watch and what each means; `EPOLLPRI` for PSI,
     /// `EPOLLIN` for eventfds.
-    pub fn fds(&self) -> [(BorrowedFd<'_>, Pressure, bool); 2] {
-        match self {
-            Source::Psi { partial, complete } => [
-                (partial.as_fd(), Pressure::Partial, true),
-                (complete.as_fd(), Pressure::Complete, true),
+    pub fn fds(&self) -> impl Iterator<Item = (BorrowedFd<'_>, Pressure, bool)> {
+        let all = match self {
+            Source::Psi {
+                early,
+                partial,
+                complete,
+            } => [
+                Some((partial.as_fd(), Pressure::Partial, true)),
+                Some((complete.as_fd(), Pressure::Complete, true)),
+                early.as_ref().map(|e| (e.as_fd(), Pressure::Early, true)),
             ],
             Source::Counters {
                 medium, critical, ..
             } => [
-                (medium.as_fd(), Pressure::Partial, false),
-                (critical.as_fd(), Pressure::Complete, false),
+                Some((medium.as_fd(), Pressure::Partial, false)),
+                Some((critical.as_fd(), Pressure::Complete, false)),
+                None,
             ],
-        }
+        };
+        all.into_iter().flatten()
     }
 
     /// Clears a vmpressure eventfd after it fired (PSI needs nothing).
@@ -272,7 +314,12 @@ impl Source {
 
     pub fn kind(&self) -> Kind {
         match self {
-            Source::Psi { partial, complete } => Kind::Psi {
+            Source::Psi {
+                early,
+                partial,
+                complete,
+            } => Kind::Psi {
+                early_us: early.as_ref().map_or(0, |e| e.threshold_us),
                 some_us: partial.threshold_us,
                 full_us: complete.threshold_us,
                 window_ms: partial.window_us / 1000,
@@ -356,11 +403,21 @@ mod tests {
             eprintln!("SKIP: no PSI on this kernel");
             return;
         }
-        let src = Source::open(psi, 70, 700, Path::new("/nonexistent")).unwrap();
-        let Source::Psi { partial, complete } = &src else {
-            panic!("PSI present but not used")
+        let ms = Thresholds {
+            early: 50,
+            partial: 70,
+            complete: 700,
         };
-        for (t, ms) in [(partial, 70), (complete, 700)] {
+        let src = Source::open(psi, ms, Path::new("/nonexistent")).unwrap();
+        let Source::Psi {
+            early: Some(early),
+            partial,
+            complete,
+        } = &src
+        else {
+            panic!("PSI present but not used, or the early trigger missing")
+        };
+        for (t, ms) in [(early, 50), (partial, 70), (complete, 700)] {
             match t.window_us {
                 WINDOW_US => assert_eq!(t.threshold_us, ms * 1000),
                 FALLBACK_WINDOW_US => assert_eq!(t.threshold_us, ms * 2000),
@@ -368,5 +425,7 @@ mod tests {
             }
         }
         assert_eq!(partial.window_us, complete.window_us);
+        assert_eq!(early.window_us, partial.window_us);
+        assert_eq!(src.fds().count(), 3);
     }
 }

@@ -30,7 +30,9 @@
 //!
 //! ```text
 //! 0       serial: 1 for the daemon's first evaluation
-//! 1       bits 0-7 event (0 partial, 1 complete, 2 timer re-check);
+//! 1       bits 0-7 event (0 partial, 1 complete, 2 timer re-check, 3
+//!         early trigger; until the early trigger had its own code, code 0
+//!         was the early trigger's whenever word 59 shows it in effect);
 //!         bits 8-15 decision: 0 no kill, else 1 + reason slot (statsd
 //!         code 0-9, 10 = minfree); bit 16 fast polling; bit 17 extend the
 //!         polling window; bit 18 use_minfree_levels; bit 19
@@ -288,7 +290,8 @@ impl Eval {
             0 => Pressure::Partial,
             1 => Pressure::Complete,
             2 => Pressure::Poll,
-            e => return Err(format!("event code {e} is not 0, 1 or 2")),
+            3 => Pressure::Early,
+            e => return Err(format!("event code {e} is not 0, 1, 2 or 3")),
         };
         let decision = (flags >> 8) & 0xff;
         let min_adj = hi(flags) as i32;
@@ -666,7 +669,7 @@ mod tests {
         bad[at] = 7;
         assert_eq!(
             decode(&bad).unwrap_err(),
-            "record 2: event code 7 is not 0, 1 or 2"
+            "record 2: event code 7 is not 0, 1, 2 or 3"
         );
     }
 

@@ -12,7 +12,8 @@ pub enum Token {
     Listen,
     /// The signalfd (SIGTERM, SIGINT, SIGHUP).
     Signal,
-    /// A pressure trigger (PSI `some`/`full`, or a vmpressure eventfd).
+    /// A pressure trigger (PSI `some`/`full`, the early `some`, or a
+    /// vmpressure eventfd).
     Pressure(Pressure),
     /// The polling timer.
     Timer,
@@ -40,6 +41,7 @@ const VICTIM: u64 = 6;
 const CONTROL: u64 = 7;
 const LOADER: u64 = 8;
 const WATCHDOG: u64 = 9;
+const EARLY: u64 = 10;
 const CONN: u64 = 16;
 
 impl Token {
@@ -51,6 +53,7 @@ impl Token {
             // the partial code rather than panicking.
             Token::Pressure(Pressure::Partial | Pressure::Poll) => PARTIAL,
             Token::Pressure(Pressure::Complete) => COMPLETE,
+            Token::Pressure(Pressure::Early) => EARLY,
             Token::Timer => TIMER,
             Token::Reaper => REAPER,
             Token::Victim => VICTIM,
@@ -68,6 +71,7 @@ impl Token {
             SIGNAL => Token::Signal,
             PARTIAL => Token::Pressure(Pressure::Partial),
             COMPLETE => Token::Pressure(Pressure::Complete),
+            EARLY => Token::Pressure(Pressure::Early),
             TIMER => Token::Timer,
             REAPER => Token::Reaper,
             VICTIM => Token::Victim,
@@ -93,6 +97,7 @@ mod tests {
             Token::Signal,
             Token::Pressure(Pressure::Partial),
             Token::Pressure(Pressure::Complete),
+            Token::Pressure(Pressure::Early),
             Token::Timer,
             Token::Reaper,
             Token::Victim,
@@ -110,7 +115,7 @@ mod tests {
 
     #[test]
     fn unknown_values_decode_to_none() {
-        for v in [10, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
+        for v in [11, 15, CONN + MAX_CONNECTIONS as u64, u64::MAX] {
             assert_eq!(Token::decode(v), None, "{v}");
         }
     }

@@ -1206,8 +1206,8 @@ fn low_mem_does_not_wait_for_the_file_cache_by_default() {
 
 // --- the early gate (ours) ----------------------------------------------
 
-/// The defaults as shipped: the `some` trigger at 50 ms, lmkd's 70 ms
-/// threshold kept as the gate.
+/// The defaults as shipped: an early `some` trigger at 50 ms beside lmkd's
+/// at 70 ms.
 fn gated() -> Tunables {
     let mut t = Tunables::from_config(&Config::default());
     t.page_kb = 4;
@@ -1215,148 +1215,144 @@ fn gated() -> Tunables {
     t
 }
 
-/// `some total` (us) of a snapshot, with kswapd moving since any earlier
-/// call (the policy bails out early when nothing reclaims).
-fn some(b: B, total_us: u64) -> B {
+/// A state that has seen the baseline at t = 0 from the early trigger
+/// (`primed` uses lmkd's, which would open the gate).
+fn woken_early(t: &Tunables) -> State {
+    let mut st = State::new();
+    let d = decide(&B::new().0, Pressure::Early, t, &no_targets(), &mut st);
+    assert_eq!(d.kill, None, "baseline must not kill");
+    st
+}
+
+/// One decision of the gated defaults on `b` (with kswapd moving since any
+/// earlier call: the policy bails out early when nothing reclaims).
+fn gate(st: &mut State, t: &Tunables, b: B, e: Pressure) -> Decision {
     let mut b = b;
-    b.0.psi.some_total_us = total_us;
     b.0.vm.pgscan_kswapd += b.0.time_ms;
-    b
+    decide(&b.0, e, t, &no_targets(), st)
 }
 
-/// One decision of the gated defaults on `b` at `some total` = `total_us`.
-fn gate(st: &mut State, t: &Tunables, b: B, total_us: u64, e: Pressure) -> Decision {
-    decide(&some(b, total_us).0, e, t, &no_targets(), st)
-}
-
-/// Woken by the early trigger with swap to spare, LOW_MEM waits (polling
-/// every 100 ms) until the stall of the last second reaches lmkd's partial
-/// threshold. The early trigger's 50 ms count for the second before it,
-/// fading out as that second leaves the window. (Priming was at 0 ms:
-/// these calls open a window of their own.)
+/// Woken by the early trigger with swap to spare, LOW_MEM and the
+/// thrashing rows wait for lmkd's own trigger, and nothing polls on.
 #[test]
-fn early_gate_holds_rows_without_low_swap_until_the_partial_stall() {
+fn early_gate_holds_rows_without_low_swap_until_lmkds_trigger() {
     let t = gated();
-    let mut st = primed(&t);
+    let mut st = woken_early(&t);
     let low = B::new().kswapd().free(LOW - 1);
-    let d = gate(&mut st, &t, low.at(2_100), 1_000_000, Pressure::Partial);
-    // At lmkd's pace: fast polling under a long light stall costs more
-    // than it saves.
-    assert_eq!((d.kill, d.poll), (None, PollInterval::Slow));
-    // 19 ms + 99% of 50 ms: 68.5 ms, still short of 70.
-    let d = gate(&mut st, &t, low.at(2_110), 1_019_000, Pressure::Poll);
-    assert_eq!(d.kill, None);
-    let d = gate(&mut st, &t, low.at(2_120), 1_021_000, Pressure::Poll);
+    let d = gate(&mut st, &t, low.at(2_100), Pressure::Early);
+    assert_eq!((d.kill, d.extend_poll), (None, false));
+    let d = gate(&mut st, &t, low.at(2_200), Pressure::Poll);
+    assert_eq!((d.kill, d.extend_poll), (None, false));
+    // Direct reclaim alone does not keep an early window polling either.
+    let d = gate(&mut st, &t, low.direct(5).at(2_300), Pressure::Poll);
+    assert_eq!((d.kill, d.extend_poll), (None, false));
+    let d = gate(&mut st, &t, low.at(2_400), Pressure::Partial);
     assert_eq!(d.kill, kill(KillReason::LowMem, 701));
-    // Thrashing rows wait too.
-    let mut st = primed(&t);
+    assert!(d.extend_poll);
+    let mut st = woken_early(&t);
     let thrash = B::new().kswapd().free(LOW - 1).thrash(101);
-    let d = gate(&mut st, &t, thrash.at(2_100), 0, Pressure::Partial);
+    // (Inside the thrashing window opened at priming.)
+    let d = gate(&mut st, &t, thrash.at(500), Pressure::Early);
     assert_eq!(d.kill, None);
+    let d = gate(&mut st, &t, thrash.at(600), Pressure::Partial);
+    assert_eq!(d.kill, kill(KillReason::LowMemAndThrashing, 201));
 }
 
-/// With swap low the gate does not hold: anon memory has nowhere to go.
-/// A complete stall implies the partial one.
+/// With swap low the gate does not hold, and the early window polls on:
+/// anon memory has nowhere to go. A complete stall opens the gate too.
 #[test]
 fn early_gate_lets_swap_low_and_complete_stalls_through() {
     let t = gated();
     let swap_low = B::new().at(100).kswapd().free(LOW - 1).swap(1_000_000, 5);
-    let d = gate(&mut primed(&t), &t, swap_low, 0, Pressure::Partial);
+    let d = gate(&mut woken_early(&t), &t, swap_low, Pressure::Early);
     assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
+    assert!(d.extend_poll);
+    let d = gate(
+        &mut woken_early(&t),
+        &t,
+        swap_low.free(HIGH),
+        Pressure::Early,
+    );
+    assert_eq!((d.kill, d.extend_poll), (None, true));
     let thrashing = swap_low.thrash(101);
-    let d = gate(&mut primed(&t), &t, thrashing, 0, Pressure::Partial);
+    let d = gate(&mut woken_early(&t), &t, thrashing, Pressure::Early);
     assert_eq!(d.kill, kill(KillReason::LowSwapAndThrashing, 201));
     let low = B::new().at(100).kswapd().free(LOW - 1);
-    let d = gate(&mut primed(&t), &t, low, 0, Pressure::Complete);
+    let d = gate(&mut woken_early(&t), &t, low, Pressure::Complete);
     assert_eq!(d.kill, kill(KillReason::NotResponding, 0));
     // A complete event that is no NOT_RESPONDING (its stall came before the
     // last kill) still opens the gate for the rows below.
-    let mut st = primed(&t);
-    let k = gate(&mut st, &t, low, 0, Pressure::Complete);
-    st.on_kill(&some(low, 0).0, &k.kill.unwrap());
-    let later = B::new().at(3_000).kswapd().free(LOW - 1);
-    let d = gate(&mut st, &t, later, 0, Pressure::Complete);
+    let mut st = woken_early(&t);
+    let k = gate(&mut st, &t, low, Pressure::Complete);
+    st.on_kill(&low.0, &k.kill.unwrap());
+    let d = gate(&mut st, &t, low.at(3_000), Pressure::Complete);
     assert_eq!(d.kill, kill(KillReason::LowMem, 701));
 }
 
-/// A window measures at most 1 s: stall from an earlier window does not
-/// open the gate in the next one.
+/// The gate stays open through lmkd's polling window after its trigger:
+/// 1 s, extended by a kill or by direct reclaim, as polling is.
 #[test]
-fn early_gate_window_slides_over_the_last_second() {
+fn early_gate_stays_open_while_lmkd_would_poll() {
     let t = gated();
-    let mut st = primed(&t);
-    let low = B::new().kswapd().free(LOW - 1);
-    let at = |st: &mut State, ms: u64, total_us: u64, e: Pressure| {
-        gate(st, &t, low.at(ms), total_us, e).kill
-    };
-    assert_eq!(at(&mut st, 2_100, 1_000_000, Pressure::Partial), None);
-    // 65 ms in this window, 2.5 ms left of the trigger's 50.
-    assert_eq!(at(&mut st, 3_050, 1_065_000, Pressure::Poll), None);
-    // The next window: the last one's 65 ms count in full at its start...
-    assert_eq!(at(&mut st, 3_100, 1_065_000, Pressure::Poll), None);
-    // ...and half of them half a second on: 37 + 32.5 ms.
-    assert_eq!(at(&mut st, 3_600, 1_102_000, Pressure::Poll), None);
-    // 39 + 31.85 ms.
+    let mut st = woken_early(&t);
+    let calm = B::new().kswapd();
+    let low = calm.free(LOW - 1);
+    let at = |st: &mut State, b: B, ms: u64, e: Pressure| gate(st, &t, b.at(ms), e).kill;
+    assert_eq!(at(&mut st, calm, 2_000, Pressure::Partial), None);
     assert_eq!(
-        at(&mut st, 3_610, 1_104_000, Pressure::Poll),
+        at(&mut st, low, 2_999, Pressure::Poll),
         kill(KillReason::LowMem, 701)
     );
-    // After a quiet gap of over 2 s, stall from before it does not count,
-    // and a re-check is no trigger: nothing is credited.
-    assert_eq!(at(&mut st, 6_000, 2_000_000, Pressure::Poll), None);
-    assert_eq!(at(&mut st, 6_500, 2_069_000, Pressure::Poll), None);
+    // The kill at 2 999 ms kept the window open to 3 999 ms.
     assert_eq!(
-        at(&mut st, 6_510, 2_070_000, Pressure::Poll),
+        at(&mut st, low, 3_998, Pressure::Poll),
+        kill(KillReason::LowMem, 701)
+    );
+    assert_eq!(at(&mut st, calm, 4_900, Pressure::Poll), None);
+    // Closed now: an early event alone does not reopen it...
+    assert_eq!(at(&mut st, low, 5_000, Pressure::Early), None);
+    // ...but direct reclaim inside lmkd's window extends it.
+    assert_eq!(at(&mut st, calm, 6_000, Pressure::Partial), None);
+    assert_eq!(at(&mut st, calm.direct(3), 6_900, Pressure::Poll), None);
+    assert_eq!(
+        at(&mut st, low.direct(3), 7_800, Pressure::Poll),
         kill(KillReason::LowMem, 701)
     );
 }
 
-/// Off (0, or not below the partial threshold) and without PSI figures
-/// the rows are lmkd's, and the `some` trigger uses lmkd's threshold.
+/// Off (0, or not below the partial threshold, or under the legacy
+/// minfree table) the rows are lmkd's and only lmkd's triggers are armed.
 #[test]
 fn early_gate_off_is_lmkds_single_threshold() {
-    let low = some(B::new().at(100).kswapd().free(LOW - 1), 0);
+    let low = B::new().at(100).kswapd().free(LOW - 1);
+    let minfree = Config {
+        use_minfree_levels: true,
+        ..Config::default()
+    };
+    let no_partial = Config {
+        psi_partial_stall_ms: 0,
+        ..Config::default()
+    };
     for early in [0, 70, 200] {
         let c = Config {
             psi_early_stall_ms: early,
             ..Config::default()
         };
-        assert_eq!(
-            (c.early_stall_ms(), c.some_trigger_ms()),
-            (0, 70),
-            "early {early}"
-        );
+        assert_eq!(c.early_stall_ms(), 0, "early {early}");
         let mut t = Tunables::from_config(&c);
         t.page_kb = 4;
-        let d = decide(
-            &low.0,
-            Pressure::Partial,
-            &t,
-            &no_targets(),
-            &mut primed(&t),
-        );
+        let d = gate(&mut primed(&t), &t, low, Pressure::Partial);
+        assert_eq!(d.kill, kill(KillReason::LowMem, 701), "early {early}");
+        let d = gate(&mut woken_early(&t), &t, low, Pressure::Poll);
         assert_eq!(d.kill, kill(KillReason::LowMem, 701), "early {early}");
     }
-    let mut no_psi = low;
-    no_psi.0.known = Known::ALL.without(Known::PSI);
-    let t = gated();
-    let d = decide(
-        &no_psi.0,
-        Pressure::Partial,
-        &t,
-        &no_targets(),
-        &mut primed(&t),
+    assert_eq!(
+        (minfree.early_stall_ms(), no_partial.early_stall_ms()),
+        (0, 0)
     );
-    assert_eq!(d.kill, kill(KillReason::LowMem, 701));
-    // The trigger: 50 ms by default (low-RAM too); a partial trigger that
-    // is off stays off.
-    assert_eq!(Config::default().some_trigger_ms(), 50);
-    assert_eq!(Config::low_ram().some_trigger_ms(), 50);
-    let off = Config {
-        psi_partial_stall_ms: 0,
-        ..Config::default()
-    };
-    assert_eq!(off.some_trigger_ms(), 0);
+    // The shipped defaults arm it, low-RAM too.
+    assert_eq!(Config::default().early_stall_ms(), 50);
+    assert_eq!(Config::low_ram().early_stall_ms(), 50);
 }
 
 // --- reasons in lmkd's words ---------------------------------------------

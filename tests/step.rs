@@ -450,6 +450,37 @@ fn partial_event_inside_a_complete_window_adds_nothing() {
     );
 }
 
+/// The early trigger (ours) looks once; it polls on only while swap is
+/// low, and adds nothing inside the window of lmkd's own triggers.
+#[test]
+fn early_event_polls_on_only_while_swap_is_low() {
+    let mut r = Rig::new("step-early", &[], false);
+    r.io.snap.mem.swap_total_kb = 1_000_000;
+    r.io.snap.mem.swap_free_kb = 900_000;
+    // Room to swap into (zram's free swap is capped by what RAM can hold).
+    r.io.snap.mem.inactive_file_kb = 500_000;
+    r.step(Input::Pressure(Pressure::Early), 1000);
+    assert_eq!(r.io.snapshots, 1);
+    assert!(
+        !matches!(r.io.timer, Some(Some(_))),
+        "an early event with swap to spare started polling"
+    );
+    r.io.snap.mem.swap_free_kb = 10;
+    r.step(Input::Pressure(Pressure::Early), 2000);
+    assert_eq!(r.io.snapshots, 2);
+    assert!(
+        matches!(r.io.timer, Some(Some(_))),
+        "an early event with swap low did not poll on"
+    );
+    r.step(Input::Pressure(Pressure::Partial), 2100);
+    assert_eq!(r.io.snapshots, 3);
+    r.step(Input::Pressure(Pressure::Early), 2500);
+    assert_eq!(
+        r.io.snapshots, 3,
+        "an early event inside lmkd's window was evaluated"
+    );
+}
+
 #[test]
 fn a_client_that_never_stops_sending_is_read_in_turns() {
     let a = Sleeper::new();

@@ -175,20 +175,12 @@ impl Config {
         }
     }
 
-    /// The `some` trigger's threshold: `psi_early_stall_ms` when it is on
-    /// and below `psi_partial_stall_ms`; 0 (no trigger) when the partial
-    /// trigger is off, as lmkd.
-    pub fn some_trigger_ms(&self) -> u32 {
-        match self.early_stall_ms() {
-            0 => self.psi_partial_stall_ms,
-            early => early,
-        }
-    }
-
-    /// `psi_early_stall_ms` when it is in effect, else 0.
+    /// `psi_early_stall_ms` when it is in effect, else 0: it must be below
+    /// `psi_partial_stall_ms` (so lmkd's trigger is on too), and the PSI
+    /// rows must decide (the legacy minfree table has no gate).
     pub fn early_stall_ms(&self) -> u32 {
         let (early, partial) = (self.psi_early_stall_ms, self.psi_partial_stall_ms);
-        if early > 0 && early < partial {
+        if early > 0 && early < partial && !self.use_minfree_levels {
             early
         } else {
             0

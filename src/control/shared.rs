@@ -251,8 +251,9 @@ pub fn slot_code(slot: usize) -> i32 {
     }
 }
 
-/// Pressure levels counted: partial, complete, and re-checks by the timer.
-pub const LEVELS: [&str; 3] = ["partial", "complete", "poll"];
+/// Pressure levels counted, in `Pressure`'s order: partial, complete,
+/// re-checks by the timer, and the early trigger.
+pub const LEVELS: [&str; 4] = ["partial", "complete", "poll", "early"];
 
 /// Command ids counted (lmkd's 0..=11).
 pub const COMMANDS: usize = 12;
@@ -302,7 +303,7 @@ fn unpack(w: [u64; TABLE_WORDS]) -> Row {
 /// Everything both sides share. Created once before the core runs.
 pub struct Shared {
     pub start_ns: u64,
-    pub pressure: [AtomicU64; 3],
+    pub pressure: [AtomicU64; 4],
     pub commands: [AtomicU64; COMMANDS],
     pub refused_commands: AtomicU64,
     pub refused_connections: AtomicU64,
@@ -580,7 +581,9 @@ impl Publisher {
     }
 
     pub fn pressure(&self, level: usize) {
-        self.shared.pressure[level.min(2)].fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.shared.pressure.get(level) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn command(&self, id: i32) {

@@ -115,8 +115,8 @@ pub struct PressureInfo {
     /// The PSI file the triggers are on.
     pub psi_path: String,
     pub partial_stall_ms: u32,
-    /// Where the `some` trigger fires when the early gate is on; 0: at
-    /// `partial_stall_ms` (absent from older daemons).
+    /// The early `some` trigger's threshold, armed beside lmkd's; 0: none
+    /// (absent from older daemons).
     #[serde(default)]
     pub early_stall_ms: u32,
     pub complete_stall_ms: u32,

@@ -334,7 +334,8 @@ impl Machine {
             return None;
         }
         let level = match p {
-            Pressure::Partial => policy::VmPressureLevel::Medium,
+            // vmpressure has no early level; an early event is a medium one.
+            Pressure::Partial | Pressure::Early => policy::VmPressureLevel::Medium,
             Pressure::Complete => policy::VmPressureLevel::Critical,
             Pressure::Poll => {
                 return Some(policy::Decision {

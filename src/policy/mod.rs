@@ -21,10 +21,11 @@
 //!   cycle right after a kill.
 //! - The decayed thrashing limit returns to `thrashing_limit` whenever a 1 s
 //!   thrashing window closes (as lmkd does); kills restart the window.
-//! - Ours: with `psi_early_stall_ms` the `some` trigger fires early; until
-//!   the stall of the current 1 s window reaches `psi_partial_stall_ms`
-//!   (lmkd's threshold), only the rows that need swap to be low may kill
-//!   (see [`first_match`]).
+//! - Ours: with `psi_early_stall_ms` a second `some` trigger fires early
+//!   ([`Pressure::Early`]). Until lmkd's own trigger (`psi_partial_stall_ms`)
+//!   or the `full` one fires, only the rows that need swap to be low may
+//!   kill, and polling continues only while swap is low (see
+//!   [`State::lmkd_would_look`]).
 //! - Snapshot parts the kernel did not give (see `snapshot::Known`) read as
 //!   zero counters that never move; without PSI figures the critical stall
 //!   override and the stall-since-last-kill gate are off.
@@ -47,16 +48,29 @@ use crate::snapshot::{MemInfo, Snapshot, Watermarks};
 pub const ABOVE_PERCEPTIBLE_ADJ: i32 = 201;
 /// Thrashing is measured over windows of this length.
 pub const THRASHING_WINDOW_MS: u64 = 1000;
+/// How long re-checks go on after a pressure event (lmkd's PSI window).
+pub const POLL_WINDOW_MS: u64 = 1000;
 
-/// What woke the policy up.
+/// What woke the policy up. The discriminants are the control socket's
+/// counter slots (`control::shared::LEVELS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pressure {
-    /// PSI `some` trigger fired.
+    /// PSI `some` trigger at `psi_partial_stall_ms` fired (lmkd's).
     Partial,
     /// PSI `full` trigger fired.
     Complete,
     /// Timer re-check inside the polling window after an event.
     Poll,
+    /// Ours: PSI `some` trigger at `psi_early_stall_ms` fired, below
+    /// lmkd's threshold.
+    Early,
+}
+
+impl Pressure {
+    /// An event of lmkd's own triggers: what lmkd would wake up for.
+    pub fn is_lmkds(self) -> bool {
+        matches!(self, Pressure::Partial | Pressure::Complete)
+    }
 }
 
 /// The configuration values the policy reads, as plain integers, so the hot
@@ -102,9 +116,9 @@ pub struct Tunables {
     /// memory check.
     pub low_ram_device: bool,
     /// Beyond lmkd: `psi_early_stall_ms` when in effect (0 = off; see
-    /// [`State::partial_stall_reached`]).
+    /// [`State::lmkd_would_look`]).
     pub early_stall_ms: u32,
-    /// `psi_partial_stall_ms`, which the early gate waits for.
+    /// `psi_partial_stall_ms`, lmkd's trigger (kept for recordings).
     pub partial_stall_ms: u32,
 }
 
@@ -273,19 +287,9 @@ pub struct State {
     decay_pct: u32,
     /// vmpressure: MemFree range seen at low-level events.
     vmp: vmpressure::LowLevelMemory,
-    /// The early gate's current 1 s window.
-    stall_window: Option<StallWindow>,
-}
-
-/// One window of the early gate's sliding-window counter
-/// ([`State::partial_stall_reached`]).
-#[derive(Clone, Copy, Debug, Default)]
-struct StallWindow {
-    start_ms: u64,
-    /// PSI `some total` (us) at the start.
-    base_us: u64,
-    /// The previous window's stall (us per second).
-    prev_us: u64,
+    /// Until when lmkd would still be looking: its polling window after
+    /// the last event of its own triggers (the early gate's state).
+    lmkd_looks_until_ms: u64,
 }
 
 impl State {
@@ -362,19 +366,19 @@ pub fn decide(
 
     let first = st.prime(snap, t, cycle_after_kill);
     let quiet = st.reclaim_state(snap, &mut fig);
+    let looking = st.lmkd_would_look(snap, event, t);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
         // Nothing reclaims and nothing refaults: no memory pressure to act
         // on until these counters move (lmkd bails out the same way).
         fig.max_thrashing_pct = st.max_thrashing;
-        return no_kill(fig, event, cycle_after_kill);
+        return no_kill(fig, event, cycle_after_kill, looking);
     }
     st.thrashing_state(snap, t, &mut fig);
     fig.critical_stall = snap.known.psi()
         && u64::from(snap.psi.full_avg10) > u64::from(t.stall_limit_critical).saturating_mul(100);
 
-    let stalled = st.partial_stall_reached(snap, event, t);
-    let kill = first_match(snap, event, t, &fig, st, cycle_after_kill, stalled).map(
+    let kill = first_match(snap, event, t, &fig, st, cycle_after_kill, looking).map(
         |(reason, min_adj)| {
             Kill {
                 reason,
@@ -383,15 +387,24 @@ pub fn decide(
             }
         },
     );
+    let extend_poll = if looking {
+        event != Pressure::Poll || kill.is_some() || fig.reclaim == Reclaim::Direct
+    } else {
+        // Early events alone poll on only while swap is low: under a long
+        // light stall (the VM camera's gallery refaulting for 14 s) polling
+        // at lmkd's pace after each early event cost the core 0.7-0.95 s of
+        // CPU in the TCG guest (lmkd: 0.15 s), more stall than it saved.
+        kill.is_some() || fig.swap_low
+    };
+    if looking && extend_poll {
+        st.lmkd_looks_until_ms = st
+            .lmkd_looks_until_ms
+            .max(snap.time_ms.saturating_add(POLL_WINDOW_MS));
+    }
     Decision {
         kill,
-        // Not faster while the early gate is closed: under a long light
-        // stall (the VM camera's gallery refaulting for 14 s) the early
-        // trigger keeps polling going, and 10 ms polls cost the core 2.5-3 s
-        // of CPU in the TCG guest (lmkd: 0.15 s), more stall than the gate
-        // saved. At 100 ms the gate looks as often as lmkd polls.
         poll: poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill),
-        extend_poll: event != Pressure::Poll || kill.is_some() || fig.reclaim == Reclaim::Direct,
+        extend_poll,
         figures: fig,
     }
 }
@@ -503,55 +516,25 @@ impl State {
         quiet
     }
 
-    /// Whether the `some` stall of the last second has reached
-    /// `psi_partial_stall_ms`, where lmkd's trigger fires: always true with
-    /// the early gate off, without PSI figures, or on a complete stall
-    /// (which implies it). The kernel's trigger watches a sliding 1 s
-    /// window; the samples here come only while pressure lasts, so the
-    /// last second is estimated as a sliding-window counter: the stall of
-    /// the current 1 s window plus the previous window's, weighted by the
-    /// share of it the last second still covers. A window opened by the
-    /// early trigger takes the early threshold as its previous window (the
-    /// trigger says that much stalled in the second before). Both simpler
-    /// readings were measured in the VM camera burst and rejected: counting
-    /// the early threshold in full for the whole window opened the gate up
-    /// to a second early and killed 2 (1-3) times where lmkd killed once;
-    /// counting only the current window never opened it (the first kill
-    /// waited 2.8 s, for swap to run low).
-    fn partial_stall_reached(&mut self, snap: &Snapshot, event: Pressure, t: &Tunables) -> bool {
-        if t.early_stall_ms == 0 || !snap.known.psi() || event == Pressure::Complete {
+    /// Whether lmkd would be evaluating now: on an event of its own
+    /// triggers, and through its polling window after one (extended, as
+    /// polling is, by kills and direct reclaim). Always, with the early
+    /// trigger off. Rows that need swap to be low are not held back; the
+    /// rest wait for this (see [`first_match`]). Taking lmkd's own trigger
+    /// for the moment replaced an estimate of the last second's stall from
+    /// the daemon's samples: in the VM camera burst it opened later than
+    /// the kernel's trigger fired (first kill 2.7 s against 0.9 s), and a
+    /// replay could not rebuild it from a recording that began mid-window.
+    fn lmkd_would_look(&mut self, snap: &Snapshot, event: Pressure, t: &Tunables) -> bool {
+        if t.early_stall_ms == 0 {
             return true;
         }
-        let now = snap.time_ms;
-        let total = snap.psi.some_total_us;
-        let w = match self.stall_window {
-            Some(w) if now.saturating_sub(w.start_ms) < THRASHING_WINDOW_MS => w,
-            // The window just past becomes the previous one (scaled to 1 s:
-            // the first call after it may come a little late).
-            Some(w) if now.saturating_sub(w.start_ms) < 2 * THRASHING_WINDOW_MS => StallWindow {
-                start_ms: now,
-                base_us: total,
-                prev_us: total
-                    .saturating_sub(w.base_us)
-                    .saturating_mul(THRASHING_WINDOW_MS)
-                    / now.saturating_sub(w.start_ms),
-            },
-            _ => StallWindow {
-                start_ms: now,
-                base_us: total,
-                prev_us: if event == Pressure::Partial {
-                    u64::from(t.early_stall_ms) * 1000
-                } else {
-                    0
-                },
-            },
-        };
-        self.stall_window = Some(w);
-        let left_ms = THRASHING_WINDOW_MS.saturating_sub(now.saturating_sub(w.start_ms));
-        let estimate = total
-            .saturating_sub(w.base_us)
-            .saturating_add(w.prev_us.saturating_mul(left_ms) / THRASHING_WINDOW_MS);
-        estimate >= u64::from(t.partial_stall_ms) * 1000
+        if event.is_lmkds() {
+            self.lmkd_looks_until_ms = self
+                .lmkd_looks_until_ms
+                .max(snap.time_ms.saturating_add(POLL_WINDOW_MS));
+        }
+        snap.time_ms < self.lmkd_looks_until_ms
     }
 
     /// Step 3: the thrashing state: refaults as a share of the file LRU at
@@ -591,8 +574,8 @@ impl State {
 
 /// Step 4: the reasons, in lmkd's order; the first that holds wins. Kept in
 /// one piece so the order stays visible. Returns the reason and its min adj
-/// before the critical-stall override. `stalled`: the window's stall has
-/// reached lmkd's partial threshold (see [`State::partial_stall_reached`]).
+/// before the critical-stall override. `looking`: lmkd would be evaluating
+/// now (see [`State::lmkd_would_look`]).
 fn first_match(
     snap: &Snapshot,
     event: Pressure,
@@ -600,7 +583,7 @@ fn first_match(
     fig: &Figures,
     st: &mut State,
     cycle_after_kill: bool,
-    stalled: bool,
+    looking: bool,
 ) -> Option<(KillReason, i32)> {
     let below_min = fig.wmark == WmarkLevel::BelowMin;
     let below_low = fig.wmark <= WmarkLevel::BelowLow;
@@ -654,9 +637,9 @@ fn first_match(
             KillReason::LowMemAndSwap,
             if kernel_min { 0 } else { p_adj },
         ))
-    } else if !stalled {
+    } else if !looking {
         // Ours (the early gate): with swap to spare, reclaim may still
-        // catch up; the rows below wait for lmkd's stall threshold.
+        // catch up; the rows below wait for lmkd's own trigger.
         None
     } else if below_low && t.swap_util_max < 100 && fig.swap_util_pct > t.swap_util_max {
         Some((KillReason::LowMemAndSwapUtil, 0))
@@ -704,11 +687,11 @@ fn poll_interval(swap_low: bool, killing: bool) -> PollInterval {
     }
 }
 
-fn no_kill(fig: Figures, event: Pressure, cycle_after_kill: bool) -> Decision {
+fn no_kill(fig: Figures, event: Pressure, cycle_after_kill: bool, looking: bool) -> Decision {
     Decision {
         kill: None,
         poll: poll_interval(fig.swap_low, cycle_after_kill),
-        extend_poll: event != Pressure::Poll,
+        extend_poll: event != Pressure::Poll && (looking || fig.swap_low),
         figures: fig,
     }
 }

@@ -135,7 +135,7 @@ pub fn status(s: &Status) -> String {
     let p = &s.pressure;
     let early = match p.early_stall_ms {
         0 => String::new(),
-        ms => format!(", woken at {ms} ms"),
+        ms => format!(", early trigger at {ms} ms"),
     };
     let _ = writeln!(
         o,
