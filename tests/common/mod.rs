@@ -330,12 +330,20 @@ pub fn kill_count(c: &Client, min_adj: i32, max_adj: i32) -> i32 {
     .expect("GETKILLCNT")
 }
 
+/// In one `read`: the kernel formats the value afresh on every call, so
+/// `read_to_string`'s second call (at offset 2) could splice a new value
+/// onto the old one ("0\n" then "5\n" of "305\n": "0\n5", not a number)
+/// when the daemon writes in between.
 pub fn oom_adj(pid: i32) -> i32 {
-    fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
-        .unwrap()
-        .trim()
+    let path = format!("/proc/{pid}/oom_score_adj");
+    let mut buf = [0u8; 16];
+    let n = fs::File::open(&path)
+        .and_then(|mut f| f.read(&mut buf))
+        .unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    text.trim()
         .parse()
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{path} read {text:?}: {e}"))
 }
 
 pub fn prio(pid: i32, adj: i32) -> Prio {
