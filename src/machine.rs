@@ -350,18 +350,10 @@ impl Machine {
             return;
         }
         self.polling.level = Some(p);
-        if p != Pressure::Early {
-            self.polling.until_ms = now_ms + POLL_WINDOW_MS;
-        }
-        // An early event polls on only if the policy says so (swap low, a
-        // kill): it extends the window in `decide_and_kill`.
+        self.polling.until_ms = now_ms + POLL_WINDOW_MS;
         self.told_no_victim = false;
         self.evaluate(p, now_ns, io);
-        if now_ms < self.polling.until_ms || self.inflight.is_some() {
-            io.set_timer(Some(self.polling.interval_ms.max(1)));
-        } else {
-            self.polling.level = None;
-        }
+        io.set_timer(Some(self.polling.interval_ms.max(1)));
     }
 
     fn on_timer(&mut self, now_ns: u64, io: &mut dyn Edges) {

@@ -1233,17 +1233,21 @@ fn gate(st: &mut State, t: &Tunables, b: B, e: Pressure) -> Decision {
 }
 
 /// Woken by the early trigger with swap to spare, LOW_MEM and the
-/// thrashing rows wait for lmkd's own trigger, and nothing polls on.
+/// thrashing rows wait for lmkd's own trigger. The early event opens a
+/// polling second; its re-checks do not extend it.
 #[test]
 fn early_gate_holds_rows_without_low_swap_until_lmkds_trigger() {
     let t = gated();
     let mut st = woken_early(&t);
     let low = B::new().kswapd().free(LOW - 1);
     let d = gate(&mut st, &t, low.at(2_100), Pressure::Early);
-    assert_eq!((d.kill, d.extend_poll), (None, false));
+    assert_eq!(
+        (d.kill, d.extend_poll, d.poll),
+        (None, true, PollInterval::Slow)
+    );
     let d = gate(&mut st, &t, low.at(2_200), Pressure::Poll);
     assert_eq!((d.kill, d.extend_poll), (None, false));
-    // Direct reclaim alone does not keep an early window polling either.
+    // Direct reclaim does not extend an early window either.
     let d = gate(&mut st, &t, low.direct(5).at(2_300), Pressure::Poll);
     assert_eq!((d.kill, d.extend_poll), (None, false));
     let d = gate(&mut st, &t, low.at(2_400), Pressure::Partial);

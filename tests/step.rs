@@ -40,6 +40,9 @@ struct Fake {
     fail_signal: Option<i32>,
     /// Free memory below the min watermark, reclaim running.
     below_min: bool,
+    /// kswapd scanning: `pgscan_kswapd` moves with the clock, so that no
+    /// re-check reads as quiet.
+    kswapd: bool,
     /// Trace slice events, signals and watermark refreshes, in order:
     /// "B pid,reason,adj,min", "signal pid", "E", "refresh watermarks".
     trace: Vec<String>,
@@ -63,6 +66,9 @@ impl Edges for Fake {
         // The full stall keeps growing (faster than the clock, so that even
         // 100 ms after a kill a complete event is reason to kill again).
         s.psi.full_total_us += now_ms * 10_000;
+        if self.kswapd {
+            s.vm.pgscan_kswapd += now_ms;
+        }
         if self.below_min {
             s.mem.free_kb = s.wm.min_kb / 2;
             s.mem.cma_free_kb = 0;
@@ -450,8 +456,8 @@ fn partial_event_inside_a_complete_window_adds_nothing() {
     );
 }
 
-/// The early trigger (ours) looks once; it polls on only while swap is
-/// low, and adds nothing inside the window of lmkd's own triggers.
+/// The early trigger (ours) opens a polling second that only swap running
+/// low extends, and adds nothing inside the window of lmkd's own triggers.
 #[test]
 fn early_event_polls_on_only_while_swap_is_low() {
     let mut r = Rig::new("step-early", &[], false);
@@ -459,24 +465,36 @@ fn early_event_polls_on_only_while_swap_is_low() {
     r.io.snap.mem.swap_free_kb = 900_000;
     // Room to swap into (zram's free swap is capped by what RAM can hold).
     r.io.snap.mem.inactive_file_kb = 500_000;
+    r.io.kswapd = true;
     r.step(Input::Pressure(Pressure::Early), 1000);
-    assert_eq!(r.io.snapshots, 1);
-    assert!(
-        !matches!(r.io.timer, Some(Some(_))),
-        "an early event with swap to spare started polling"
+    assert_eq!(
+        r.io.timer,
+        Some(Some(100)),
+        "no slow polling after an early event"
+    );
+    r.step(Input::Timer, 1500);
+    assert_eq!(r.io.snapshots, 2);
+    r.step(Input::Timer, 2001);
+    assert_eq!(
+        r.io.timer,
+        Some(None),
+        "a re-check with swap to spare extended an early window"
     );
     r.io.snap.mem.swap_free_kb = 10;
-    r.step(Input::Pressure(Pressure::Early), 2000);
-    assert_eq!(r.io.snapshots, 2);
+    r.step(Input::Pressure(Pressure::Early), 3000);
+    r.step(Input::Timer, 3900);
+    r.step(Input::Timer, 4500);
     assert!(
         matches!(r.io.timer, Some(Some(_))),
-        "an early event with swap low did not poll on"
+        "swap low did not keep an early window polling"
     );
-    r.step(Input::Pressure(Pressure::Partial), 2100);
-    assert_eq!(r.io.snapshots, 3);
-    r.step(Input::Pressure(Pressure::Early), 2500);
+    let n = r.io.snapshots;
+    r.step(Input::Pressure(Pressure::Partial), 4600);
+    assert_eq!(r.io.snapshots, n + 1);
+    r.step(Input::Pressure(Pressure::Early), 4700);
     assert_eq!(
-        r.io.snapshots, 3,
+        r.io.snapshots,
+        n + 1,
         "an early event inside lmkd's window was evaluated"
     );
 }

@@ -24,8 +24,8 @@
 //! - Ours: with `psi_early_stall_ms` a second `some` trigger fires early
 //!   ([`Pressure::Early`]). Until lmkd's own trigger (`psi_partial_stall_ms`)
 //!   or the `full` one fires, only the rows that need swap to be low may
-//!   kill, and polling continues only while swap is low (see
-//!   [`State::lmkd_would_look`]).
+//!   kill (see [`State::lmkd_would_look`]); an early event's polling second
+//!   is extended only while swap is low or around a kill.
 //! - Snapshot parts the kernel did not give (see `snapshot::Known`) read as
 //!   zero counters that never move; without PSI figures the critical stall
 //!   override and the stall-since-last-kill gate are off.
@@ -372,7 +372,7 @@ pub fn decide(
         // Nothing reclaims and nothing refaults: no memory pressure to act
         // on until these counters move (lmkd bails out the same way).
         fig.max_thrashing_pct = st.max_thrashing;
-        return no_kill(fig, event, cycle_after_kill, looking);
+        return no_kill(fig, event, cycle_after_kill);
     }
     st.thrashing_state(snap, t, &mut fig);
     fig.critical_stall = snap.known.psi()
@@ -390,11 +390,15 @@ pub fn decide(
     let extend_poll = if looking {
         event != Pressure::Poll || kill.is_some() || fig.reclaim == Reclaim::Direct
     } else {
-        // Early events alone poll on only while swap is low: under a long
-        // light stall (the VM camera's gallery refaulting for 14 s) polling
-        // at lmkd's pace after each early event cost the core 0.7-0.95 s of
-        // CPU in the TCG guest (lmkd: 0.15 s), more stall than it saved.
-        kill.is_some() || fig.swap_low
+        // An early event opens a polling second as lmkd's do, so that swap
+        // running low is seen at once; its re-checks extend it only while
+        // swap is low or around a kill, not for direct reclaim (which the
+        // rows held back by the gate would need). Looking once per early
+        // event left the VM bg-leak 1.3 s gaps in which swap ran low
+        // unseen (stall 0.55x of lmkd's threshold, against 0.33x). The
+        // cost is CPU under a long light stall: 0.6-0.8 s of the core's in
+        // the TCG camera burst, lmkd 0.1-0.2 s.
+        event != Pressure::Poll || kill.is_some() || fig.swap_low
     };
     if looking && extend_poll {
         st.lmkd_looks_until_ms = st
@@ -687,11 +691,11 @@ fn poll_interval(swap_low: bool, killing: bool) -> PollInterval {
     }
 }
 
-fn no_kill(fig: Figures, event: Pressure, cycle_after_kill: bool, looking: bool) -> Decision {
+fn no_kill(fig: Figures, event: Pressure, cycle_after_kill: bool) -> Decision {
     Decision {
         kill: None,
         poll: poll_interval(fig.swap_low, cycle_after_kill),
-        extend_poll: event != Pressure::Poll && (looking || fig.swap_low),
+        extend_poll: event != Pressure::Poll,
         figures: fig,
     }
 }
