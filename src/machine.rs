@@ -39,7 +39,7 @@ use crate::token::Token;
 use crate::victim::{self, Rules, Stale};
 use crate::watchdog::Heartbeat;
 
-pub use crate::policy::POLL_WINDOW_MS;
+use crate::policy::POLL_WINDOW_MS;
 
 /// Which pressure events outrank which: one inside the polling window of a
 /// stronger one adds nothing.

@@ -58,8 +58,8 @@
 //!         then the highest adj in the table (i32::MIN: empty)
 //! 57-59   vmpressure tunables: (low, medium) min adj, (critical min adj,
 //!         upgrade_pressure), (downgrade_pressure, psi_early_stall_ms in
-//!         effect | psi_partial_stall_ms << 16; 0 in older recordings: the
-//!         early gate off)
+//!         effect in bits 0-15; 0 in older recordings: the early trigger
+//!         off; bits 16-31 are ignored)
 //! ```
 //!
 //! # What a replay can and cannot say
@@ -273,10 +273,7 @@ impl Eval {
         let v = &t.vmpressure_adj;
         p.pair(v[0] as u32, v[1] as u32);
         p.pair(v[2] as u32, t.upgrade_pressure);
-        p.pair(
-            t.downgrade_pressure,
-            (t.early_stall_ms & 0xffff) | (t.partial_stall_ms << 16),
-        );
+        p.pair(t.downgrade_pressure, t.early_stall_ms & 0xffff);
         debug_assert_eq!(p.i, EVAL_WORDS);
         w
     }
@@ -370,7 +367,6 @@ impl Eval {
             upgrade_pressure: 0,
             downgrade_pressure: 0,
             early_stall_ms: 0,
-            partial_stall_ms: 0,
         };
         let mut levels = [Target::default(); MAX_TARGETS];
         for l in levels.iter_mut() {
@@ -395,8 +391,8 @@ impl Eval {
         tunables.vmpressure_adj = [low as i32, medium as i32, critical as i32];
         tunables.upgrade_pressure = upgrade;
         tunables.downgrade_pressure = downgrade;
+        // Builds that estimated the gate kept psi_partial_stall_ms above.
         tunables.early_stall_ms = stalls & 0xffff;
-        tunables.partial_stall_ms = stalls >> 16;
         Ok(Eval {
             serial,
             event,
@@ -632,6 +628,10 @@ mod tests {
                 poll: PollInterval::Slow,
                 extend_poll: false,
                 ..sample(2)
+            },
+            Eval {
+                event: Pressure::Early,
+                ..sample(3)
             },
         ] {
             assert_eq!(Eval::from_words(&e.to_words()), Ok(e));

@@ -118,8 +118,6 @@ pub struct Tunables {
     /// Beyond lmkd: `psi_early_stall_ms` when in effect (0 = off; see
     /// [`State::lmkd_would_look`]).
     pub early_stall_ms: u32,
-    /// `psi_partial_stall_ms`, lmkd's trigger (kept for recordings).
-    pub partial_stall_ms: u32,
 }
 
 impl Tunables {
@@ -148,7 +146,6 @@ impl Tunables {
             downgrade_pressure: c.downgrade_pressure,
             low_ram_device: c.low_ram,
             early_stall_ms: c.early_stall_ms(),
-            partial_stall_ms: c.psi_partial_stall_ms,
         }
     }
 }
