@@ -136,8 +136,13 @@ fn no_targets() -> TargetTable {
 
 /// A state that has seen the baseline snapshot at t = 0.
 fn primed(t: &Tunables) -> State {
+    primed_by(Pressure::Partial, t)
+}
+
+/// The same, woken by `event`.
+fn primed_by(event: Pressure, t: &Tunables) -> State {
     let mut st = State::new();
-    let d = decide(&B::new().0, Pressure::Partial, t, &no_targets(), &mut st);
+    let d = decide(&B::new().0, event, t, &no_targets(), &mut st);
     assert_eq!(d.kill, None, "baseline must not kill");
     st
 }
@@ -1211,17 +1216,17 @@ fn low_mem_does_not_wait_for_the_file_cache_by_default() {
 fn gated() -> Tunables {
     let mut t = Tunables::from_config(&Config::default());
     t.page_kb = 4;
-    assert_eq!((t.early_stall_ms, t.partial_stall_ms), (50, 70));
+    assert_eq!(
+        (t.early_stall_ms, Config::default().psi_partial_stall_ms),
+        (50, 70)
+    );
     t
 }
 
 /// A state that has seen the baseline at t = 0 from the early trigger
 /// (`primed` uses lmkd's, which would open the gate).
 fn woken_early(t: &Tunables) -> State {
-    let mut st = State::new();
-    let d = decide(&B::new().0, Pressure::Early, t, &no_targets(), &mut st);
-    assert_eq!(d.kill, None, "baseline must not kill");
-    st
+    primed_by(Pressure::Early, t)
 }
 
 /// One decision of the gated defaults on `b` (with kswapd moving since any

@@ -788,6 +788,20 @@ mod tests {
         KillRecord::new(5, pid, kill, crate::policy::Figures::default())
     }
 
+    /// The core counts an event at `Pressure as usize`: each level's name
+    /// must sit at its event's slot.
+    #[test]
+    fn pressure_counters_are_named_by_event() {
+        for (p, name) in [
+            (Pressure::Partial, "partial"),
+            (Pressure::Complete, "complete"),
+            (Pressure::Poll, "poll"),
+            (Pressure::Early, "early"),
+        ] {
+            assert_eq!(LEVELS.get(p as usize), Some(&name), "{p:?}");
+        }
+    }
+
     #[test]
     fn kill_entry_round_trips_through_words() {
         let mut r = record(42);
