@@ -27,6 +27,8 @@ ONSET_STALL_SHARE = 0.05
 # so each code path's text comes in the first time it runs (bounded by the
 # binary, not by the number of cycles).
 RSS_SLACK_KB = 64
+# Clock ticks of /proc/PID/stat's utime and stime (the guest kernel's USER_HZ).
+USER_HZ = 100
 
 
 def read(path, default=""):
@@ -71,8 +73,19 @@ def load_samples(d):
     return rows
 
 
+def psi_some_at(samples, t_ms):
+    """PSI `some` total (us) at t_ms, interpolated between the samples around
+    it; None outside the sampled span."""
+    for prev, cur in zip(samples, samples[1:]):
+        if prev["t_ms"] <= t_ms <= cur["t_ms"]:
+            span = cur["t_ms"] - prev["t_ms"]
+            share = (t_ms - prev["t_ms"]) / span if span > 0 else 1.0
+            return prev["some_total_us"] + share * (cur["some_total_us"] - prev["some_total_us"])
+    return None
+
+
 def thread_stats(text):
-    """{tid: (comm, minflt, majflt)} from concatenated /proc/PID/task/TID/stat lines."""
+    """{tid: (comm, minflt, majflt, cpu ticks)} from concatenated /proc/PID/task/TID/stat lines."""
     out = {}
     for line in text.splitlines():
         open_, close = line.find("("), line.rfind(")")
@@ -80,7 +93,8 @@ def thread_stats(text):
             continue
         rest = line[close + 1:].split()
         try:
-            out[int(line[:open_])] = (line[open_ + 1:close], int(rest[7]), int(rest[9]))
+            out[int(line[:open_])] = (line[open_ + 1:close], int(rest[7]), int(rest[9]),
+                                      int(rest[11]) + int(rest[12]))
         except (ValueError, IndexError):
             pass
     return out
@@ -158,9 +172,10 @@ def killer_threads(d):
     for tid in sorted(set(before) | set(after)):
         comm = (after.get(tid) or before.get(tid))[0]
         b, a = before.get(tid), after.get(tid)
-        faults = None
+        faults = cpu_ms = None
         if a and b:
             faults = (a[1] - b[1]) + (a[2] - b[2])
+            cpu_ms = (a[3] - b[3]) * 1000 // USER_HZ
         rec = [e for e in trace if e[0] == tid]
         stacks = {}
         for _, _, frames in rec:
@@ -171,6 +186,7 @@ def killer_threads(d):
             "comm": comm,
             "role": role(comm, tid == pid),
             "faults": faults,
+            "cpu_ms": cpu_ms,
             "new_during_run": b is None,
             "gone_after_run": a is None,
             "direct_reclaims": len(rec),
@@ -315,6 +331,15 @@ def summarize(d):
     first = res.get("first_death_ms")
     m["first_kill_ms"] = first
     m["onset_to_first_kill_ms"] = (first - onset) if first is not None and onset is not None else None
+    # The stall on either side of the first kill: what came before it is the
+    # killer's to cut by acting sooner; what came after is the rest of the
+    # scenario (later kills, and any pressure no kill relieves).
+    before_us = psi_some_at(samples, (t0 or 0) + first) if first is not None else None
+    if before_us is not None and "some" in pb and m["psi_some_ms"] is not None:
+        m["psi_some_before_first_kill_ms"] = max(0, round((before_us - pb["some"]) / 1000))
+        m["psi_some_after_first_kill_ms"] = m["psi_some_ms"] - m["psi_some_before_first_kill_ms"]
+    else:
+        m["psi_some_before_first_kill_ms"] = m["psi_some_after_first_kill_ms"] = None
     rss = [s["daemon_rss_kb"] for s in samples if s.get("daemon_rss_kb", -1) >= 0]
     lck = [s["daemon_lck_kb"] for s in samples if s.get("daemon_lck_kb", -1) >= 0]
     m["daemon_peak_rss_kb"] = int(max(rss)) if rss else None
@@ -326,6 +351,7 @@ def summarize(d):
     m["killer_threads"] = threads
     m["killer_faults"] = per_role(threads, "faults") if threads else None
     m["killer_direct_reclaims"] = per_role(threads, "direct_reclaims") if threads else None
+    m["killer_cpu_ms"] = per_role(threads, "cpu_ms") if threads else None
     m["killer_reclaim_traced"] = os.path.exists(os.path.join(d, "killer-reclaim.trace"))
     m["daemon_rss_kb"], m["daemon_locked_kb"] = smaps_rollup(d)
     deaths = res.get("deaths", [])
@@ -470,12 +496,15 @@ ROWS = [
     ("runs passed", lambda ms: count_true([m.get("pass") for m in ms])),
     ("onset -> first kill (ms)", lambda ms: spread([m.get("onset_to_first_kill_ms") for m in ms])),
     ("PSI some total (ms)", lambda ms: spread([m.get("psi_some_ms") for m in ms])),
+    ("  before the first kill", lambda ms: spread([m.get("psi_some_before_first_kill_ms") for m in ms])),
+    ("  after it", lambda ms: spread([m.get("psi_some_after_first_kill_ms") for m in ms])),
     ("PSI full total (ms)", lambda ms: spread([m.get("psi_full_ms") for m in ms])),
     ("kills (all deaths)", lambda ms: spread([m.get("deaths_total") for m in ms])),
     ("  by the daemon", lambda ms: spread([m.get("daemon_kills") for m in ms])),
     ("kills in adj order", lambda ms: count_true([m.get("kills_in_adj_order") for m in ms])),
     ("kernel OOM kills", lambda ms: spread([m.get("kernel_oom_kills") for m in ms])),
     ("foreground (adj<=0) deaths", lambda ms: spread([m.get("foreground_deaths") for m in ms])),
+    ("core thread CPU (ms)", lambda ms: spread([(m.get("killer_cpu_ms") or {}).get("core") for m in ms])),
     ("core thread faults/reclaims", lambda ms: per_run([role_pair(m, "core") for m in ms])),
     ("reaper threads faults/reclaims", lambda ms: per_run([role_pair(m, "reaper") for m in ms])),
     ("other threads faults/reclaims", lambda ms: per_run([role_pair(m, "other") for m in ms])),
