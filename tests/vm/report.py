@@ -619,12 +619,12 @@ def svg_compare(runs):
     top3 = top2 + ph + 30
     for i, (k, name, _, deaths) in enumerate(series):
         yy = top3 + 16 * i
-        colour = colour(k)
-        o.append(f'<text x="{W - R + 6}" y="{yy + 4}" fill="{colour}">{esc(name)}</text>')
+        run_colour = colour(k)
+        o.append(f'<text x="{W - R + 6}" y="{yy + 4}" fill="{run_colour}">{esc(name)}</text>')
         o.append(f'<line x1="{L}" y1="{yy}" x2="{W - R}" y2="{yy}" stroke="#ddd"/>')
         for dth in deaths:
             xx = x(dth["t_ms"] / 1000)
-            c = "#000" if dth["cause"] == "kernel-oom" else colour
+            c = "#000" if dth["cause"] == "kernel-oom" else run_colour
             o.append(f'<line x1="{xx:.1f}" y1="{yy - 6}" x2="{xx:.1f}" y2="{yy + 6}" stroke="{c}" stroke-width="2">'
                      f'<title>{esc(dth["app"])} adj {dth["adj"]} {esc(dth["cause"])} at {dth["t_ms"]} ms</title></line>')
     ly = T
