@@ -39,7 +39,8 @@
 //!         wait_for_inactive_file; bits 20-22 which optional snapshot parts
 //!         are known (`snapshot::Known`); bit 23 low-RAM device; bit 28
 //!         critical_upgrade; bits 24-27 LMK_TARGET levels; bit 29
-//!         direct_reclaim_below_min;
+//!         direct_reclaim_below_min; bit 30 lazy polling (500 ms; never
+//!         set with bit 16);
 //!         bits 32-63 the decision's min adj
 //! 2       0, or 1 + the snapshot time (ms) of the evaluation whose kill
 //!         was carried out after the previous record and before this one
@@ -227,6 +228,7 @@ impl Eval {
             | ((self.targets.as_slice().len() as u64) << 24)
             | (u64::from(t.critical_upgrade) << 28)
             | (u64::from(t.direct_reclaim_below_min) << 29)
+            | (u64::from(self.poll == PollInterval::Lazy) << 30)
             | (u64::from(min_adj as u32) << 32);
         p.word(self.serial);
         p.word(flags);
@@ -301,10 +303,11 @@ impl Eval {
                 min_adj,
             }),
         };
-        let poll = if flags & (1 << 16) != 0 {
-            PollInterval::Fast
-        } else {
-            PollInterval::Slow
+        let poll = match (flags & (1 << 16) != 0, flags & (1 << 30) != 0) {
+            (false, false) => PollInterval::Slow,
+            (true, false) => PollInterval::Fast,
+            (false, true) => PollInterval::Lazy,
+            (true, true) => return Err("polling both fast and lazy".to_string()),
         };
         let extend_poll = flags & (1 << 17) != 0;
         let ntargets = ((flags >> 24) & 0xf) as usize;
@@ -631,6 +634,7 @@ mod tests {
             },
             Eval {
                 event: Pressure::Early,
+                poll: PollInterval::Lazy,
                 ..sample(3)
             },
         ] {

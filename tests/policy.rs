@@ -725,6 +725,7 @@ fn poll_interval_rule() {
     };
     assert_eq!(PollInterval::Fast.ms(), 10);
     assert_eq!(PollInterval::Slow.ms(), 100);
+    assert_eq!(PollInterval::Lazy.ms(), 500);
     let calm = d(B::new().at(100).kswapd(), Pressure::Partial);
     assert_eq!((calm.poll, calm.extend_poll), (PollInterval::Slow, true));
     let calm_poll = d(B::new().at(100).kswapd(), Pressure::Poll);
@@ -1248,7 +1249,7 @@ fn early_gate_holds_rows_without_low_swap_until_lmkds_trigger() {
     let d = gate(&mut st, &t, low.at(2_100), Pressure::Early);
     assert_eq!(
         (d.kill, d.extend_poll, d.poll),
-        (None, true, PollInterval::Slow)
+        (None, true, PollInterval::Lazy)
     );
     let d = gate(&mut st, &t, low.at(2_200), Pressure::Poll);
     assert_eq!((d.kill, d.extend_poll), (None, false));
@@ -1327,6 +1328,60 @@ fn early_gate_stays_open_while_lmkd_would_poll() {
         at(&mut st, low.direct(3), 7_800, Pressure::Poll),
         kill(KillReason::LowMem, 701)
     );
+}
+
+/// An early window re-checks every 500 ms while free swap, falling as it
+/// last fell, would stay above its low mark (100 MB here) for a second:
+/// only swap running low may kill there. Never while lmkd would be looking,
+/// within a second of a kill, or with the early trigger off.
+#[test]
+fn early_window_rechecks_lazily_while_swap_cannot_run_low() {
+    let t = gated();
+    let poll = |st: &mut State, swap_free: u64, ms: u64, e: Pressure| {
+        let d = gate(st, &t, B::new().swap(1_000_000, swap_free).at(ms), e);
+        (d.kill, d.poll)
+    };
+    let lazy = (None, PollInterval::Lazy);
+    let slow = (None, PollInterval::Slow);
+    let mut st = woken_early(&t);
+    // 400 MB above the mark and not falling; then falling 200 MB in 500 ms
+    // with 200 MB left (low in 0.5 s); then 5 MB in 100 ms (3.9 s); a rise
+    // reads as no fall.
+    assert_eq!(poll(&mut st, 500_000, 1_000, Pressure::Early), lazy);
+    assert_eq!(poll(&mut st, 300_000, 1_500, Pressure::Poll), slow);
+    assert_eq!(poll(&mut st, 295_000, 1_600, Pressure::Poll), lazy);
+    assert_eq!(poll(&mut st, 400_000, 2_100, Pressure::Poll), lazy);
+    // Exactly a second from the mark is not more than a second.
+    assert_eq!(poll(&mut st, 300_000, 2_600, Pressure::Poll), slow);
+    // lmkd's trigger: its polling second is lmkd's, at lmkd's periods.
+    assert_eq!(poll(&mut st, 200_000, 3_000, Pressure::Partial), slow);
+    assert_eq!(poll(&mut st, 200_000, 3_900, Pressure::Poll), slow);
+    assert_eq!(poll(&mut st, 200_000, 4_100, Pressure::Early), lazy);
+    // Swap low: fast, and a kill.
+    let d = gate(
+        &mut st,
+        &t,
+        B::new().swap(1_000_000, 50_000).free(LOW - 1).at(4_600),
+        Pressure::Poll,
+    );
+    assert_eq!(
+        (d.kill, d.poll),
+        (kill(KillReason::LowMemAndSwap, 201), PollInterval::Fast)
+    );
+    st.on_kill(&B::new().at(4_600).0, &d.kill.unwrap());
+    // The victim's memory coming back is no sign of calm for a second.
+    assert_eq!(
+        poll(&mut st, 500_000, 4_700, Pressure::Poll),
+        (None, PollInterval::Fast)
+    );
+    assert_eq!(poll(&mut st, 500_000, 5_000, Pressure::Early), slow);
+    assert_eq!(poll(&mut st, 500_000, 5_599, Pressure::Poll), slow);
+    assert_eq!(poll(&mut st, 500_000, 5_600, Pressure::Poll), lazy);
+    // Early trigger off: lmkd's periods only.
+    let t = tun();
+    let mut st = primed(&t);
+    let d = gate(&mut st, &t, B::new().at(5_000), Pressure::Poll);
+    assert_eq!(d.poll, PollInterval::Slow);
 }
 
 /// Off (0, or not below the partial threshold, or under the legacy
