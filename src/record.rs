@@ -394,7 +394,8 @@ impl Eval {
         tunables.vmpressure_adj = [low as i32, medium as i32, critical as i32];
         tunables.upgrade_pressure = upgrade;
         tunables.downgrade_pressure = downgrade;
-        // Builds that estimated the gate kept psi_partial_stall_ms above.
+        // Builds that estimated the gate kept psi_partial_stall_ms in bits
+        // 16-31; nothing reads them now.
         tunables.early_stall_ms = stalls & 0xffff;
         Ok(Eval {
             serial,

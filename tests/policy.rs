@@ -1348,6 +1348,11 @@ fn early_window_rechecks_lazily_while_swap_cannot_run_low() {
     // with 200 MB left (low in 0.5 s); then 5 MB in 100 ms (3.9 s); a rise
     // reads as no fall.
     assert_eq!(poll(&mut st, 500_000, 1_000, Pressure::Early), lazy);
+    // The same when nothing reclaims or refaults (the quiet bail-out).
+    let mut quiet = B::new().swap(1_000_000, 500_000).at(1_100);
+    quiet.0.vm.pgscan_kswapd += 1_000;
+    let d = decide(&quiet.0, Pressure::Poll, &t, &no_targets(), &mut st);
+    assert_eq!((d.kill, d.poll), lazy);
     assert_eq!(poll(&mut st, 300_000, 1_500, Pressure::Poll), slow);
     assert_eq!(poll(&mut st, 295_000, 1_600, Pressure::Poll), lazy);
     assert_eq!(poll(&mut st, 400_000, 2_100, Pressure::Poll), lazy);

@@ -244,8 +244,9 @@ pub enum PollInterval {
     /// [`SWAP_HORIZON_MS`]: only swap running low may kill there, so the
     /// re-checks in between would find nothing. In the VM camera burst the
     /// early trigger fires every second for 14 s of light refaulting:
-    /// re-checking every 100 ms cost the core 0.6-0.8 s of CPU (TCG; lmkd
-    /// 0.1-0.3 s), lazily 0.4 s, with no kill made later.
+    /// re-checking every 100 ms cost the core 0.80-1.05 s of CPU (TCG; lmkd
+    /// 0.12-0.22 s), lazily 0.39-0.87 s (5 runs each, alternating), with
+    /// the same kills and no more stall.
     Lazy,
 }
 
@@ -384,12 +385,26 @@ pub fn decide(
     let swap_fall = st.swap_fall(snap, &fig);
     let quiet = st.reclaim_state(snap, &mut fig);
     let looking = st.lmkd_would_look(snap, event, t);
+    // Only swap running low could kill here before lmkd's trigger fires,
+    // and it cannot within a second (see [`PollInterval::Lazy`]). The
+    // second after a kill is left out: the victim's memory coming back
+    // says nothing of how fast it is taken again.
+    let calm = !looking
+        && st
+            .last_kill_ms
+            .map_or(true, |k| snap.time_ms.saturating_sub(k) >= SWAP_HORIZON_MS)
+        && swap_stays_up(&fig, swap_fall);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
         // Nothing reclaims and nothing refaults: no memory pressure to act
         // on until these counters move (lmkd bails out the same way).
         fig.max_thrashing_pct = st.max_thrashing;
-        return no_kill(fig, event, cycle_after_kill);
+        return Decision {
+            kill: None,
+            poll: psi_poll_interval(fig.swap_low, cycle_after_kill, calm),
+            extend_poll: event != Pressure::Poll,
+            figures: fig,
+        };
     }
     st.thrashing_state(snap, t, &mut fig);
     fig.critical_stall = snap.known.psi()
@@ -412,9 +427,8 @@ pub fn decide(
         // swap is low or around a kill, not for direct reclaim (which the
         // rows held back by the gate would need). Looking once per early
         // event left the VM bg-leak 1.3 s gaps in which swap ran low
-        // unseen (stall 0.55x of lmkd's threshold, against 0.33x). The
-        // cost is CPU under a long light stall: 0.6-0.8 s of the core's in
-        // the TCG camera burst, lmkd 0.1-0.2 s.
+        // unseen (stall 0.55x of lmkd's threshold, against 0.33x). Under a
+        // long light stall the re-checks go lazily (`PollInterval::Lazy`).
         event != Pressure::Poll || kill.is_some() || fig.swap_low
     };
     if looking && extend_poll {
@@ -422,18 +436,9 @@ pub fn decide(
             .lmkd_looks_until_ms
             .max(snap.time_ms.saturating_add(POLL_WINDOW_MS));
     }
-    let killing = kill.is_some() || cycle_after_kill;
-    let recent_kill = st
-        .last_kill_ms
-        .is_some_and(|k| snap.time_ms.saturating_sub(k) < SWAP_HORIZON_MS);
-    let poll = if !looking && !killing && !recent_kill && swap_stays_up(&fig, swap_fall) {
-        PollInterval::Lazy
-    } else {
-        poll_interval(fig.swap_low, killing)
-    };
     Decision {
         kill,
-        poll,
+        poll: psi_poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill, calm),
         extend_poll,
         figures: fig,
     }
@@ -441,17 +446,14 @@ pub fn decide(
 
 /// Whether free swap, falling at `fall` (kB in ms since the last call),
 /// would stay above its low mark for [`SWAP_HORIZON_MS`]. A rise counts as
-/// no fall: a kill's rise is excluded by the caller, and otherwise free
-/// swap wanders by a few MB either way between re-checks under a steady
-/// light stall.
+/// no fall: free swap wanders by a few MB either way between re-checks
+/// under a steady light stall. With swap already low the margin is 0, and
+/// after no time at all nothing is known: both read as false.
 fn swap_stays_up(fig: &Figures, fall: Option<(u64, u64)>) -> bool {
-    let Some((fallen_kb, ms)) = fall else {
-        return false;
-    };
-    let margin_kb = fig.free_swap_kb.saturating_sub(fig.swap_low_kb);
-    !fig.swap_low
-        && ms > 0
-        && margin_kb.saturating_mul(ms) > fallen_kb.saturating_mul(SWAP_HORIZON_MS)
+    fall.is_some_and(|(fallen_kb, ms)| {
+        let margin_kb = fig.free_swap_kb.saturating_sub(fig.swap_low_kb);
+        margin_kb.saturating_mul(ms) > fallen_kb.saturating_mul(SWAP_HORIZON_MS)
+    })
 }
 
 /// Step 1: the figures that need no history: free memory against the
@@ -744,11 +746,12 @@ fn poll_interval(swap_low: bool, killing: bool) -> PollInterval {
     }
 }
 
-fn no_kill(fig: Figures, event: Pressure, cycle_after_kill: bool) -> Decision {
-    Decision {
-        kill: None,
-        poll: poll_interval(fig.swap_low, cycle_after_kill),
-        extend_poll: event != Pressure::Poll,
-        figures: fig,
+/// The PSI strategy's interval: lmkd's, or [`PollInterval::Lazy`] in a
+/// calm early window unless a kill is under way.
+fn psi_poll_interval(swap_low: bool, killing: bool, calm: bool) -> PollInterval {
+    if calm && !killing {
+        PollInterval::Lazy
+    } else {
+        poll_interval(swap_low, killing)
     }
 }
