@@ -404,13 +404,18 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
-    fn fd_open(fd: RawFd) -> bool {
-        std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists()
+    /// Whether `fd` is open on `file`. By name, not number alone: other
+    /// tests in this process may be handed a closed number at once.
+    fn fd_on(fd: RawFd, file: &std::path::Path) -> bool {
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|l| l == file)
     }
 
     #[test]
     fn a_job_crosses_the_ring_with_its_descriptor() {
-        let own = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let file = std::env::temp_dir().join(format!("lmkd-reaper-ring-{}", std::process::id()));
+        let own = OwnedFd::from(std::fs::File::create(&file).unwrap());
+        std::fs::remove_file(&file).unwrap();
+        let file = std::path::PathBuf::from(format!("{} (deleted)", file.display()));
         let job = Job::new(7, Some(own.as_fd()), false);
         let Target::Pidfd(dup) = &job.target else {
             panic!("no duplicate: {job:?}");
@@ -420,8 +425,8 @@ mod tests {
         let back = Wire::from_job(job).into_job();
         assert!(matches!(&back.target, Target::Pidfd(fd) if fd.as_raw_fd() == raw));
         drop(back);
-        assert!(!fd_open(raw), "the reaper's copy leaked");
-        assert!(fd_open(own.as_raw_fd()), "the core's copy was closed");
+        assert!(!fd_on(raw, &file), "the reaper's copy leaked");
+        assert!(fd_on(own.as_raw_fd(), &file), "the core's copy was closed");
         for t in [
             Target::Pid,
             Target::Unusable(libc::EPERM),
