@@ -592,7 +592,6 @@ fn thrashing_limit_decays_after_thrashing_kills_and_resets() {
     let d = decide(&s, Pressure::Partial, &t, &no_targets(), &mut st);
     let k = d.kill.unwrap();
     assert_eq!(k.reason, KillReason::LowMemAndThrashing);
-    assert_eq!(d.poll, PollInterval::Fast);
     st.on_kill(&s, &k);
     assert_eq!(st.thrashing_limit(), 90);
     assert_eq!(st.max_thrashing(), 0);
@@ -736,11 +735,26 @@ fn poll_interval_rule() {
     let swap_low = d(B::new().at(100).swap(1_000_000, 5), Pressure::Poll);
     assert_eq!((swap_low.kill, swap_low.poll), (None, PollInterval::Fast));
     assert!(swap_low.figures.swap_low);
-    let killing = d(B::new().at(100).kswapd().free(LOW - 1), Pressure::Poll);
+    // A kill decided is not yet a kill made: the interval is the one
+    // without it (the machine polls fast once the signal is sent; a kill
+    // that finds no victim is no kill). The cycle after a kill polls fast.
+    let mut st = primed(&t);
+    let low = B::new().at(100).kswapd().free(LOW - 1).0;
+    let killing = decide(&low, Pressure::Poll, &t, &no_targets(), &mut st);
+    assert!(killing.kill.is_some());
     assert_eq!(
         (killing.poll, killing.extend_poll),
-        (PollInterval::Fast, true)
+        (PollInterval::Slow, true)
     );
+    st.on_kill(&low, &killing.kill.unwrap());
+    let after = decide(
+        &B::new().at(200).kswapd().free(LOW + 1).0,
+        Pressure::Poll,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!((after.kill, after.poll), (None, PollInterval::Fast));
     let direct = d(B::new().at(100).direct(1), Pressure::Poll);
     assert_eq!(
         (direct.poll, direct.extend_poll),

@@ -82,7 +82,7 @@ impl Edges for Fake {
     fn trace_end(&mut self) {
         self.trace.push("E".into());
     }
-    fn refresh_watermarks(&mut self, _now_ms: u64) {
+    fn refresh_watermarks(&mut self, _now_ms: u64, _hold_ms: u64) {
         self.trace.push("refresh watermarks".into());
     }
     fn signal(&mut self, pid: i32, _pidfd: Option<BorrowedFd<'_>>) -> Result<u64, i32> {
@@ -534,4 +534,28 @@ fn a_client_that_never_stops_sending_is_read_in_turns() {
         3,
     );
     assert_eq!(adj(&r), Some(140), "the rest of the queue was not read");
+}
+
+/// A kill that finds no victim is no kill (lmkd's rule): the re-checks
+/// stay at the 100 ms of pressure without one, not the 10 ms around a kill.
+/// (In the VM camera the LOW_MEM row found only apps below its min adj and
+/// re-checked every 16 ms for seconds.)
+#[test]
+fn a_kill_with_no_victim_does_not_poll_fast() {
+    let a = Sleeper::new();
+    // Only a persistent process: no row kills below adj 0.
+    let mut r = Rig::new("step-novictim", &[(a.pid(), -800)], false);
+    // Swap to spare, and room to swap into (lmkd's rule polls fast while
+    // swap is low).
+    r.io.snap.mem.swap_free_kb = r.io.snap.mem.swap_total_kb;
+    r.io.snap.mem.inactive_file_kb = 500_000;
+    r.step(Input::Pressure(Pressure::Complete), 1000);
+    assert!(r.killed().is_empty(), "a persistent process was killed");
+    assert_eq!(
+        r.io.timer,
+        Some(Some(100)),
+        "a kill decided with nobody to kill polled fast"
+    );
+    r.step(Input::Timer, 1100);
+    assert_eq!(r.io.timer, Some(Some(100)));
 }

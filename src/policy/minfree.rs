@@ -44,7 +44,7 @@ pub(super) fn decide_minfree(
         });
     Decision {
         kill,
-        poll: poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill),
+        poll: poll_interval(fig.swap_low, cycle_after_kill),
         extend_poll: kill.is_some(),
         figures: fig,
     }

@@ -263,7 +263,11 @@ impl PollInterval {
 #[derive(Clone, Copy, Debug)]
 pub struct Decision {
     pub kill: Option<Kill>,
-    /// Interval for the next re-check while polling.
+    /// Interval for the next re-check while polling, unless a kill is sent:
+    /// then the machine re-checks fast. A kill that found no victim is no
+    /// kill (as in lmkd), so it must not poll fast for nothing: in the VM
+    /// camera, with only apps under `lowmem_min_oom_score` left, the LOW_MEM
+    /// row re-checked every 16 ms for seconds, tripling the core's CPU.
     pub poll: PollInterval,
     /// Start or extend the polling window: on a PSI event, a kill, or direct
     /// reclaim (not kswapd, which can run for long without real pressure).
@@ -438,7 +442,7 @@ pub fn decide(
     }
     Decision {
         kill,
-        poll: psi_poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill, calm),
+        poll: psi_poll_interval(fig.swap_low, cycle_after_kill, calm),
         extend_poll,
         figures: fig,
     }
@@ -737,9 +741,9 @@ fn cache_refills(snap: &Snapshot, t: &Tunables) -> bool {
     snap.vm.nr_inactive_file.saturating_mul(t.page_kb.max(1)) > snap.wm.high_kb
 }
 
-/// 10 ms while swap is low or around a kill, else 100 ms.
-fn poll_interval(swap_low: bool, killing: bool) -> PollInterval {
-    if swap_low || killing {
+/// 10 ms while swap is low or in the cycle after a kill, else 100 ms.
+fn poll_interval(swap_low: bool, after_kill: bool) -> PollInterval {
+    if swap_low || after_kill {
         PollInterval::Fast
     } else {
         PollInterval::Slow
@@ -748,10 +752,10 @@ fn poll_interval(swap_low: bool, killing: bool) -> PollInterval {
 
 /// The PSI strategy's interval: lmkd's, or [`PollInterval::Lazy`] in a
 /// calm early window unless a kill is under way.
-fn psi_poll_interval(swap_low: bool, killing: bool, calm: bool) -> PollInterval {
-    if calm && !killing {
+fn psi_poll_interval(swap_low: bool, after_kill: bool, calm: bool) -> PollInterval {
+    if calm && !after_kill {
         PollInterval::Lazy
     } else {
-        poll_interval(swap_low, killing)
+        poll_interval(swap_low, after_kill)
     }
 }

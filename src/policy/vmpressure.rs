@@ -140,7 +140,7 @@ pub fn decide_vmpressure(
         });
     Decision {
         kill,
-        poll: poll_interval(fig.swap_low, kill.is_some() || cycle_after_kill),
+        poll: poll_interval(fig.swap_low, cycle_after_kill),
         // vmpressure events come by themselves; lmkd does not poll for them.
         extend_poll: false,
         figures: fig,
