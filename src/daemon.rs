@@ -107,8 +107,8 @@ impl Edges for Live {
         self.reader.read(now_ms).copied()
     }
 
-    fn refresh_watermarks(&mut self, now_ms: u64) {
-        self.reader.refresh_watermarks(now_ms);
+    fn refresh_watermarks(&mut self, now_ms: u64, hold_ms: u64) {
+        self.reader.refresh_watermarks(now_ms, hold_ms);
     }
 
     fn degradation(&mut self) -> Option<crate::snapshot::Degradation> {

@@ -90,8 +90,9 @@ pub trait Edges {
     fn set_timer(&mut self, after_ms: Option<u64>);
     fn snapshot(&mut self, now_ms: u64) -> Result<Snapshot, ReadError>;
     /// Re-reads what the next snapshot may take from an earlier reading
-    /// (the zone watermarks), after an evaluation is done.
-    fn refresh_watermarks(&mut self, _now_ms: u64) {}
+    /// (the zone watermarks, a higher reading held for `hold_ms`), after an
+    /// evaluation is done.
+    fn refresh_watermarks(&mut self, _now_ms: u64, _hold_ms: u64) {}
     /// Trouble the snapshot reader carried on past, each kind once.
     fn degradation(&mut self) -> Option<crate::snapshot::Degradation> {
         None
@@ -370,7 +371,8 @@ impl Machine {
     /// signal sent, the slower reads the next look will use.
     fn evaluate(&mut self, p: Pressure, now_ns: u64, io: &mut dyn Edges) {
         self.decide_and_kill(p, now_ns, io);
-        io.refresh_watermarks(now_ns / 1_000_000);
+        let hold_ms = u64::from(self.config.watermark_hold_ms);
+        io.refresh_watermarks(now_ns / 1_000_000, hold_ms);
     }
 
     fn decide_and_kill(&mut self, p: Pressure, now_ns: u64, io: &mut dyn Edges) {

@@ -9,7 +9,7 @@ use common::rng::Rng;
 use lmkd::snapshot::{
     parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, parse_zoneinfo_with_page_size,
     Degradation, FileKind, Known, MemInfo, ParseError, ParseErrorKind, PsiAvg, ReadErrorKind,
-    Reader, VmStat, Watermarks, WATERMARK_HOLD_MS,
+    Reader, VmStat, Watermarks,
 };
 use std::path::{Path, PathBuf};
 
@@ -432,13 +432,14 @@ fn reader_holds_boosted_watermarks_and_errors() {
     let wm0 = r.read(0).unwrap().wm;
     // The watermarks in force after a refresh (the daemon refreshes after
     // each evaluation, off the path from event to signal).
+    const HOLD_MS: u64 = 60_000;
     let wm_at = |r: &mut Reader, t: u64| {
-        r.refresh_watermarks(t);
+        r.refresh_watermarks(t, HOLD_MS);
         r.read(t).unwrap().wm
     };
 
     // A higher (boosted) reading is in force at once; a lower one only
-    // once the higher has not been seen for WATERMARK_HOLD_MS.
+    // once the higher has not been seen for the hold.
     let host = fixture("host", "zoneinfo");
     std::fs::write(tmp.join("zoneinfo"), boosted(&host, 512)).unwrap();
     assert_eq!(
@@ -454,14 +455,28 @@ fn reader_holds_boosted_watermarks_and_errors() {
     assert!(up.min_kb > wm0.min_kb && up.high_kb > wm0.high_kb);
     std::fs::write(tmp.join("zoneinfo"), &host).unwrap();
     assert_eq!(wm_at(&mut r, 2000), up, "the boost was dropped at once");
-    assert_eq!(wm_at(&mut r, 1000 + WATERMARK_HOLD_MS), up);
-    assert_eq!(wm_at(&mut r, 1001 + WATERMARK_HOLD_MS), wm0);
+    assert_eq!(wm_at(&mut r, 1000 + HOLD_MS), up);
+    assert_eq!(wm_at(&mut r, 1001 + HOLD_MS), wm0);
     // A boost seen again restarts the hold.
     std::fs::write(tmp.join("zoneinfo"), boosted(&host, 512)).unwrap();
     assert_eq!(wm_at(&mut r, 70_000), up);
     std::fs::write(tmp.join("zoneinfo"), &host).unwrap();
     assert_eq!(wm_at(&mut r, 129_000), up);
     assert_eq!(wm_at(&mut r, 130_001), wm0);
+    // A shorter hold (`watermark_hold_ms`) lets the boost go sooner; 0
+    // takes each reading as it comes.
+    std::fs::write(tmp.join("zoneinfo"), boosted(&host, 512)).unwrap();
+    r.refresh_watermarks(131_000, 1000);
+    std::fs::write(tmp.join("zoneinfo"), &host).unwrap();
+    r.refresh_watermarks(132_000, 1000);
+    assert_eq!(r.read(132_000).unwrap().wm, up);
+    r.refresh_watermarks(132_001, 1000);
+    assert_eq!(r.read(132_001).unwrap().wm, wm0);
+    std::fs::write(tmp.join("zoneinfo"), boosted(&host, 512)).unwrap();
+    r.refresh_watermarks(133_000, 0);
+    std::fs::write(tmp.join("zoneinfo"), &host).unwrap();
+    r.refresh_watermarks(133_001, 0);
+    assert_eq!(r.read(133_001).unwrap().wm, wm0);
     // Expressed in kB of the page size, not pages.
     std::fs::write(tmp.join("zoneinfo"), fixture("small", "zoneinfo")).unwrap();
     assert_eq!(wm_at(&mut r, 200_000).low_kb, 1337 * ps);
@@ -596,13 +611,13 @@ fn reader_keeps_watermarks_when_a_refresh_fails() {
     let wm = r.read(1).unwrap().wm;
     assert_eq!(wm, zoneinfo("host").unwrap());
     std::fs::write(tmp.join("zoneinfo"), fixture("malformed", "zoneinfo")).unwrap();
-    r.refresh_watermarks(2);
+    r.refresh_watermarks(2, 60_000);
     assert_eq!(r.read(2).unwrap().wm, wm);
     assert!(matches!(
         r.take_degradation(),
         Some(Degradation::StaleWatermarks(_))
     ));
-    r.refresh_watermarks(3);
+    r.refresh_watermarks(3, 60_000);
     assert_eq!(r.read(3).unwrap().wm, wm);
     assert_eq!(r.take_degradation(), None);
     std::fs::remove_dir_all(&tmp).unwrap();

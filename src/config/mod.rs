@@ -116,6 +116,10 @@ config_keys! {
         /// task counts as free memory below min (lmkd compares free memory
         /// alone: false).
         direct_reclaim_below_min: bool = true, FLAG, Prop::File;
+        /// Ours: how long the highest zone watermark reading stays in
+        /// force, in ms (lmkd keeps one reading for 60 s); 0 takes each
+        /// reading as it comes.
+        watermark_hold_ms: u32 = 60_000, int(0, 600_000), Prop::File;
         /// Peer uids allowed to talk to the daemon.
         allowed_uids: Vec<u32> = vec![0, 1000], UIDS, Prop::File;
     }

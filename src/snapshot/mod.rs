@@ -178,12 +178,9 @@ pub struct Watermarks {
     pub high_kb: u64,
 }
 
-/// How long the highest watermark reading stays in force (lmkd's
-/// refresh period for its one reading).
-pub const WATERMARK_HOLD_MS: u64 = 60_000;
-
 /// The zone watermarks the policy uses: the highest reading of the last
-/// [`WATERMARK_HOLD_MS`]. The kernel adds `watermark_boost` to every
+/// `watermark_hold_ms` (config; lmkd's refresh period for its one reading
+/// by default). The kernel adds `watermark_boost` to every
 /// zone's marks under fragmentation and drops it again within a second or
 /// so, while memory is still short. Taking each reading as it comes let a
 /// boost-free reading pass free memory sitting just above "low" while the
@@ -206,11 +203,12 @@ impl HeldWatermarks {
         self.held
     }
 
-    /// Takes a fresh reading at `now_ms`.
-    pub fn update(&mut self, read: Watermarks, now_ms: u64) {
+    /// Takes a fresh reading at `now_ms`; a held higher one lapses after
+    /// `hold_ms`.
+    pub fn update(&mut self, read: Watermarks, now_ms: u64, hold_ms: u64) {
         let expired = match self.since_ms {
             None => true,
-            Some(t) => now_ms < t || now_ms - t > WATERMARK_HOLD_MS,
+            Some(t) => now_ms < t || now_ms - t > hold_ms,
         };
         if expired || read.min_kb >= self.held.min_kb {
             self.held = read;

@@ -315,7 +315,7 @@ impl Reader {
         if !self.wm.any() {
             // Without any watermarks every low-memory rule would be off:
             // the first reading is taken here, and its failure is an error.
-            self.read_watermarks(now_ms)?;
+            self.read_watermarks(now_ms, 0)?; // no hold: nothing is held yet
         }
         s.wm = self.wm.held();
         s.time_ms = now_ms;
@@ -329,14 +329,15 @@ impl Reader {
     /// pressure (the kernel walks every zone) stays off the path from the
     /// event to the signal. While pressure lasts evaluations come every
     /// 10-100 ms, so a boost is seen one re-check late at most, and then
-    /// held (see [`HeldWatermarks`]). A failure keeps the marks in force.
-    pub fn refresh_watermarks(&mut self, now_ms: u64) {
-        if let Err(e) = self.read_watermarks(now_ms) {
+    /// held for `hold_ms` (see [`HeldWatermarks`]). A failure keeps the
+    /// marks in force.
+    pub fn refresh_watermarks(&mut self, now_ms: u64, hold_ms: u64) {
+        if let Err(e) = self.read_watermarks(now_ms, hold_ms) {
             self.degraded.note(Degradation::StaleWatermarks(e));
         }
     }
 
-    fn read_watermarks(&mut self, now_ms: u64) -> Result<(), ReadError> {
+    fn read_watermarks(&mut self, now_ms: u64, hold_ms: u64) -> Result<(), ReadError> {
         let page_size = self.page_size;
         let mut read = Watermarks::default();
         let deg = &mut self.degraded;
@@ -345,7 +346,7 @@ impl Reader {
                 parse_zoneinfo_with_page_size(b, page_size, &mut read)
             })
         })?;
-        self.wm.update(read, now_ms);
+        self.wm.update(read, now_ms, hold_ms);
         Ok(())
     }
 
