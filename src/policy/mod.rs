@@ -751,7 +751,7 @@ fn poll_interval(swap_low: bool, after_kill: bool) -> PollInterval {
 }
 
 /// The PSI strategy's interval: lmkd's, or [`PollInterval::Lazy`] in a
-/// calm early window unless a kill is under way.
+/// calm early window, never in the cycle after a kill.
 fn psi_poll_interval(swap_low: bool, after_kill: bool, calm: bool) -> PollInterval {
     if calm && !after_kill {
         PollInterval::Lazy
