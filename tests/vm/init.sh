@@ -142,7 +142,8 @@ SNAPPID=$!
 # reclaim while it works? Per thread: minflt+majflt from the task stat
 # files before and after the scenario, and every direct-reclaim entry by
 # one of its threads (a tracefs instance filtered to their ids, with the
-# kernel stack, which names the syscall that allocated).
+# kernel stack, which names the syscall that allocated), and the address of
+# every fault of theirs.
 thread_stats() {
     for t in /proc/"$KPID"/task/*; do
         s=$(cat "$t/stat" 2>/dev/null) && echo "$s"
@@ -165,6 +166,17 @@ if [ -n "$KPID" ]; then
         echo "$filter" > "$ev/filter" || log "tracefs: filter refused: $filter"
         echo 1 > "$TRACE/options/stacktrace"
         echo 1 > "$ev/enable"
+        # Where each of its page faults was: the address and the faulting
+        # instruction (report.py maps both to the daemon's mappings), so a
+        # fault on the kill path names the code that took it.
+        for fe in page_fault_user page_fault_kernel; do
+            fev=$TRACE/events/exceptions/$fe
+            if [ -d "$fev" ]; then
+                echo "$filter" > "$fev/filter" && echo 1 > "$fev/enable"
+            else
+                log "tracefs: no exceptions/$fe event (fault addresses not recorded)"
+            fi
+        done
         echo 1 > "$TRACE/tracing_on"
     else
         log "tracefs: no instance (direct reclaims of the killer not counted)"

@@ -121,8 +121,62 @@ def reclaim_trace(text):
         if m.group(4) == "mm_vmscan_direct_reclaim_begin":
             cur = (int(m.group(2)), m.group(1).strip(), [])
             entries.append(cur)
-        # the "<stack trace>" pseudo-event that follows keeps `cur`
+        else:
+            # Another event (a page fault): the frames that follow are its.
+            cur = None
+        # the "<stack trace>" pseudo-event line does not match EVENT
     return entries
+
+
+# A kernel-mode fault's ip prints as a kernel symbol (`ip=__put_user_4`).
+FAULT = re.compile(r"(page_fault_user|page_fault_kernel): address=(\S+)\s+ip=(\S+)\s+error_code=(0x[0-9a-f]+)")
+
+
+def fault_trace(text):
+    """Page faults from the same dump: [(tid, kind, address, ip, error_code)]."""
+    out = []
+    for line in text.splitlines():
+        m = EVENT.match(line)
+        f = FAULT.search(line) if m else None
+        if f:
+            out.append((int(m.group(2)), f.group(1).removeprefix("page_fault_"),
+                        f.group(2), f.group(3), int(f.group(4), 16)))
+    return out
+
+
+MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ \d+\s*(.*)$")
+
+
+def mappings(smaps):
+    """The daemon's mappings from its smaps: [(start, end, perms, offset, name)]."""
+    out = []
+    for line in smaps.splitlines():
+        m = MAPPING.match(line)
+        if m:
+            out.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3),
+                        int(m.group(4), 16), os.path.basename(m.group(5)) or "anon"))
+    return out
+
+
+def where(text, maps):
+    """An address as mapping+file offset (what addr2line wants for a file);
+    a kernel symbol as it is."""
+    try:
+        addr = int(text, 16)
+    except ValueError:
+        return f"kernel {text}"
+    for start, end, perms, off, name in maps:
+        if start <= addr < end:
+            return f"{name}+{addr - start + off:#x} ({perms})"
+    return f"{addr:#x} (unmapped)"
+
+
+def fault_site(kind, addr, ip, code, maps):
+    """One fault, readable: what was touched, from which instruction, and
+    how (x86 error code: bit 0 present page, 1 write, 4 instruction fetch)."""
+    how = "fetch" if code & 0x10 else "write" if code & 2 else "read"
+    how += ", page present" if code & 1 else ", page absent"
+    return f"{kind} {how}: {where(addr, maps)} from {where(ip, maps)}"
 
 
 def entry_point(frames):
@@ -166,7 +220,10 @@ def killer_threads(d):
     after = thread_stats(read(os.path.join(d, "killer-threads.after")))
     if not before and not after:
         return None
-    trace = reclaim_trace(read(os.path.join(d, "killer-reclaim.trace")))
+    text = read(os.path.join(d, "killer-reclaim.trace"))
+    trace = reclaim_trace(text)
+    faults_seen = fault_trace(text)
+    maps = mappings(read(os.path.join(d, "daemon.smaps")))
     pid = min(before) if before else None
     threads = []
     for tid in sorted(set(before) | set(after)):
@@ -191,6 +248,7 @@ def killer_threads(d):
             "gone_after_run": a is None,
             "direct_reclaims": len(rec),
             "reclaim_stacks": [{"count": n, "entry": e, "frames": f} for (e, f), n in stacks.items()],
+            "fault_sites": [fault_site(k, a, ip, c, maps) for t, k, a, ip, c in faults_seen if t == tid],
         })
     return threads
 
@@ -365,11 +423,12 @@ def summarize(d):
     if threads is not None:
         # One line per killer thread, for tests that read no JSON.
         with open(os.path.join(d, "killer-threads.tsv"), "w") as f:
-            f.write("role\tcomm\ttid\tfaults\tdirect_reclaims\treclaim_entries\n")
+            f.write("role\tcomm\ttid\tfaults\tdirect_reclaims\treclaim_entries\tfault_sites\n")
             for t in threads:
                 entries = ",".join(f"{st['count']}x{st['entry']}" for st in t["reclaim_stacks"]) or "-"
                 rec = t["direct_reclaims"] if m["killer_reclaim_traced"] else "?"
-                f.write(f"{t['role']}\t{t['comm']}\t{t['tid']}\t{fmt(t['faults'])}\t{rec}\t{entries}\n")
+                sites = "; ".join(t["fault_sites"]) or "-"
+                f.write(f"{t['role']}\t{t['comm']}\t{t['tid']}\t{fmt(t['faults'])}\t{rec}\t{entries}\t{sites}\n")
     with open(os.path.join(d, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
         f.write("\n")
@@ -554,6 +613,9 @@ def compare(dirs, svg_path=None):
                       f"{fmt(t['faults'])} faults, {t['direct_reclaims']} direct reclaims")
                 for st in t.get("reclaim_stacks", []):
                     print(f"    {st['count']}x from {st['entry']}: {st['frames']}")
+                if t["role"] in ("core", "reaper"):
+                    for site in t.get("fault_sites", [])[:5]:
+                        print(f"    fault: {site}")
     for k, d, m in runs:
         for f in m.get("failures", []) if m else []:
             print(f"{k} {os.path.basename(d.rstrip('/'))}: FAIL: {f}")
