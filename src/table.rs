@@ -686,6 +686,25 @@ impl ProcTable {
         (i != NIL).then(|| &p.slots[i as usize].proc)
     }
 
+    /// How many records each adj holds, for every adj that holds any,
+    /// highest adj first. Reads the list heads and the records in use,
+    /// never a free slot: the core takes this census at every evaluation,
+    /// and a scan of every slot read the whole mapping each time (20 pages
+    /// at the default capacity), where the VM launch storm caught the core
+    /// faulting on a page the kernel was migrating.
+    pub fn adj_counts(&self) -> impl Iterator<Item = (i16, u32)> + '_ {
+        let p = self.parts();
+        (0..ADJ_LEVELS).rev().filter_map(move |a| {
+            let mut i = p.heads[a];
+            let mut n = 0;
+            while i != NIL {
+                n += 1;
+                i = p.slots[i as usize].next;
+            }
+            (n > 0).then(|| ((a as i32 + i32::from(ADJ_MIN)) as i16, n))
+        })
+    }
+
     /// Records at `adj`, from the tail (least recently moved) to the head.
     /// Empty for an out-of-range adj.
     pub fn iter_adj(&self, adj: i16) -> impl Iterator<Item = &Proc> {
@@ -831,6 +850,13 @@ mod tests {
         }
         assert_eq!(nfree + t.len(), t.capacity());
         assert_eq!(t.iter().count(), t.len());
+        // The census walks the lists; a scan of every slot must agree.
+        let mut by_adj = BTreeMap::new();
+        for r in t.iter() {
+            *by_adj.entry(r.adj).or_insert(0u32) += 1;
+        }
+        let expect: Vec<(i16, u32)> = by_adj.into_iter().rev().collect();
+        assert_eq!(t.adj_counts().collect::<Vec<_>>(), expect);
     }
 
     #[test]

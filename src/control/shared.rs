@@ -643,9 +643,9 @@ impl Publisher {
         }
         let mut census = [0u32; BANDS.len()];
         let mut max_adj = None;
-        for p in table.iter() {
-            let adj = i32::from(p.adj);
-            census[band_of(adj)] += 1;
+        for (adj, n) in table.adj_counts() {
+            let adj = i32::from(adj);
+            census[band_of(adj)] += n;
             max_adj = Some(max_adj.map_or(adj, |m: i32| m.max(adj)));
         }
         let serial = s.eval_count.load(Ordering::Relaxed) + 1;
