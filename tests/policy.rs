@@ -735,16 +735,17 @@ fn poll_interval_rule() {
     let swap_low = d(B::new().at(100).swap(1_000_000, 5), Pressure::Poll);
     assert_eq!((swap_low.kill, swap_low.poll), (None, PollInterval::Fast));
     assert!(swap_low.figures.swap_low);
-    // A kill decided is not yet a kill made: the interval is the one
-    // without it (the machine polls fast once the signal is sent; a kill
-    // that finds no victim is no kill). The cycle after a kill polls fast.
+    // A kill decided is not yet a kill made: the interval and the window
+    // are those without it (the machine polls fast and extends the window
+    // once the signal is sent; a kill that finds no victim is no kill).
+    // The cycle after a kill polls fast.
     let mut st = primed(&t);
     let low = B::new().at(100).kswapd().free(LOW - 1).0;
     let killing = decide(&low, Pressure::Poll, &t, &no_targets(), &mut st);
     assert!(killing.kill.is_some());
     assert_eq!(
         (killing.poll, killing.extend_poll),
-        (PollInterval::Slow, true)
+        (PollInterval::Slow, false)
     );
     st.on_kill(&low, &killing.kill.unwrap());
     let after = decide(
@@ -1282,6 +1283,32 @@ fn early_gate_holds_rows_without_low_swap_until_lmkds_trigger() {
     assert_eq!(d.kill, kill(KillReason::LowMemAndThrashing, 201));
 }
 
+/// lmkd's polling second is extended by a kill made in it, so the gate
+/// stays open a second past the kill; a kill decided with no victim to
+/// take is no kill and extends nothing.
+#[test]
+fn early_gate_stays_open_after_a_kill_made_not_one_decided() {
+    let t = gated();
+    let low = B::new().kswapd().free(LOW - 1);
+    for made in [true, false] {
+        let mut st = woken_early(&t);
+        let d = gate(&mut st, &t, low.at(1_000), Pressure::Partial);
+        assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+        let d = gate(&mut st, &t, low.at(1_900), Pressure::Poll);
+        assert_eq!(d.kill, kill(KillReason::LowMem, 701));
+        if made {
+            st.on_kill(&low.at(1_900).0, &d.kill.unwrap());
+        }
+        // Past the event's second: open only if the kill was made.
+        let d = gate(&mut st, &t, low.at(2_500), Pressure::Poll);
+        assert_eq!(
+            d.kill.is_some(),
+            made,
+            "kill made: {made}; decision at 2.5 s: {d:?}"
+        );
+    }
+}
+
 /// With swap low the gate does not hold, and the early window polls on:
 /// anon memory has nowhere to go. A complete stall opens the gate too.
 #[test]
@@ -1323,11 +1350,10 @@ fn early_gate_stays_open_while_lmkd_would_poll() {
     let low = calm.free(LOW - 1);
     let at = |st: &mut State, b: B, ms: u64, e: Pressure| gate(st, &t, b.at(ms), e).kill;
     assert_eq!(at(&mut st, calm, 2_000, Pressure::Partial), None);
-    assert_eq!(
-        at(&mut st, low, 2_999, Pressure::Poll),
-        kill(KillReason::LowMem, 701)
-    );
-    // The kill at 2 999 ms kept the window open to 3 999 ms.
+    let k = at(&mut st, low, 2_999, Pressure::Poll);
+    assert_eq!(k, kill(KillReason::LowMem, 701));
+    st.on_kill(&low.at(2_999).0, &k.unwrap());
+    // The kill made at 2 999 ms kept the window open to 3 999 ms.
     assert_eq!(
         at(&mut st, low, 3_998, Pressure::Poll),
         kill(KillReason::LowMem, 701)

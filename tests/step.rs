@@ -541,7 +541,7 @@ fn a_client_that_never_stops_sending_is_read_in_turns() {
 /// (In the VM camera the LOW_MEM row found only apps below its min adj and
 /// re-checked every 16 ms for seconds.)
 #[test]
-fn a_kill_with_no_victim_does_not_poll_fast() {
+fn a_kill_with_no_victim_neither_polls_fast_nor_polls_on() {
     let a = Sleeper::new();
     // Only a persistent process: no row kills below adj 0.
     let mut r = Rig::new("step-novictim", &[(a.pid(), -800)], false);
@@ -558,4 +558,20 @@ fn a_kill_with_no_victim_does_not_poll_fast() {
     );
     r.step(Input::Timer, 1100);
     assert_eq!(r.io.timer, Some(Some(100)));
+    // Nor does it keep the re-checks going: with free memory below low
+    // and kswapd at work, LOW_MEM decides a kill at every re-check and
+    // finds nobody; the window still closes a second after the event.
+    r.io.kswapd = true;
+    r.io.snap.mem.free_kb = r.io.snap.wm.low_kb - 1;
+    r.io.snap.mem.cma_free_kb = 0;
+    for at in (1200..=1900).step_by(100) {
+        r.step(Input::Timer, at);
+    }
+    assert!(r.killed().is_empty());
+    r.step(Input::Timer, 2001);
+    assert_eq!(
+        r.io.timer,
+        Some(None),
+        "a kill decided with nobody to kill extended the polling window"
+    );
 }

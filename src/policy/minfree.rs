@@ -45,7 +45,9 @@ pub(super) fn decide_minfree(
     Decision {
         kill,
         poll: poll_interval(fig.swap_low, cycle_after_kill),
-        extend_poll: kill.is_some(),
+        // Only a kill made polls on (the machine extends the window when it
+        // signals); one that finds no victim is no kill.
+        extend_poll: false,
         figures: fig,
     }
 }

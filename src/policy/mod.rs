@@ -17,8 +17,9 @@
 //!   `pgscan_direct` move and ends at the first sample where it did not.
 //! - The file cache check is armed by a thrashing kill actually carried out
 //!   (`State::on_kill`), not by a thrashing decision that found no victim.
-//! - Polling is fast while swap is low, when a kill is decided, and on the
-//!   cycle right after a kill.
+//! - Polling is fast while swap is low and on the cycle right after a kill.
+//!   A kill starts or extends the polling window when it is made, not when
+//!   it is decided: one that finds no victim is no kill (as in lmkd).
 //! - The decayed thrashing limit returns to `thrashing_limit` whenever a 1 s
 //!   thrashing window closes (as lmkd does); kills restart the window.
 //! - Ours: with `psi_early_stall_ms` a second `some` trigger fires early
@@ -269,8 +270,9 @@ pub struct Decision {
     /// camera, with only apps under `lowmem_min_oom_score` left, the LOW_MEM
     /// row re-checked every 16 ms for seconds, tripling the core's CPU.
     pub poll: PollInterval,
-    /// Start or extend the polling window: on a PSI event, a kill, or direct
-    /// reclaim (not kswapd, which can run for long without real pressure).
+    /// Start or extend the polling window: on a PSI event or direct reclaim
+    /// (not kswapd, which can run for long without real pressure). A kill
+    /// extends it when made: the machine does that when it signals.
     pub extend_poll: bool,
     pub figures: Figures,
 }
@@ -330,6 +332,13 @@ impl State {
     /// decays the limit and arms the file cache check.
     pub fn on_kill(&mut self, snap: &Snapshot, kill: &Kill) {
         self.killed = true;
+        // A kill made while lmkd would be looking keeps it looking for a
+        // polling window, as its polling is extended by a kill.
+        if snap.time_ms < self.lmkd_looks_until_ms {
+            self.lmkd_looks_until_ms = self
+                .lmkd_looks_until_ms
+                .max(snap.time_ms.saturating_add(POLL_WINDOW_MS));
+        }
         self.last_kill_ms = Some(snap.time_ms);
         self.full_total_at_kill = Some(snap.psi.full_total_us);
         self.last_kill_reason = Some(kill.reason);
@@ -423,8 +432,11 @@ pub fn decide(
             }
         },
     );
+    // A kill extends the window when it is made (`State::on_kill` and the
+    // machine), not when it is decided: one that finds no victim is no
+    // kill, as in lmkd, and must not keep the re-checks going.
     let extend_poll = if looking {
-        event != Pressure::Poll || kill.is_some() || fig.reclaim == Reclaim::Direct
+        event != Pressure::Poll || fig.reclaim == Reclaim::Direct
     } else {
         // An early event opens a polling second as lmkd's do, so that swap
         // running low is seen at once; its re-checks extend it only while
@@ -433,7 +445,7 @@ pub fn decide(
         // event left the VM bg-leak 1.3 s gaps in which swap ran low
         // unseen (stall 0.55x of lmkd's threshold, against 0.33x). Under a
         // long light stall the re-checks go lazily (`PollInterval::Lazy`).
-        event != Pressure::Poll || kill.is_some() || fig.swap_low
+        event != Pressure::Poll || fig.swap_low
     };
     if looking && extend_poll {
         st.lmkd_looks_until_ms = st
