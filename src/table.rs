@@ -690,8 +690,9 @@ impl ProcTable {
     /// highest adj first. Reads the list heads and the records in use,
     /// never a free slot: the core takes this census at every evaluation,
     /// and a scan of every slot read the whole mapping each time (20 pages
-    /// at the default capacity), where the VM launch storm caught the core
-    /// faulting on a page the kernel was migrating.
+    /// at the default capacity): in the VM launch storm the core faulted
+    /// there on an absent page of this locked mapping, most likely one the
+    /// kernel was moving for compaction.
     pub fn adj_counts(&self) -> impl Iterator<Item = (i16, u32)> + '_ {
         let p = self.parts();
         (0..ADJ_LEVELS).rev().filter_map(move |a| {
