@@ -199,10 +199,11 @@ pub fn write(n: &Note, out: &mut dyn Sink) {
         Note::NoVictim { kill, figures } => out.line(
             Level::Warn,
             TARGET,
+            // `Reason` writes "; reason: ..." as on a kill line.
             format_args!(
-                "memory pressure ({}) but no killable process with adj >= {}",
-                Reason(&kill, &figures),
-                kill.min_adj
+                "memory pressure but no killable process with adj >= {}{}",
+                kill.min_adj,
+                Reason(&kill, &figures)
             ),
         ),
         Note::Stale { pid } => out.line(
