@@ -99,3 +99,69 @@ fn compare_table_splits_the_stall_at_the_first_kill_and_draws_the_picture() {
         picture.len()
     );
 }
+
+/// `report.py summarize` names where the killer's threads faulted, from
+/// the tracefs dump and the daemon's mappings, and keeps each stack with
+/// its own event: the frames after a fault are not a direct reclaim's.
+#[test]
+fn summarize_names_each_fault_and_keeps_stacks_apart() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        common::skip("vm_report", "python3 is not installed");
+        return;
+    }
+    let tmp = common::TempDir::new("vm-report-faults");
+    let run = tmp.0.join("synthetic-lmkd-rs-r1");
+    fake_run(&run, "lmkd-rs", 5);
+    fs::write(
+        run.join("killer-reclaim.trace"),
+        "# tracer: nop\n\
+         \x20           lmkd-7       [000] .....    10.000000: mm_vmscan_direct_reclaim_begin: order=0\n\
+         \x20           lmkd-7       [000] .....    10.000001: <stack trace>\n\
+         \x20=> __alloc_pages_slowpath+0x10/0x20\n\
+         \x20=> kmalloc_reserve+0x1/0x2\n\
+         \x20=> do_something+0x3/0x4\n\
+         \x20           lmkd-7       [000] d....    10.500000: page_fault_user: address=0x7f0000001010 ip=0x555500002345 error_code=0x4\n\
+         \x20           lmkd-7       [000] d....    10.500001: <stack trace>\n\
+         \x20=> exc_page_fault+0x5/0x6\n\
+         \x20=> asm_exc_page_fault+0x7/0x8\n\
+         \x20           lmkd-7       [000] d....    10.600000: page_fault_kernel: address=0x7f0000000008 ip=__put_user_8 error_code=0x3\n",
+    )
+    .unwrap();
+    fs::write(
+        run.join("daemon.smaps"),
+        "555500000000-555500010000 r-xp 00001000 00:02 14                         /usr/bin/lmkd\n\
+         Rss:                  64 kB\n\
+         7f0000000000-7f0000014000 rw-p 00000000 00:00 0 \n",
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/report.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("summarize")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "report.py summarize failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tsv = fs::read_to_string(run.join("killer-threads.tsv")).unwrap();
+    let core: Vec<&str> = tsv
+        .lines()
+        .find(|l| l.starts_with("core\t"))
+        .unwrap_or_else(|| panic!("no core line in {tsv}"))
+        .split('\t')
+        .collect();
+    assert_eq!(
+        core[6],
+        "user read, page absent: anon+0x1010 (rw-p) from lmkd+0x3345 (r-xp); \
+         kernel write, page present: anon+0x8 (rw-p) from kernel __put_user_8",
+        "{tsv}"
+    );
+    let metrics = fs::read_to_string(run.join("metrics.json")).unwrap();
+    assert!(
+        metrics.contains(r#""frames": "kmalloc_reserve < do_something""#),
+        "the reclaim's stack took frames that were not its own:\n{metrics}"
+    );
+}

@@ -103,10 +103,16 @@ def thread_stats(text):
 EVENT = re.compile(r"^\s*(.*)-(\d+)\s+\[\d+\].*?\s(\d+\.\d+): (\S+):")
 
 
-def reclaim_trace(text):
-    """Direct-reclaim entries from a tracefs dump: [(tid, comm, [frames])],
-    each with the kernel stack recorded by options/stacktrace (innermost first)."""
-    entries = []
+# A kernel-mode fault's ip prints as a kernel symbol (`ip=__put_user_4`).
+FAULT = re.compile(r"address=(\S+)\s+ip=(\S+)\s+error_code=(0x[0-9a-f]+)")
+
+
+def killer_trace(text):
+    """The killer's events in a tracefs dump: direct-reclaim entries
+    [(tid, comm, [frames])], each with the kernel stack recorded by
+    options/stacktrace (innermost first), and page faults
+    [(tid, kind, address, ip, error_code)]."""
+    reclaims, faults = [], []
     cur = None
     for line in text.splitlines():
         if line.startswith("#"):
@@ -117,31 +123,20 @@ def reclaim_trace(text):
             continue
         m = EVENT.match(line)
         if not m:
+            # (the "<stack trace>" line before a stack does not match)
             continue
-        if m.group(4) == "mm_vmscan_direct_reclaim_begin":
-            cur = (int(m.group(2)), m.group(1).strip(), [])
-            entries.append(cur)
-        else:
-            # Another event (a page fault): the frames that follow are its.
-            cur = None
-        # the "<stack trace>" pseudo-event line does not match EVENT
-    return entries
-
-
-# A kernel-mode fault's ip prints as a kernel symbol (`ip=__put_user_4`).
-FAULT = re.compile(r"(page_fault_user|page_fault_kernel): address=(\S+)\s+ip=(\S+)\s+error_code=(0x[0-9a-f]+)")
-
-
-def fault_trace(text):
-    """Page faults from the same dump: [(tid, kind, address, ip, error_code)]."""
-    out = []
-    for line in text.splitlines():
-        m = EVENT.match(line)
-        f = FAULT.search(line) if m else None
-        if f:
-            out.append((int(m.group(2)), f.group(1).removeprefix("page_fault_"),
-                        f.group(2), f.group(3), int(f.group(4), 16)))
-    return out
+        tid, event = int(m.group(2)), m.group(4)
+        # The frames that follow belong to this event, a reclaim's or not.
+        cur = None
+        if event == "mm_vmscan_direct_reclaim_begin":
+            cur = (tid, m.group(1).strip(), [])
+            reclaims.append(cur)
+        elif event in ("page_fault_user", "page_fault_kernel"):
+            f = FAULT.search(line)
+            if f:
+                faults.append((tid, event.removeprefix("page_fault_"), f.group(1), f.group(2),
+                               int(f.group(3), 16)))
+    return reclaims, faults
 
 
 MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ \d+\s*(.*)$")
@@ -220,9 +215,7 @@ def killer_threads(d):
     after = thread_stats(read(os.path.join(d, "killer-threads.after")))
     if not before and not after:
         return None
-    text = read(os.path.join(d, "killer-reclaim.trace"))
-    trace = reclaim_trace(text)
-    faults_seen = fault_trace(text)
+    trace, faults_seen = killer_trace(read(os.path.join(d, "killer-reclaim.trace")))
     maps = mappings(read(os.path.join(d, "daemon.smaps")))
     pid = min(before) if before else None
     threads = []
