@@ -335,9 +335,7 @@ impl State {
         // A kill made while lmkd would be looking keeps it looking for a
         // polling window, as its polling is extended by a kill.
         if snap.time_ms < self.lmkd_looks_until_ms {
-            self.lmkd_looks_until_ms = self
-                .lmkd_looks_until_ms
-                .max(snap.time_ms.saturating_add(POLL_WINDOW_MS));
+            self.keep_looking(snap.time_ms);
         }
         self.last_kill_ms = Some(snap.time_ms);
         self.full_total_at_kill = Some(snap.psi.full_total_us);
@@ -448,9 +446,7 @@ pub fn decide(
         event != Pressure::Poll || fig.swap_low
     };
     if looking && extend_poll {
-        st.lmkd_looks_until_ms = st
-            .lmkd_looks_until_ms
-            .max(snap.time_ms.saturating_add(POLL_WINDOW_MS));
+        st.keep_looking(snap.time_ms);
     }
     Decision {
         kill,
@@ -605,11 +601,17 @@ impl State {
             return true;
         }
         if event.is_lmkds() {
-            self.lmkd_looks_until_ms = self
-                .lmkd_looks_until_ms
-                .max(snap.time_ms.saturating_add(POLL_WINDOW_MS));
+            self.keep_looking(snap.time_ms);
         }
         snap.time_ms < self.lmkd_looks_until_ms
+    }
+
+    /// lmkd would poll (so look) for a polling window from `now_ms`: after
+    /// an event of its triggers, a kill, or a re-check that extends it.
+    fn keep_looking(&mut self, now_ms: u64) {
+        self.lmkd_looks_until_ms = self
+            .lmkd_looks_until_ms
+            .max(now_ms.saturating_add(POLL_WINDOW_MS));
     }
 
     /// Step 3: the thrashing state: refaults as a share of the file LRU at
