@@ -1429,6 +1429,42 @@ fn early_window_rechecks_lazily_while_swap_cannot_run_low() {
     assert_eq!(d.poll, PollInterval::Slow);
 }
 
+/// Ours: free swap that, falling as it last fell, would turn low before a
+/// slow re-check polls fast; a slower fall, a rise, or no time between the
+/// calls keeps lmkd's long period. In an early window too, where it would
+/// otherwise re-check lazily. (Low mark: 100 MB of 1 GB here.)
+#[test]
+fn swap_about_to_run_low_polls_fast() {
+    for t in [gated(), Tunables::from_config(&Config::default())] {
+        let mut st = primed(&t);
+        let mut poll = |swap_free: u64, ms: u64| {
+            let b = B::new().swap(1_000_000, swap_free).at(ms);
+            let d = gate(&mut st, &t, b, Pressure::Partial);
+            assert_eq!(d.kill, None);
+            d.poll
+        };
+        // From 500 MB at 0 s: 200 MB in a second with 200 MB left.
+        assert_eq!(poll(300_000, 1_000), PollInterval::Slow);
+        // 20 MB in 10 ms with 180 MB left: low in 90 ms.
+        assert_eq!(poll(280_000, 1_010), PollInterval::Fast);
+        // 25 MB in 20 ms with 155 MB left: low in 124 ms.
+        assert_eq!(poll(255_000, 1_030), PollInterval::Slow);
+        // No time since the last call, no fall: nothing to go by.
+        assert_eq!(poll(255_000, 1_030), PollInterval::Slow);
+        // A rise, then 290 MB in 100 ms with 10 MB left.
+        assert_eq!(poll(400_000, 1_040), PollInterval::Slow);
+        assert_eq!(poll(110_000, 1_140), PollInterval::Fast);
+    }
+    let t = gated();
+    let mut st = woken_early(&t);
+    let mut poll = |swap_free: u64, ms: u64| {
+        let b = B::new().swap(1_000_000, swap_free).at(ms);
+        gate(&mut st, &t, b, Pressure::Early).poll
+    };
+    assert_eq!(poll(480_000, 1_000), PollInterval::Lazy);
+    assert_eq!(poll(280_000, 1_050), PollInterval::Fast);
+}
+
 /// Off (0, or not below the partial threshold, or under the legacy
 /// minfree table) the rows are lmkd's and only lmkd's triggers are armed.
 #[test]

@@ -17,7 +17,9 @@
 //!   `pgscan_direct` move and ends at the first sample where it did not.
 //! - The file cache check is armed by a thrashing kill actually carried out
 //!   (`State::on_kill`), not by a thrashing decision that found no victim.
-//! - Polling is fast while swap is low and on the cycle right after a kill.
+//! - Polling is fast while swap is low and on the cycle right after a kill;
+//!   ours: also while free swap, falling as it last fell, would turn low
+//!   before a slow re-check.
 //!   A kill starts or extends the polling window when it is made, not when
 //!   it is decided: one that finds no victim is no kill (as in lmkd).
 //! - The decayed thrashing limit returns to `thrashing_limit` whenever a 1 s
@@ -203,6 +205,9 @@ pub struct Figures {
     /// SwapTotal x swap_free_low_percentage / 100.
     pub swap_low_kb: u64,
     pub swap_low: bool,
+    /// Ours: free swap fell since the last call and, falling as it fell,
+    /// would be low before a slow re-check.
+    pub swap_falling_low: bool,
     pub swap_util_pct: u32,
     /// `swap_util_max` the utilisation was compared with.
     pub swap_util_max: u32,
@@ -236,7 +241,12 @@ pub struct Kill {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PollInterval {
-    /// lmkd's short period: swap is low, or around a kill.
+    /// lmkd's short period: swap is low, or around a kill. Ours: also
+    /// while free swap, falling at the rate it last fell, would turn low
+    /// before a slow re-check. In the VM ladder the apps took the 30-50 MB
+    /// a victim gave back in 100-200 ms: at lmkd's long period swap ran
+    /// low, then free memory below the watermarks, up to 90 ms before a
+    /// re-check saw it, with kswapd and every app in reclaim meanwhile.
     Fast,
     /// lmkd's long period.
     Slow,
@@ -404,7 +414,10 @@ pub fn decide(
         && st
             .last_kill_ms
             .map_or(true, |k| snap.time_ms.saturating_sub(k) >= SWAP_HORIZON_MS)
-        && swap_stays_up(&fig, swap_fall);
+        && swap_stays_up(&fig, swap_fall, SWAP_HORIZON_MS);
+    // Ours: swap about to run low polls fast before it does (see
+    // [`PollInterval::Fast`]).
+    fig.swap_falling_low = swap_falls_low(&fig, swap_fall);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
         // Nothing reclaims and nothing refaults: no memory pressure to act
@@ -412,7 +425,7 @@ pub fn decide(
         fig.max_thrashing_pct = st.max_thrashing;
         return Decision {
             kill: None,
-            poll: psi_poll_interval(fig.swap_low, cycle_after_kill, calm),
+            poll: psi_poll_interval(&fig, cycle_after_kill, calm),
             extend_poll: event != Pressure::Poll,
             figures: fig,
         };
@@ -450,22 +463,29 @@ pub fn decide(
     }
     Decision {
         kill,
-        poll: psi_poll_interval(fig.swap_low, cycle_after_kill, calm),
+        poll: psi_poll_interval(&fig, cycle_after_kill, calm),
         extend_poll,
         figures: fig,
     }
 }
 
 /// Whether free swap, falling at `fall` (kB in ms since the last call),
-/// would stay above its low mark for [`SWAP_HORIZON_MS`]. A rise counts as
-/// no fall: free swap wanders by a few MB either way between re-checks
-/// under a steady light stall. With swap already low the margin is 0, and
-/// after no time at all nothing is known: both read as false.
-fn swap_stays_up(fig: &Figures, fall: Option<(u64, u64)>) -> bool {
+/// would stay above its low mark for `horizon_ms`. A rise counts as no
+/// fall: free swap wanders by a few MB either way between re-checks under
+/// a steady light stall. With swap already low the margin is 0, and after
+/// no time at all nothing is known: both read as false.
+fn swap_stays_up(fig: &Figures, fall: Option<(u64, u64)>, horizon_ms: u64) -> bool {
     fall.is_some_and(|(fallen_kb, ms)| {
         let margin_kb = fig.free_swap_kb.saturating_sub(fig.swap_low_kb);
-        margin_kb.saturating_mul(ms) > fallen_kb.saturating_mul(SWAP_HORIZON_MS)
+        margin_kb.saturating_mul(ms) > fallen_kb.saturating_mul(horizon_ms)
     })
+}
+
+/// Whether free swap fell since the last call and, falling as it fell,
+/// would reach its low mark before a slow re-check.
+fn swap_falls_low(fig: &Figures, fall: Option<(u64, u64)>) -> bool {
+    fall.is_some_and(|(fallen_kb, _)| fallen_kb > 0)
+        && !swap_stays_up(fig, fall, PollInterval::Slow.ms())
 }
 
 /// Step 1: the figures that need no history: free memory against the
@@ -764,12 +784,13 @@ fn poll_interval(swap_low: bool, after_kill: bool) -> PollInterval {
     }
 }
 
-/// The PSI strategy's interval: lmkd's, or [`PollInterval::Lazy`] in a
-/// calm early window, never in the cycle after a kill.
-fn psi_poll_interval(swap_low: bool, after_kill: bool, calm: bool) -> PollInterval {
+/// The PSI strategy's interval: lmkd's, fast also while swap is about to
+/// run low, or [`PollInterval::Lazy`] in a calm early window, never in the
+/// cycle after a kill.
+fn psi_poll_interval(fig: &Figures, after_kill: bool, calm: bool) -> PollInterval {
     if calm && !after_kill {
         PollInterval::Lazy
     } else {
-        poll_interval(swap_low, after_kill)
+        poll_interval(fig.swap_low || fig.swap_falling_low, after_kill)
     }
 }
