@@ -165,3 +165,97 @@ fn summarize_names_each_fault_and_keeps_stacks_apart() {
         "the reclaim's stack took frames that were not its own:\n{metrics}"
     );
 }
+
+/// With `STALL_TRACE=1` the run holds the function tracer's memstall
+/// entries and exits: the table sums each task's stall by source (nested
+/// entries count once; a stall still open at the end, or an exit with no
+/// entry, not at all). Runs without the trace leave the rows out.
+#[test]
+fn compare_sums_memory_stall_by_source() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        common::skip("vm_report", "python3 is not installed");
+        return;
+    }
+    let tmp = common::TempDir::new("vm-report-stall");
+    let (ours, theirs) = (
+        tmp.0.join("synthetic-lmkd-rs-r1"),
+        tmp.0.join("synthetic-aosp-r1"),
+    );
+    fake_run(&ours, "lmkd-rs", 5);
+    fake_run(&theirs, "aosp", 5);
+    let line = |task: &str, t: &str, f: &str, from: &str| {
+        format!("{task:>16} [000] .....  {t}: psi_memstall_{f} <-{from}\n")
+    };
+    let trace = [
+        line("kswapd0-44", "1.000000", "enter", "balance_pgdat"),
+        line(
+            "my app-90",
+            "1.010000",
+            "enter",
+            "__alloc_pages_slowpath.constprop.0",
+        ),
+        line("kswapd0-44", "1.020000", "enter", "balance_pgdat"),
+        line("kswapd0-44", "1.030000", "leave", "balance_pgdat"),
+        line(
+            "my app-90",
+            "1.040000",
+            "leave",
+            "__alloc_pages_slowpath.constprop.0",
+        ),
+        line("kswapd0-44", "1.100000", "leave", "balance_pgdat"),
+        line("kcompactd0-32", "1.200000", "enter", "kcompactd"),
+        line("kcompactd0-32", "1.250000", "leave", "kcompactd"),
+        line(
+            "lmkd-7",
+            "1.300000",
+            "enter",
+            "__alloc_pages_slowpath.constprop.0",
+        ),
+        line(
+            "lmkd-7",
+            "1.305000",
+            "leave",
+            "__alloc_pages_slowpath.constprop.0",
+        ),
+        line(
+            "app-91",
+            "1.400000",
+            "leave",
+            "__alloc_pages_slowpath.constprop.0",
+        ),
+        line(
+            "app-92",
+            "1.500000",
+            "enter",
+            "__alloc_pages_slowpath.constprop.0",
+        ),
+    ]
+    .concat();
+    fs::write(
+        ours.join("stall.trace"),
+        format!("# tracer: function\n{trace}"),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/report.py");
+    let compare = |runs: &[&Path]| {
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg("compare")
+            .args(runs)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "report.py compare failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let table = compare(&[&ours, &theirs]);
+    assert_eq!(row(&table, "memstall task-ms: kswapd"), ["100", "-"]);
+    assert_eq!(row(&table, "  kcompactd"), ["50", "-"]);
+    assert_eq!(row(&table, "  the killer"), ["5", "-"]);
+    assert_eq!(row(&table, "  the rest (apps)"), ["30", "-"]);
+    let table = compare(&[&theirs]);
+    assert!(!table.contains("memstall"), "{table}");
+}

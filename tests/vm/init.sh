@@ -184,6 +184,23 @@ if [ -n "$KPID" ]; then
     thread_stats > /out/killer-threads.before
 fi
 
+# Opt-in (run.sh STALL_TRACE=1): every task's entry to and exit from memory
+# stall, from the function tracer, so report.py can say whose stall PSI
+# counted (kswapd, kcompactd, the killer, the apps). Off by default: it
+# costs every stall a trace event.
+STALLT=""
+if [ -f /etc/stall-trace ]; then
+    T=/sys/kernel/tracing
+    mkdir -p $T
+    mount -t tracefs nodev $T 2>/dev/null
+    echo 16384 > $T/buffer_size_kb
+    if echo 'psi_memstall_enter psi_memstall_leave' > $T/set_ftrace_filter && echo function > $T/current_tracer; then
+        STALLT=$T
+    else
+        log "stall trace: no function tracer for psi_memstall_enter/leave"
+    fi
+fi
+
 RPID=""
 FDS_BEFORE_RECORDER=$( [ -n "$KPID" ] && ls "/proc/$KPID/fd" 2>/dev/null | wc -l)
 if [ "$KILLER" = lmkd-rs ] && [ -x /usr/bin/lmkctl ]; then
@@ -224,6 +241,11 @@ if [ -n "$KPID" ]; then
     # Give the killer a moment to see the driver's connections close.
     sleep 1
     daemon_footprint after
+fi
+
+if [ -n "$STALLT" ]; then
+    echo 0 > $STALLT/tracing_on
+    cat $STALLT/trace > /out/stall.trace
 fi
 
 if [ -n "$RPID" ]; then

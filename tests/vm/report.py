@@ -246,6 +246,40 @@ def killer_threads(d):
     return threads
 
 
+STALL_LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[\d+\]\s+\S+\s+([\d.]+): (psi_memstall_enter|psi_memstall_leave)\b")
+STALL_SOURCES = ("kswapd", "kcompactd", "killer", "rest")
+
+
+def memstall(text, killer_tids):
+    """Each task's time in memory stall (psi_memstall_enter to the matching
+    leave, from the function tracer), summed in ms by source: kswapd,
+    kcompactd, the killer's threads, and the rest (the apps and the
+    harness). Tasks stalled at once add up: task-ms, not PSI's wall-clock
+    `some`, but PSI counts each of them. None without a trace."""
+    if not text:
+        return None
+    open_, out = {}, dict.fromkeys(STALL_SOURCES, 0.0)
+    for line in text.splitlines():
+        m = STALL_LINE.match(line)
+        if not m:
+            continue
+        comm, pid, ts, fn = m.group(1).strip(), int(m.group(2)), float(m.group(3)), m.group(4)
+        t0, depth = open_.get(pid, (ts, 0))
+        if fn == "psi_memstall_enter":
+            open_[pid] = (t0, depth + 1)
+            continue
+        if depth == 0:
+            continue
+        if depth > 1:
+            # Nested (the kernel counts only the outer one).
+            open_[pid] = (t0, depth - 1)
+            continue
+        del open_[pid]
+        src = ("kswapd" if comm.startswith("kswapd") else "kcompactd" if comm.startswith("kcompactd")
+               else "killer" if pid in killer_tids else "rest")
+        out[src] += ts - t0
+    return {k: round(v * 1000) for k, v in out.items()}
+
 def role(comm, is_main):
     if is_main:
         return "core"
@@ -404,6 +438,7 @@ def summarize(d):
     m["killer_direct_reclaims"] = per_role(threads, "direct_reclaims") if threads else None
     m["killer_cpu_ms"] = per_role(threads, "cpu_ms") if threads else None
     m["killer_reclaim_traced"] = os.path.exists(os.path.join(d, "killer-reclaim.trace"))
+    m["memstall_ms"] = memstall(read(os.path.join(d, "stall.trace")), {t["tid"] for t in threads or []})
     m["daemon_rss_kb"], m["daemon_locked_kb"] = smaps_rollup(d)
     deaths = res.get("deaths", [])
     adjs = [x["adj"] for x in deaths]
@@ -543,7 +578,13 @@ def role_pair(m, r):
     return f"{f.get(r, '?')}/{rec}"
 
 
-# (label, how the runs of one killer are folded into one cell)
+def stall_cell(ms, src):
+    """One source's memstall over the runs that traced it (STALL_TRACE=1)."""
+    return spread([(m.get("memstall_ms") or {}).get(src) for m in ms])
+
+
+# (label, how the runs of one killer are folded into one cell; a row whose
+# cells are all "-" is left out)
 ROWS = [
     ("runs passed", lambda ms: count_true([m.get("pass") for m in ms])),
     ("onset -> first kill (ms)", lambda ms: spread([m.get("onset_to_first_kill_ms") for m in ms])),
@@ -556,6 +597,10 @@ ROWS = [
     ("kills in adj order", lambda ms: count_true([m.get("kills_in_adj_order") for m in ms])),
     ("kernel OOM kills", lambda ms: spread([m.get("kernel_oom_kills") for m in ms])),
     ("foreground (adj<=0) deaths", lambda ms: spread([m.get("foreground_deaths") for m in ms])),
+    ("memstall task-ms: kswapd", lambda ms: stall_cell(ms, "kswapd")),
+    ("  kcompactd", lambda ms: stall_cell(ms, "kcompactd")),
+    ("  the killer", lambda ms: stall_cell(ms, "killer")),
+    ("  the rest (apps)", lambda ms: stall_cell(ms, "rest")),
     ("core thread CPU (ms)", lambda ms: spread([(m.get("killer_cpu_ms") or {}).get("core") for m in ms])),
     ("core thread faults/reclaims", lambda ms: per_run([role_pair(m, "core") for m in ms])),
     ("reaper threads faults/reclaims", lambda ms: per_run([role_pair(m, "reaper") for m in ms])),
@@ -591,6 +636,7 @@ def compare(dirs, svg_path=None):
     head = ["metric (median (range) over runs)"] + [f"{k} ({len(ms)} runs)" for k, ms in groups.items()]
     rows = [[label] + [f([m for m in ms if m]) if any(ms) else "no run" for ms in groups.values()]
             for label, f in ROWS]
+    rows = [r for r in rows if any(c != "-" for c in r[1:])]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
     print(line(head))

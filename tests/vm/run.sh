@@ -13,7 +13,7 @@
 # lmkd_launch beside it). Optional: a reference instrument, not needed by
 # anything else in the repo.
 # Environment: RAM (MiB, default 512; MEM=1024M is the same), ZRAM_MB (256), DISK_MB (1536),
-# VM_TIMEOUT (s; the scenario's duration + 120, at least 300), CYCLES (soak scenarios: pressure cycles), SAMPLE_MS (200), STRACE (1: count the daemon's mmap calls), RECORD (1: lmkctl records lmkd-rs's evaluations), KERNEL (/boot/vmlinuz-*), LMKD_CONFIG
+# VM_TIMEOUT (s; the scenario's duration + 120, at least 300), CYCLES (soak scenarios: pressure cycles), SAMPLE_MS (200), STRACE (1: count the daemon's mmap calls), STALL_TRACE (0; 1: trace every task's memory stall), RECORD (1: lmkctl records lmkd-rs's evaluations), KERNEL (/boot/vmlinuz-*), LMKD_CONFIG
 # (a TOML for lmkd; default tests/vm/scenarios/<scenario>.lmkd.toml if present),
 # SKIP_BUILD=1 (reuse binaries from the last build), CARGO_TARGET_DIR.
 # Exit status: the driver's (0 pass, 1 criteria failed, 2 error/daemon died,
@@ -142,6 +142,8 @@ if [ "$KIND" = aosp ]; then
     cp "$AOSP_LMKD_LAUNCH" "$R/usr/bin/lmkd_launch"
 fi
 cp "$SCEN_FILE" "$R/etc/scenario.toml"
+# STALL_TRACE=1: whose memory stall PSI counted (init.sh, report.py).
+[ "${STALL_TRACE:-0}" = 1 ] && touch "$R/etc/stall-trace"
 LMKD_CONFIG=${LMKD_CONFIG:-$HERE/scenarios/$SCEN.lmkd.toml}
 if [ "$KIND" = lmkd-rs ] && [ -f "$LMKD_CONFIG" ]; then
     cp "$LMKD_CONFIG" "$R/etc/lmkd.toml"
