@@ -40,7 +40,7 @@
 //!         are known (`snapshot::Known`); bit 23 low-RAM device; bit 28
 //!         critical_upgrade; bits 24-27 LMK_TARGET levels; bit 29
 //!         direct_reclaim_below_min; bit 30 lazy polling (500 ms; never
-//!         set with bit 16);
+//!         set with bit 16); bit 31 kill_ahead_ms above 0 (word 59);
 //!         bits 32-63 the decision's min adj
 //! 2       0, or 1 + the snapshot time (ms) of the evaluation whose kill
 //!         was carried out after the previous record and before this one
@@ -60,7 +60,8 @@
 //! 57-59   vmpressure tunables: (low, medium) min adj, (critical min adj,
 //!         upgrade_pressure), (downgrade_pressure, psi_early_stall_ms in
 //!         effect in bits 0-15; 0 in older recordings: the early trigger
-//!         off; bits 16-31 are ignored)
+//!         off; bits 16-31 kill_ahead_ms when flag bit 31 is set, else
+//!         ignored)
 //! ```
 //!
 //! # What a replay can and cannot say
@@ -229,6 +230,7 @@ impl Eval {
             | (u64::from(t.critical_upgrade) << 28)
             | (u64::from(t.direct_reclaim_below_min) << 29)
             | (u64::from(self.poll == PollInterval::Lazy) << 30)
+            | (u64::from(t.kill_ahead_ms > 0) << 31)
             | (u64::from(min_adj as u32) << 32);
         p.word(self.serial);
         p.word(flags);
@@ -275,7 +277,10 @@ impl Eval {
         let v = &t.vmpressure_adj;
         p.pair(v[0] as u32, v[1] as u32);
         p.pair(v[2] as u32, t.upgrade_pressure);
-        p.pair(t.downgrade_pressure, t.early_stall_ms & 0xffff);
+        p.pair(
+            t.downgrade_pressure,
+            (t.early_stall_ms & 0xffff) | (t.kill_ahead_ms.min(0xffff) << 16),
+        );
         debug_assert_eq!(p.i, EVAL_WORDS);
         w
     }
@@ -365,6 +370,7 @@ impl Eval {
             low_ram_device: flags & (1 << 23) != 0,
             critical_upgrade: flags & (1 << 28) != 0,
             direct_reclaim_below_min: flags & (1 << 29) != 0,
+            kill_ahead_ms: 0,
             // Read below, after the census.
             vmpressure_adj: [0; 3],
             upgrade_pressure: 0,
@@ -395,8 +401,11 @@ impl Eval {
         tunables.upgrade_pressure = upgrade;
         tunables.downgrade_pressure = downgrade;
         // Builds that estimated the gate kept psi_partial_stall_ms in bits
-        // 16-31; nothing reads them now.
+        // 16-31; only flag bit 31 says they hold kill_ahead_ms.
         tunables.early_stall_ms = stalls & 0xffff;
+        if flags & (1 << 31) != 0 {
+            tunables.kill_ahead_ms = stalls >> 16;
+        }
         Ok(Eval {
             serial,
             event,

@@ -1429,6 +1429,122 @@ fn early_window_rechecks_lazily_while_swap_cannot_run_low() {
     assert_eq!(d.poll, PollInterval::Slow);
 }
 
+/// Ours (`kill_ahead_ms`): with swap low, the low-memory-and-swap kill
+/// comes before free memory reaches the low watermark when, falling as it
+/// fell since the last call, it would get there sooner than the last victim
+/// took to exit (at most `kill_ahead_ms`). Never before a first kill has
+/// measured an exit, with swap to spare, for a slow fall, or with 0.
+#[test]
+fn swap_low_kills_ahead_of_the_low_watermark_by_the_last_exit() {
+    let swap_low = B::new().swap(1_000_000, 50_000);
+    let after_an_exit = |t: &Tunables| {
+        let mut st = primed(t);
+        let d = gate(
+            &mut st,
+            t,
+            swap_low.free(LOW - 1).at(1_000),
+            Pressure::Partial,
+        );
+        assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
+        st.on_kill(&swap_low.at(1_000).0, &d.kill.unwrap());
+        // The victim's exit, 80 ms later, and its memory back.
+        let d = gate(&mut st, t, swap_low.free(100_000).at(1_080), Pressure::Poll);
+        assert_eq!(d.kill, None);
+        st
+    };
+    let t = gated();
+    // 40 MB above low, falling 40 MB in 10 ms: there in 10 ms, within 80.
+    let mut st = after_an_exit(&t);
+    let d = gate(
+        &mut st,
+        &t,
+        swap_low.free(LOW + 40_000).at(1_090),
+        Pressure::Poll,
+    );
+    assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
+    assert_eq!(d.figures.low_ahead_ms, 80);
+    assert_eq!(
+        described(KillReason::LowMemAndSwap, &d.figures),
+        "low watermark is breached within 80ms and swap is low (50000kB < 100000kB)"
+    );
+    // A slow fall: 76 MB above low falling 4 MB in 10 ms is 190 ms away,
+    // beyond the 80 ms exit whatever the cap.
+    for cap in [50, 200] {
+        let t = Tunables {
+            kill_ahead_ms: cap,
+            ..gated()
+        };
+        let mut st = after_an_exit(&t);
+        let d = gate(&mut st, &t, swap_low.free(96_000).at(1_090), Pressure::Poll);
+        let d2 = gate(&mut st, &t, swap_low.free(92_000).at(1_100), Pressure::Poll);
+        assert_eq!((d.kill, d2.kill), (None, None), "cap {cap}");
+    }
+    // 5 MB above low falling 1 MB in 10 ms is 50 ms away: within a 60 ms
+    // cap (and the 80 ms exit), not within 40.
+    for (cap, ahead) in [(60, 60), (40, 0)] {
+        let t = Tunables {
+            kill_ahead_ms: cap,
+            ..gated()
+        };
+        let mut st = after_an_exit(&t);
+        gate(
+            &mut st,
+            &t,
+            swap_low.free(LOW + 6_000).at(1_090),
+            Pressure::Poll,
+        );
+        let d = gate(
+            &mut st,
+            &t,
+            swap_low.free(LOW + 5_000).at(1_100),
+            Pressure::Poll,
+        );
+        assert_eq!(d.figures.low_ahead_ms, ahead, "cap {cap}");
+        assert_eq!(d.kill.is_some(), ahead > 0, "cap {cap}");
+    }
+    // Off, or swap to spare: no kill above low.
+    let off = Tunables {
+        kill_ahead_ms: 0,
+        ..gated()
+    };
+    let mut st = after_an_exit(&off);
+    let d = gate(
+        &mut st,
+        &off,
+        swap_low.free(LOW + 40_000).at(1_090),
+        Pressure::Poll,
+    );
+    assert_eq!(d.kill, None);
+    let mut st = after_an_exit(&t);
+    let spare = B::new()
+        .swap(1_000_000, 500_000)
+        .free(LOW + 40_000)
+        .at(1_090);
+    let d = gate(&mut st, &t, spare, Pressure::Poll);
+    assert_eq!(d.kill, None);
+    // Two calls in one ms give no rate (kswapd moving, so the call is no
+    // quiet one).
+    let mut st = after_an_exit(&t);
+    let same_ms = swap_low.kswapd().free(LOW + 40_000).at(1_080);
+    let d = gate(&mut st, &t, same_ms, Pressure::Poll);
+    assert_eq!(d.kill, None);
+    // No exit measured yet: the first kill waits for the breach.
+    let mut st = primed(&t);
+    gate(
+        &mut st,
+        &t,
+        swap_low.free(100_000).at(1_000),
+        Pressure::Partial,
+    );
+    let d = gate(
+        &mut st,
+        &t,
+        swap_low.free(LOW + 1_000).at(1_010),
+        Pressure::Poll,
+    );
+    assert_eq!(d.kill, None);
+}
+
 /// Ours: free swap that, falling as it last fell, would turn low before a
 /// slow re-check polls fast; a slower fall, a rise, or no time between the
 /// calls keeps lmkd's long period. In an early window too, where it would
@@ -1449,8 +1565,9 @@ fn swap_about_to_run_low_polls_fast() {
         assert_eq!(poll(280_000, 1_010), PollInterval::Fast);
         // 25 MB in 20 ms with 155 MB left: low in 124 ms.
         assert_eq!(poll(255_000, 1_030), PollInterval::Slow);
-        // No time since the last call, no fall: nothing to go by.
+        // No time since the last call: nothing to go by, fall or none.
         assert_eq!(poll(255_000, 1_030), PollInterval::Slow);
+        assert_eq!(poll(200_000, 1_030), PollInterval::Slow);
         // A rise, then 290 MB in 100 ms with 10 MB left.
         assert_eq!(poll(400_000, 1_040), PollInterval::Slow);
         assert_eq!(poll(110_000, 1_140), PollInterval::Fast);

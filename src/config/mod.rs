@@ -116,6 +116,11 @@ config_keys! {
         /// task counts as free memory below min (lmkd compares free memory
         /// alone: false).
         direct_reclaim_below_min: bool = true, FLAG, Prop::File;
+        /// Ours: with swap low, kill before free memory reaches the low
+        /// watermark when, falling at the rate it last fell, it would reach
+        /// it sooner than the last victim took to exit, looking at most
+        /// this far ahead (ms). 0: off (lmkd waits for the breach).
+        kill_ahead_ms: u32 = 200, int(0, 1000), Prop::File;
         /// Ours: how long the highest zone watermark reading stays in
         /// force, in ms (lmkd keeps one reading for 60 s); 0 takes each
         /// reading as it comes.

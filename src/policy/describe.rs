@@ -5,14 +5,15 @@
 
 use core::fmt::{self, Write};
 
-use super::{Figures, Kill, KillReason, WmarkLevel};
+use super::{Figures, Kill, KillReason, Reclaim, WmarkLevel};
 
 /// Write `kill`'s reason with the figures it was decided on, as lmkd words
 /// it: e.g. "device is low on swap (12345kB < 67890kB) and thrashing (35%)"
 /// or "min watermark is breached and swap is low (100kB < 200kB)". The
 /// watermark is named as it really stands: "min" when free memory is below
 /// the min watermark, else "low"; a low-memory-and-swap kill above both
-/// (direct reclaim decided it) says "direct reclaim".
+/// says "direct reclaim" when that decided it, else when the low watermark
+/// would be breached (`kill_ahead_ms`).
 ///
 /// `Minfree` and `VmPressure` kills write nothing: lmkd's legacy paths log
 /// their kill line without a reason.
@@ -30,6 +31,19 @@ pub fn describe_reason(w: &mut dyn Write, kill: &Kill, f: &Figures) -> fmt::Resu
             "device is low on swap ({}kB < {}kB) and thrashing ({}%)",
             f.free_swap_kb, f.swap_low_kb, f.thrashing_pct
         ),
+        // Free memory above "low" and falling to it faster than the last
+        // victim took to exit (`kill_ahead_ms`), direct reclaim aside.
+        KillReason::LowMemAndSwap
+            if f.wmark > WmarkLevel::BelowLow
+                && f.low_ahead_ms > 0
+                && f.reclaim != Reclaim::Direct =>
+        {
+            write!(
+                w,
+                "low watermark is breached within {}ms and swap is low ({}kB < {}kB)",
+                f.low_ahead_ms, f.free_swap_kb, f.swap_low_kb
+            )
+        }
         // Free memory above "low": the kernel's direct reclaim decided it
         // (`direct_reclaim_below_min`); say so rather than name a
         // watermark that was not breached.

@@ -31,6 +31,9 @@
 //!   is extended only while swap is low or around a kill, and re-checks
 //!   only every 500 ms while free swap, falling as it last fell, would stay
 //!   above its low mark for another second ([`PollInterval::Lazy`]).
+//! - Ours: with swap low, LOW_MEM_AND_SWAP may kill ahead of the low
+//!   watermark by as long as the last victim took to exit
+//!   (`kill_ahead_ms`; see [`State::low_ahead`]).
 //! - Snapshot parts the kernel did not give (see `snapshot::Known`) read as
 //!   zero counters that never move; without PSI figures the critical stall
 //!   override and the stall-since-last-kill gate are off.
@@ -111,6 +114,9 @@ pub struct Tunables {
     /// Beyond lmkd, on by default: with swap low, direct reclaim counts as
     /// free memory below min (see [`first_match`]).
     pub direct_reclaim_below_min: bool,
+    /// Beyond lmkd: how far ahead of the low watermark a swap-low kill may
+    /// look (ms; 0 = off; see [`first_match`]).
+    pub kill_ahead_ms: u32,
     /// vmpressure strategy: min adj per level (`low`, `medium`, `critical`;
     /// above 1000 = that level never kills).
     pub vmpressure_adj: [i32; 3],
@@ -148,6 +154,7 @@ impl Tunables {
             page_kb: (crate::snapshot::page_size() / 1024).max(1),
             wait_for_inactive_file: c.wait_for_inactive_file,
             direct_reclaim_below_min: c.direct_reclaim_below_min,
+            kill_ahead_ms: c.kill_ahead_ms,
             vmpressure_adj: [c.low, c.medium, c.critical],
             critical_upgrade: c.critical_upgrade,
             upgrade_pressure: c.upgrade_pressure,
@@ -208,6 +215,10 @@ pub struct Figures {
     /// Ours: free swap fell since the last call and, falling as it fell,
     /// would be low before a slow re-check.
     pub swap_falling_low: bool,
+    /// Ours (`kill_ahead_ms`): free memory is above the low watermark but,
+    /// falling as it fell since the last call, would be below it within
+    /// this many ms, the time the last victim took to exit; 0 = no.
+    pub low_ahead_ms: u64,
     pub swap_util_pct: u32,
     /// `swap_util_max` the utilisation was compared with.
     pub swap_util_max: u32,
@@ -323,6 +334,12 @@ pub struct State {
     /// Free swap (as lmkd counts it) and the snapshot time at the last
     /// call, for the rate it falls at.
     prev_free_swap: Option<(u64, u64)>,
+    /// Free memory (as compared with the watermarks) and the snapshot time
+    /// at the last call, for `kill_ahead_ms`.
+    prev_free: Option<(u64, u64)>,
+    /// How long the last victim took from its kill to the call after it
+    /// (the machine makes that call when the victim has exited).
+    victim_exit_ms: u64,
 }
 
 impl State {
@@ -418,6 +435,7 @@ pub fn decide(
     // Ours: swap about to run low polls fast before it does (see
     // [`PollInterval::Fast`]).
     fig.swap_falling_low = swap_falls_low(&fig, swap_fall);
+    fig.low_ahead_ms = st.low_ahead(snap, t, &fig, cycle_after_kill);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
         // Nothing reclaims and nothing refaults: no memory pressure to act
@@ -481,10 +499,11 @@ fn swap_stays_up(fig: &Figures, fall: Option<(u64, u64)>, horizon_ms: u64) -> bo
     })
 }
 
-/// Whether free swap fell since the last call and, falling as it fell,
-/// would reach its low mark before a slow re-check.
+/// Whether free swap fell since the last call (some time ago: two calls
+/// in one ms give no rate) and, falling as it fell, would reach its low
+/// mark before a slow re-check.
 fn swap_falls_low(fig: &Figures, fall: Option<(u64, u64)>) -> bool {
-    fall.is_some_and(|(fallen_kb, _)| fallen_kb > 0)
+    fall.is_some_and(|(fallen_kb, ms)| fallen_kb > 0 && ms > 0)
         && !swap_stays_up(fig, fall, PollInterval::Slow.ms())
 }
 
@@ -547,6 +566,39 @@ impl State {
             prev.0.saturating_sub(fig.free_swap_kb),
             snap.time_ms.saturating_sub(prev.1),
         ))
+    }
+
+    /// Ours (`kill_ahead_ms`): the time the last victim took to exit, if
+    /// free memory, falling as it fell since the last call, would reach
+    /// the low watermark within it; else 0. The call after a kill measures
+    /// that time (its victim's memory coming back is no rate); the first
+    /// kill is never ahead, with no exit measured yet.
+    fn low_ahead(&mut self, snap: &Snapshot, t: &Tunables, fig: &Figures, after_kill: bool) -> u64 {
+        let now = (fig.free_wmark_kb, snap.time_ms);
+        let prev = self.prev_free.replace(now);
+        if after_kill {
+            if let Some(k) = self.last_kill_ms {
+                self.victim_exit_ms = snap.time_ms.saturating_sub(k);
+            }
+            return 0;
+        }
+        let lead_ms = self.victim_exit_ms.min(u64::from(t.kill_ahead_ms));
+        let Some((prev_kb, prev_ms)) = prev else {
+            return 0;
+        };
+        let fallen_kb = prev_kb.saturating_sub(now.0);
+        let margin_kb = now.0.saturating_sub(snap.wm.low_kb);
+        let dt = now.1.saturating_sub(prev_ms);
+        let ahead = lead_ms > 0
+            && dt > 0
+            && fallen_kb > 0
+            && margin_kb > 0
+            && margin_kb.saturating_mul(dt) < fallen_kb.saturating_mul(lead_ms);
+        if ahead {
+            lead_ms
+        } else {
+            0
+        }
     }
 
     /// Baselines: the first call records every counter instead of comparing
@@ -728,7 +780,11 @@ fn first_match(
         // The configured limit, not the decayed one: swap low is handled
         // on its own terms.
         Some((KillReason::LowSwapAndThrashing, p_adj))
-    } else if fig.swap_low && (below_low || kernel_min) {
+    } else if fig.swap_low && (below_low || kernel_min || fig.low_ahead_ms > 0) {
+        // Ours: ahead of the low watermark (`kill_ahead_ms`) when the
+        // apps would take what is left before the victim could exit: in
+        // the VM ladder each kill at the watermark left every app in
+        // direct reclaim for the 60-115 ms its victim took.
         // The kernel's own "below min" spares no perceptible app either.
         Some((
             KillReason::LowMemAndSwap,
