@@ -177,6 +177,7 @@ fn tunables(b: &mut Bytes) -> Tunables {
     t.upgrade_pressure = b.range(0, 100) as u32;
     t.downgrade_pressure = b.range(0, 100) as u32;
     t.low_ram_device = b.u8() % 2 == 0;
+    t.kill_ahead_ms = b.range(0, 1001) as u32;
     t
 }
 
@@ -339,7 +340,10 @@ fn check(d: &Decision, t: &Tunables, tg: &TargetTable, vmp: bool) {
                         && (below_low
                             || (t.direct_reclaim_below_min
                                 && f.reclaim == policy::Reclaim::Direct
-                                && k.min_adj == 0))
+                                && k.min_adj == 0)
+                            // Ahead of the low watermark (`kill_ahead_ms`).
+                            || (f.low_ahead_ms > 0
+                                && f.low_ahead_ms <= u64::from(t.kill_ahead_ms)))
                 }
                 KillReason::LowMemAndSwapUtil => below_low && f.swap_util_pct > t.swap_util_max,
                 KillReason::LowMemAndThrashing => below_low,
