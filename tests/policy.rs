@@ -1422,6 +1422,12 @@ fn early_window_rechecks_lazily_while_swap_cannot_run_low() {
     assert_eq!(poll(&mut st, 500_000, 5_000, Pressure::Early), slow);
     assert_eq!(poll(&mut st, 500_000, 5_599, Pressure::Poll), slow);
     assert_eq!(poll(&mut st, 500_000, 5_600, Pressure::Poll), lazy);
+    // Two calls in one ms tell nothing of the fall: no lazy re-check.
+    assert_eq!(poll(&mut st, 500_000, 5_600, Pressure::Poll), slow);
+    // Swap low and rising again is no calm: fast, as swap is low.
+    let fast = (None, PollInterval::Fast);
+    assert_eq!(poll(&mut st, 60_000, 5_700, Pressure::Poll), fast);
+    assert_eq!(poll(&mut st, 80_000, 5_800, Pressure::Poll), fast);
     // Early trigger off: lmkd's periods only.
     let t = tun();
     let mut st = primed(&t);
@@ -1437,111 +1443,78 @@ fn early_window_rechecks_lazily_while_swap_cannot_run_low() {
 #[test]
 fn swap_low_kills_ahead_of_the_low_watermark_by_the_last_exit() {
     let swap_low = B::new().swap(1_000_000, 50_000);
-    let after_an_exit = |t: &Tunables| {
-        let mut st = primed(t);
+    // With `kill_ahead_ms = cap`: a kill at 1 000 ms whose victim took 80
+    // ms to exit (its memory back at 1 080), then re-checks at `steps`;
+    // the last one's decision.
+    let after_an_exit = |cap: u32, steps: &[B]| {
+        let t = Tunables {
+            kill_ahead_ms: cap,
+            ..gated()
+        };
+        let mut st = primed(&t);
         let d = gate(
             &mut st,
-            t,
+            &t,
             swap_low.free(LOW - 1).at(1_000),
             Pressure::Partial,
         );
         assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
         st.on_kill(&swap_low.at(1_000).0, &d.kill.unwrap());
-        // The victim's exit, 80 ms later, and its memory back.
-        let d = gate(&mut st, t, swap_low.free(100_000).at(1_080), Pressure::Poll);
+        let mut d = gate(
+            &mut st,
+            &t,
+            swap_low.free(100_000).at(1_080),
+            Pressure::Poll,
+        );
         assert_eq!(d.kill, None);
-        st
+        for b in steps {
+            d = gate(&mut st, &t, *b, Pressure::Poll);
+        }
+        d
     };
-    let t = gated();
+    let at = |free_kb: u64, ms: u64| swap_low.free(free_kb).at(ms);
     // 40 MB above low, falling 40 MB in 10 ms: there in 10 ms, within 80.
-    let mut st = after_an_exit(&t);
-    let d = gate(
-        &mut st,
-        &t,
-        swap_low.free(LOW + 40_000).at(1_090),
-        Pressure::Poll,
-    );
+    let d = after_an_exit(200, &[at(LOW + 40_000, 1_090)]);
     assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
     assert_eq!(d.figures.low_ahead_ms, 80);
     assert_eq!(
         described(KillReason::LowMemAndSwap, &d.figures),
         "low watermark is breached within 80ms and swap is low (50000kB < 100000kB)"
     );
+    // Below low already: the breach itself, not a look ahead.
+    let d = after_an_exit(200, &[at(LOW - 1, 1_090)]);
+    assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
+    assert_eq!(d.figures.low_ahead_ms, 0);
     // A slow fall: 76 MB above low falling 4 MB in 10 ms is 190 ms away,
     // beyond the 80 ms exit whatever the cap.
     for cap in [50, 200] {
-        let t = Tunables {
-            kill_ahead_ms: cap,
-            ..gated()
-        };
-        let mut st = after_an_exit(&t);
-        let d = gate(&mut st, &t, swap_low.free(96_000).at(1_090), Pressure::Poll);
-        let d2 = gate(&mut st, &t, swap_low.free(92_000).at(1_100), Pressure::Poll);
-        assert_eq!((d.kill, d2.kill), (None, None), "cap {cap}");
+        let slow = [at(96_000, 1_090), at(92_000, 1_100)];
+        assert_eq!(after_an_exit(cap, &slow[..1]).kill, None, "cap {cap}");
+        assert_eq!(after_an_exit(cap, &slow).kill, None, "cap {cap}");
     }
     // 5 MB above low falling 1 MB in 10 ms is 50 ms away: within a 60 ms
     // cap (and the 80 ms exit), not within 40.
     for (cap, ahead) in [(60, 60), (40, 0)] {
-        let t = Tunables {
-            kill_ahead_ms: cap,
-            ..gated()
-        };
-        let mut st = after_an_exit(&t);
-        gate(
-            &mut st,
-            &t,
-            swap_low.free(LOW + 6_000).at(1_090),
-            Pressure::Poll,
-        );
-        let d = gate(
-            &mut st,
-            &t,
-            swap_low.free(LOW + 5_000).at(1_100),
-            Pressure::Poll,
-        );
+        let d = after_an_exit(cap, &[at(LOW + 6_000, 1_090), at(LOW + 5_000, 1_100)]);
         assert_eq!(d.figures.low_ahead_ms, ahead, "cap {cap}");
         assert_eq!(d.kill.is_some(), ahead > 0, "cap {cap}");
     }
     // Off, or swap to spare: no kill above low.
-    let off = Tunables {
-        kill_ahead_ms: 0,
-        ..gated()
-    };
-    let mut st = after_an_exit(&off);
-    let d = gate(
-        &mut st,
-        &off,
-        swap_low.free(LOW + 40_000).at(1_090),
-        Pressure::Poll,
-    );
-    assert_eq!(d.kill, None);
-    let mut st = after_an_exit(&t);
+    assert_eq!(after_an_exit(0, &[at(LOW + 40_000, 1_090)]).kill, None);
     let spare = B::new()
         .swap(1_000_000, 500_000)
         .free(LOW + 40_000)
         .at(1_090);
-    let d = gate(&mut st, &t, spare, Pressure::Poll);
-    assert_eq!(d.kill, None);
+    assert_eq!(after_an_exit(200, &[spare]).kill, None);
     // Two calls in one ms give no rate (kswapd moving, so the call is no
     // quiet one).
-    let mut st = after_an_exit(&t);
     let same_ms = swap_low.kswapd().free(LOW + 40_000).at(1_080);
-    let d = gate(&mut st, &t, same_ms, Pressure::Poll);
-    assert_eq!(d.kill, None);
+    assert_eq!(after_an_exit(200, &[same_ms]).kill, None);
     // No exit measured yet: the first kill waits for the breach.
+    let t = gated();
     let mut st = primed(&t);
-    gate(
-        &mut st,
-        &t,
-        swap_low.free(100_000).at(1_000),
-        Pressure::Partial,
-    );
-    let d = gate(
-        &mut st,
-        &t,
-        swap_low.free(LOW + 1_000).at(1_010),
-        Pressure::Poll,
-    );
+    gate(&mut st, &t, at(100_000, 1_000), Pressure::Partial);
+    let d = gate(&mut st, &t, at(LOW + 1_000, 1_010), Pressure::Poll);
     assert_eq!(d.kill, None);
 }
 

@@ -420,7 +420,7 @@ pub fn decide(
     }
 
     let first = st.prime(snap, t, cycle_after_kill);
-    let swap_fall = st.swap_fall(snap, &fig);
+    let swap_fall = fall_since(&mut st.prev_free_swap, fig.free_swap_kb, snap.time_ms);
     let quiet = st.reclaim_state(snap, &mut fig);
     let looking = st.lmkd_would_look(snap, event, t);
     // Only swap running low could kill here before lmkd's trigger fires,
@@ -431,7 +431,7 @@ pub fn decide(
         && st
             .last_kill_ms
             .map_or(true, |k| snap.time_ms.saturating_sub(k) >= SWAP_HORIZON_MS)
-        && swap_stays_up(&fig, swap_fall, SWAP_HORIZON_MS);
+        && swap_stays_up(&fig, swap_fall);
     // Ours: swap about to run low polls fast before it does (see
     // [`PollInterval::Fast`]).
     fig.swap_falling_low = swap_falls_low(&fig, swap_fall);
@@ -487,24 +487,39 @@ pub fn decide(
     }
 }
 
-/// Whether free swap, falling at `fall` (kB in ms since the last call),
-/// would stay above its low mark for `horizon_ms`. A rise counts as no
-/// fall: free swap wanders by a few MB either way between re-checks under
-/// a steady light stall. With swap already low the margin is 0, and after
-/// no time at all nothing is known: both read as false.
-fn swap_stays_up(fig: &Figures, fall: Option<(u64, u64)>, horizon_ms: u64) -> bool {
-    fall.is_some_and(|(fallen_kb, ms)| {
-        let margin_kb = fig.free_swap_kb.saturating_sub(fig.swap_low_kb);
-        margin_kb.saturating_mul(ms) > fallen_kb.saturating_mul(horizon_ms)
-    })
+/// How far a figure fell (kB, 0 if it rose) and in how many ms since the
+/// last call, which `prev` keeps; None on the first call.
+fn fall_since(prev: &mut Option<(u64, u64)>, kb: u64, ms: u64) -> Option<(u64, u64)> {
+    let (prev_kb, prev_ms) = prev.replace((kb, ms))?;
+    Some((prev_kb.saturating_sub(kb), ms.saturating_sub(prev_ms)))
 }
 
-/// Whether free swap fell since the last call (some time ago: two calls
-/// in one ms give no rate) and, falling as it fell, would reach its low
-/// mark before a slow re-check.
+/// Whether a figure `margin_kb` above its mark, falling as it fell
+/// (`fall`: kB in ms), would reach the mark within `horizon_ms`. A rise
+/// never does, and two calls in one ms give no rate.
+fn falls_to_mark(margin_kb: u64, (fallen_kb, ms): (u64, u64), horizon_ms: u64) -> bool {
+    fallen_kb > 0 && ms > 0 && margin_kb.saturating_mul(ms) <= fallen_kb.saturating_mul(horizon_ms)
+}
+
+/// Free swap above its low mark (0 once it is low).
+fn swap_margin_kb(fig: &Figures) -> u64 {
+    fig.free_swap_kb.saturating_sub(fig.swap_low_kb)
+}
+
+/// Whether free swap, falling at `fall` (kB in ms since the last call),
+/// would stay above its low mark for [`SWAP_HORIZON_MS`]. A rise counts as
+/// no fall: free swap wanders by a few MB either way between re-checks
+/// under a steady light stall. With swap already low, or after no time at
+/// all (nothing is known), it does not.
+fn swap_stays_up(fig: &Figures, fall: Option<(u64, u64)>) -> bool {
+    let margin_kb = swap_margin_kb(fig);
+    fall.is_some_and(|f| f.1 > 0 && margin_kb > 0 && !falls_to_mark(margin_kb, f, SWAP_HORIZON_MS))
+}
+
+/// Whether free swap, falling as it fell since the last call, would reach
+/// its low mark before a slow re-check.
 fn swap_falls_low(fig: &Figures, fall: Option<(u64, u64)>) -> bool {
-    fall.is_some_and(|(fallen_kb, ms)| fallen_kb > 0 && ms > 0)
-        && !swap_stays_up(fig, fall, PollInterval::Slow.ms())
+    fall.is_some_and(|f| falls_to_mark(swap_margin_kb(fig), f, PollInterval::Slow.ms()))
 }
 
 /// Step 1: the figures that need no history: free memory against the
@@ -556,26 +571,13 @@ fn free_swap_kb(m: &MemInfo, t: &Tunables) -> u64 {
 }
 
 impl State {
-    /// How far free swap fell (kB, 0 if it rose) and in how many ms since
-    /// the last call; None on the first call.
-    fn swap_fall(&mut self, snap: &Snapshot, fig: &Figures) -> Option<(u64, u64)> {
-        let prev = self
-            .prev_free_swap
-            .replace((fig.free_swap_kb, snap.time_ms))?;
-        Some((
-            prev.0.saturating_sub(fig.free_swap_kb),
-            snap.time_ms.saturating_sub(prev.1),
-        ))
-    }
-
     /// Ours (`kill_ahead_ms`): the time the last victim took to exit, if
     /// free memory, falling as it fell since the last call, would reach
     /// the low watermark within it; else 0. The call after a kill measures
     /// that time (its victim's memory coming back is no rate); the first
     /// kill is never ahead, with no exit measured yet.
     fn low_ahead(&mut self, snap: &Snapshot, t: &Tunables, fig: &Figures, after_kill: bool) -> u64 {
-        let now = (fig.free_wmark_kb, snap.time_ms);
-        let prev = self.prev_free.replace(now);
+        let fall = fall_since(&mut self.prev_free, fig.free_wmark_kb, snap.time_ms);
         if after_kill {
             if let Some(k) = self.last_kill_ms {
                 self.victim_exit_ms = snap.time_ms.saturating_sub(k);
@@ -583,17 +585,8 @@ impl State {
             return 0;
         }
         let lead_ms = self.victim_exit_ms.min(u64::from(t.kill_ahead_ms));
-        let Some((prev_kb, prev_ms)) = prev else {
-            return 0;
-        };
-        let fallen_kb = prev_kb.saturating_sub(now.0);
-        let margin_kb = now.0.saturating_sub(snap.wm.low_kb);
-        let dt = now.1.saturating_sub(prev_ms);
-        let ahead = lead_ms > 0
-            && dt > 0
-            && fallen_kb > 0
-            && margin_kb > 0
-            && margin_kb.saturating_mul(dt) < fallen_kb.saturating_mul(lead_ms);
+        let margin_kb = fig.free_wmark_kb.saturating_sub(snap.wm.low_kb);
+        let ahead = margin_kb > 0 && fall.is_some_and(|f| falls_to_mark(margin_kb, f, lead_ms));
         if ahead {
             lead_ms
         } else {
