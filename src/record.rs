@@ -652,6 +652,20 @@ mod tests {
         }
     }
 
+    /// Builds that estimated the early gate kept psi_partial_stall_ms in
+    /// word 59's bits 16-31 with flag bit 31 clear: that is no kill_ahead_ms.
+    #[test]
+    fn older_records_replay_with_no_kill_ahead() {
+        let e = sample(1);
+        assert!(e.tunables.kill_ahead_ms > 0);
+        let mut w = e.to_words();
+        w[1] &= !(1 << 31);
+        w[59] = (w[59] & !(0xffff << 48)) | (70 << 48);
+        let old = Eval::from_words(&w).unwrap();
+        assert_eq!(old.tunables.kill_ahead_ms, 0);
+        assert_eq!(old.tunables.early_stall_ms, e.tunables.early_stall_ms);
+    }
+
     #[test]
     fn files_round_trip_and_bad_ones_say_why() {
         let mut f = header(16384, "thrashing_limit = 30\n");
