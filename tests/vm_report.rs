@@ -3,6 +3,7 @@
 //! drawn. Needs only python3, not the VM, so it runs everywhere.
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -56,10 +57,36 @@ fn row<'a>(table: &'a str, label: &str) -> Vec<&'a str> {
         .unwrap_or_else(|| panic!("no row {label:?} in:\n{table}"))
 }
 
+/// Whether python3 runs here; says so where CI shows it when it does not.
+fn python3() -> bool {
+    let ok = Command::new("python3").arg("--version").output().is_ok();
+    if !ok {
+        common::skip("vm_report", "python3 is not installed");
+    }
+    ok
+}
+
+/// `tests/vm/report.py ARGS...`, which must succeed; its standard output.
+fn report(args: &[&dyn AsRef<OsStr>]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/report.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "report.py {:?} failed: {}\n{stdout}",
+        args.first().map(|a| a.as_ref()),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn compare_table_splits_the_stall_at_the_first_kill_and_draws_the_picture() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        common::skip("vm_report", "python3 is not installed");
+    if !python3() {
         return;
     }
     let tmp = common::TempDir::new("vm-report");
@@ -70,22 +97,7 @@ fn compare_table_splits_the_stall_at_the_first_kill_and_draws_the_picture() {
     fake_run(&ours, "lmkd-rs", 50);
     fake_run(&theirs, "aosp", 3);
     let svg = tmp.0.join("compare.svg");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/report.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg("compare")
-        .arg("--svg")
-        .arg(&svg)
-        .arg(&ours)
-        .arg(&theirs)
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "report.py compare failed: {}\n{table}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let table = report(&[&"compare", &"--svg", &svg, &ours, &theirs]);
     assert_eq!(row(&table, "PSI some total (ms)"), ["400", "400"]);
     // The death at 1 500 ms falls halfway between 300 and 400 ms of stall.
     assert_eq!(row(&table, "  before the first kill"), ["350", "350"]);
@@ -105,8 +117,7 @@ fn compare_table_splits_the_stall_at_the_first_kill_and_draws_the_picture() {
 /// its own event: the frames after a fault are not a direct reclaim's.
 #[test]
 fn summarize_names_each_fault_and_keeps_stacks_apart() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        common::skip("vm_report", "python3 is not installed");
+    if !python3() {
         return;
     }
     let tmp = common::TempDir::new("vm-report-faults");
@@ -134,18 +145,7 @@ fn summarize_names_each_fault_and_keeps_stacks_apart() {
          7f0000000000-7f0000014000 rw-p 00000000 00:00 0 \n",
     )
     .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/report.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg("summarize")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "report.py summarize failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    report(&[&"summarize", &run]);
     let tsv = fs::read_to_string(run.join("killer-threads.tsv")).unwrap();
     let core: Vec<&str> = tsv
         .lines()
@@ -172,8 +172,7 @@ fn summarize_names_each_fault_and_keeps_stacks_apart() {
 /// entry, not at all). Runs without the trace leave the rows out.
 #[test]
 fn compare_sums_memory_stall_by_source() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        common::skip("vm_report", "python3 is not installed");
+    if !python3() {
         return;
     }
     let tmp = common::TempDir::new("vm-report-stall");
@@ -183,79 +182,35 @@ fn compare_sums_memory_stall_by_source() {
     );
     fake_run(&ours, "lmkd-rs", 5);
     fake_run(&theirs, "aosp", 5);
-    let line = |task: &str, t: &str, f: &str, from: &str| {
-        format!("{task:>16} [000] .....  {t}: psi_memstall_{f} <-{from}\n")
-    };
-    let trace = [
-        line("kswapd0-44", "1.000000", "enter", "balance_pgdat"),
-        line(
-            "my app-90",
-            "1.010000",
-            "enter",
-            "__alloc_pages_slowpath.constprop.0",
-        ),
-        line("kswapd0-44", "1.020000", "enter", "balance_pgdat"),
-        line("kswapd0-44", "1.030000", "leave", "balance_pgdat"),
-        line(
-            "my app-90",
-            "1.040000",
-            "leave",
-            "__alloc_pages_slowpath.constprop.0",
-        ),
-        line("kswapd0-44", "1.100000", "leave", "balance_pgdat"),
-        line("kcompactd0-32", "1.200000", "enter", "kcompactd"),
-        line("kcompactd0-32", "1.250000", "leave", "kcompactd"),
-        line(
-            "lmkd-7",
-            "1.300000",
-            "enter",
-            "__alloc_pages_slowpath.constprop.0",
-        ),
-        line(
-            "lmkd-7",
-            "1.305000",
-            "leave",
-            "__alloc_pages_slowpath.constprop.0",
-        ),
-        line(
-            "app-91",
-            "1.400000",
-            "leave",
-            "__alloc_pages_slowpath.constprop.0",
-        ),
-        line(
-            "app-92",
-            "1.500000",
-            "enter",
-            "__alloc_pages_slowpath.constprop.0",
-        ),
+    // Task, time, enter or leave, caller.
+    const SLOW: &str = "__alloc_pages_slowpath.constprop.0";
+    let trace: String = [
+        ("kswapd0-44", "1.000000", "enter", "balance_pgdat"),
+        ("my app-90", "1.010000", "enter", SLOW),
+        ("kswapd0-44", "1.020000", "enter", "balance_pgdat"),
+        ("kswapd0-44", "1.030000", "leave", "balance_pgdat"),
+        ("my app-90", "1.040000", "leave", SLOW),
+        ("kswapd0-44", "1.100000", "leave", "balance_pgdat"),
+        ("kcompactd0-32", "1.200000", "enter", "kcompactd"),
+        ("kcompactd0-32", "1.250000", "leave", "kcompactd"),
+        ("lmkd-7", "1.300000", "enter", SLOW),
+        ("lmkd-7", "1.305000", "leave", SLOW),
+        ("app-91", "1.400000", "leave", SLOW),
+        ("app-92", "1.500000", "enter", SLOW),
     ]
-    .concat();
+    .iter()
+    .map(|(task, t, f, from)| format!("{task:>16} [000] .....  {t}: psi_memstall_{f} <-{from}\n"))
+    .collect();
     fs::write(
         ours.join("stall.trace"),
         format!("# tracer: function\n{trace}"),
     )
     .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/report.py");
-    let compare = |runs: &[&Path]| {
-        let out = Command::new("python3")
-            .arg(&script)
-            .arg("compare")
-            .args(runs)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "report.py compare failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let table = compare(&[&ours, &theirs]);
+    let table = report(&[&"compare", &ours, &theirs]);
     assert_eq!(row(&table, "memstall task-ms: kswapd"), ["100", "-"]);
     assert_eq!(row(&table, "  kcompactd"), ["50", "-"]);
     assert_eq!(row(&table, "  the killer"), ["5", "-"]);
     assert_eq!(row(&table, "  the rest (apps)"), ["30", "-"]);
-    let table = compare(&[&theirs]);
+    let table = report(&[&"compare", &theirs]);
     assert!(!table.contains("memstall"), "{table}");
 }

@@ -100,7 +100,9 @@ def thread_stats(text):
     return out
 
 
-EVENT = re.compile(r"^\s*(.*)-(\d+)\s+\[\d+\].*?\s(\d+\.\d+): (\S+):")
+# A tracefs line: task, pid, timestamp and the event, a tracepoint's
+# ("name: fields") or a traced function's ("name <-caller").
+EVENT = re.compile(r"^\s*(.*)-(\d+)\s+\[\d+\].*?\s(\d+\.\d+): ([^\s:]+)(?::|\s+<-)")
 
 
 # A kernel-mode fault's ip prints as a kernel symbol (`ip=__put_user_4`).
@@ -246,7 +248,6 @@ def killer_threads(d):
     return threads
 
 
-STALL_LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[\d+\]\s+\S+\s+([\d.]+): (psi_memstall_enter|psi_memstall_leave)\b")
 STALL_SOURCES = ("kswapd", "kcompactd", "killer", "rest")
 
 
@@ -260,8 +261,8 @@ def memstall(text, killer_tids):
         return None
     open_, out = {}, dict.fromkeys(STALL_SOURCES, 0.0)
     for line in text.splitlines():
-        m = STALL_LINE.match(line)
-        if not m:
+        m = EVENT.match(line)
+        if not m or m.group(4) not in ("psi_memstall_enter", "psi_memstall_leave"):
             continue
         comm, pid, ts, fn = m.group(1).strip(), int(m.group(2)), float(m.group(3)), m.group(4)
         t0, depth = open_.get(pid, (ts, 0))
@@ -279,6 +280,7 @@ def memstall(text, killer_tids):
                else "killer" if pid in killer_tids else "rest")
         out[src] += ts - t0
     return {k: round(v * 1000) for k, v in out.items()}
+
 
 def role(comm, is_main):
     if is_main:
