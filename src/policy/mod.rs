@@ -212,9 +212,6 @@ pub struct Figures {
     /// SwapTotal x swap_free_low_percentage / 100.
     pub swap_low_kb: u64,
     pub swap_low: bool,
-    /// Ours: free swap fell since the last call and, falling as it fell,
-    /// would be low before a slow re-check.
-    pub swap_falling_low: bool,
     /// Ours (`kill_ahead_ms`): free memory is above the low watermark but,
     /// falling as it fell since the last call, would be below it within
     /// this many ms, the time the last victim took to exit; 0 = no.
@@ -434,7 +431,11 @@ pub fn decide(
         && swap_stays_up(&fig, swap_fall);
     // Ours: swap about to run low polls fast before it does (see
     // [`PollInterval::Fast`]).
-    fig.swap_falling_low = swap_falls_low(&fig, swap_fall);
+    let poll = psi_poll_interval(
+        fig.swap_low || swap_falls_low(&fig, swap_fall),
+        cycle_after_kill,
+        calm,
+    );
     fig.low_ahead_ms = st.low_ahead(snap, t, &fig, cycle_after_kill);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
@@ -443,7 +444,7 @@ pub fn decide(
         fig.max_thrashing_pct = st.max_thrashing;
         return Decision {
             kill: None,
-            poll: psi_poll_interval(&fig, cycle_after_kill, calm),
+            poll,
             extend_poll: event != Pressure::Poll,
             figures: fig,
         };
@@ -481,7 +482,7 @@ pub fn decide(
     }
     Decision {
         kill,
-        poll: psi_poll_interval(&fig, cycle_after_kill, calm),
+        poll,
         extend_poll,
         figures: fig,
     }
@@ -833,13 +834,13 @@ fn poll_interval(swap_low: bool, after_kill: bool) -> PollInterval {
     }
 }
 
-/// The PSI strategy's interval: lmkd's, fast also while swap is about to
-/// run low, or [`PollInterval::Lazy`] in a calm early window, never in the
-/// cycle after a kill.
-fn psi_poll_interval(fig: &Figures, after_kill: bool, calm: bool) -> PollInterval {
+/// The PSI strategy's interval: lmkd's (with `swap_low` also true while
+/// swap is about to run low), or [`PollInterval::Lazy`] in a calm early
+/// window, never in the cycle after a kill.
+fn psi_poll_interval(swap_low: bool, after_kill: bool, calm: bool) -> PollInterval {
     if calm && !after_kill {
         PollInterval::Lazy
     } else {
-        poll_interval(fig.swap_low || fig.swap_falling_low, after_kill)
+        poll_interval(swap_low, after_kill)
     }
 }
