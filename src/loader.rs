@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::config::Config;
+use crate::control::shared::Published;
 use crate::props::PropertySource;
 use crate::protect;
 use crate::psi::{Source, Thresholds};
@@ -46,7 +47,7 @@ pub enum Outcome {
     /// [`Request::Apply`], not a reload.
     Reloaded {
         config: Box<Config>,
-        published: Box<Config>,
+        published: Box<Published>,
         uids: Vec<u32>,
         triggers: Option<Source>,
         applied: bool,
@@ -226,7 +227,7 @@ impl Work {
         log::debug!("debug logging is on");
         Outcome::Reloaded {
             uids: new.allowed_uids.clone(),
-            published: Box::new(new.clone()),
+            published: Published::new(new.clone()),
             config: Box::new(new),
             triggers,
             applied,

@@ -474,16 +474,8 @@ fn too_many_control_clients_are_told_so() {
     let d = start();
     let sock = ctl_path(&d);
     let held: Vec<UnixStream> = (0..lmkd::control::MAX_CLIENTS)
-        .map(|_| UnixStream::connect(&sock).unwrap())
+        .map(|_| answered_connection(&sock))
         .collect();
-    // Each held connection has its thread once `stats` answers on it.
-    for s in &held {
-        let mut w = s;
-        w.write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
-        assert!(line.starts_with("{\"stats\""), "{line}");
-    }
     let o = lmkctl(&sock, &["status"]);
     assert_eq!(
         o.status.code(),
@@ -499,6 +491,63 @@ fn too_many_control_clients_are_told_so() {
             .success()),
         "a slot frees when a client leaves"
     );
+}
+
+/// Threads of the daemon named `lmkd-control-c` (connection threads).
+fn connection_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim() == "lmkd-control-c")
+        .count()
+}
+
+/// A control connection that has been answered (so it has its thread).
+fn answered_connection(sock: &Path) -> UnixStream {
+    let s = UnixStream::connect(sock).unwrap();
+    (&s).write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"stats\""), "{line}");
+    s
+}
+
+#[test]
+fn one_connection_thread_waits_from_start_up_and_is_kept() {
+    if !need_root("one_connection_thread_waits_from_start_up_and_is_kept") {
+        return;
+    }
+    let d = start();
+    let sock = ctl_path(&d);
+    let pid = d.child.id();
+    assert!(
+        eventually(Duration::from_secs(5), || connection_threads(pid) == 1),
+        "one thread waits before any client"
+    );
+    let first = answered_connection(&sock);
+    assert_eq!(
+        connection_threads(pid),
+        1,
+        "the first client gets the waiting thread"
+    );
+    let second = answered_connection(&sock);
+    assert_eq!(
+        connection_threads(pid),
+        2,
+        "a second client at once gets its own"
+    );
+    drop(first);
+    drop(second);
+    assert!(
+        eventually(Duration::from_secs(5), || connection_threads(pid) == 1),
+        "one thread is kept when both leave, not none or two"
+    );
+    for _ in 0..3 {
+        drop(answered_connection(&sock));
+        assert!(eventually(Duration::from_secs(5), || connection_threads(
+            pid
+        ) == 1));
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! configuration, and the changes a privileged client may ask for. Apart
 //! from `mod.rs`, which owns the socket, the threads and who may ask.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -12,6 +13,7 @@ use super::wire::{self, ErrorKind, ErrorReply, Request, Response};
 use super::{error, failure, shared, Ctx, Shared, CORE_TIMEOUT};
 use crate::config::{Config, Value, PERSIST_PREFIX, RO_PREFIX};
 use crate::sys;
+use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
 pub(super) fn kill_view(k: &shared::KillEntry) -> wire::Kill {
     wire::Kill {
@@ -107,9 +109,96 @@ fn histogram(h: &shared::Histogram) -> wire::Histogram {
     }
 }
 
+/// What a request is answered with: a whole response, or the `evals`
+/// batch, which is read from the ring as it is written (see [`EvalsReply`]).
+pub(super) enum Reply<'a> {
+    Whole(Response),
+    Evals(EvalsReply<'a>),
+}
+
+impl Serialize for Reply<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Reply::Whole(r) => r.serialize(s),
+            // As `Response::Evals(wire::Evals)` is written: {"evals":{...}}.
+            Reply::Evals(e) => s.serialize_newtype_variant("Response", 8, "evals", e),
+        }
+    }
+}
+
+/// The `evals` reply, serialized as [`wire::Evals`] straight from the ring:
+/// `lmkctl record` asks for one every 100 ms for as long as it runs, and a
+/// copy of each batch (and a buffer for its text) was a heap allocation
+/// large enough that the allocator mapped and unmapped memory for it on
+/// every request. `lost` comes last: it also counts the records that left
+/// the ring while the batch was being written.
+pub(super) struct EvalsReply<'a> {
+    shared: &'a Shared,
+    toml: &'a str,
+    generation: u64,
+    first: u64,
+    total: u64,
+    lost_before: u64,
+    lost_during: Cell<u64>,
+}
+
+impl<'a> EvalsReply<'a> {
+    /// Evaluations after `after`, at most a ring's worth per reply.
+    fn new(s: &'a Shared, after: u64, toml: &'a mut String) -> EvalsReply<'a> {
+        let generation = s.config_gen.load(Ordering::Acquire);
+        s.copy_toml(toml);
+        let total = s.eval_count.load(Ordering::Acquire);
+        let first = after.max(total.saturating_sub(s.eval_capacity() as u64)) + 1;
+        EvalsReply {
+            shared: s,
+            toml,
+            generation,
+            first,
+            total,
+            lost_before: first.saturating_sub(after + 1),
+            lost_during: Cell::new(0),
+        }
+    }
+}
+
+impl Serialize for EvalsReply<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Evals", 7)?;
+        st.serialize_field("config_toml", self.toml)?;
+        st.serialize_field("config_generation", &self.generation)?;
+        st.serialize_field("page_size", &crate::snapshot::page_size())?;
+        st.serialize_field("ring", &(self.shared.eval_capacity() as u64))?;
+        st.serialize_field("total", &self.total)?;
+        st.serialize_field("records", &RingRecords(self))?;
+        st.serialize_field("lost", &(self.lost_before + self.lost_during.get()))?;
+        st.end()
+    }
+}
+
+struct RingRecords<'r, 'a>(&'r EvalsReply<'a>);
+
+impl Serialize for RingRecords<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut seq = s.serialize_seq(None)?;
+        for serial in e.first..=e.total {
+            match e.shared.eval(serial) {
+                Some(w) => seq.serialize_element(&w[..])?,
+                None => e.lost_during.set(e.lost_during.get() + 1),
+            }
+        }
+        seq.end()
+    }
+}
+
 impl Ctx {
-    pub(super) fn handle(&self, req: &Request) -> Response {
-        match req {
+    /// The answer to `req`; `toml` is the connection's buffer for the
+    /// configuration text an `evals` reply carries. Not inlined into the
+    /// serving loop: most of it is for rare requests, and a recording
+    /// client should page in only the dispatch and its own arm.
+    #[inline(never)]
+    pub(super) fn handle<'a>(&'a self, req: &Request, toml: &'a mut String) -> Reply<'a> {
+        let whole = match req {
             Request::Status => Response::Status(self.status()),
             Request::Procs => match self.procs() {
                 Ok(p) => Response::Procs(p),
@@ -129,33 +218,11 @@ impl Ctx {
             }
             Request::ConfigSet { key, value } => self.set(key, value),
             Request::Reload => self.reload(),
-            Request::Evals { after } => Response::Evals(self.evals(*after)),
-        }
-    }
-
-    /// Evaluations after `after`, at most a ring's worth per reply.
-    fn evals(&self, after: u64) -> wire::Evals {
-        let s = &self.shared;
-        let total = s.eval_count.load(Ordering::Acquire);
-        let ring = s.eval_capacity() as u64;
-        let first = after.max(total.saturating_sub(ring)) + 1;
-        let mut records = Vec::new();
-        let mut lost = first.saturating_sub(after + 1);
-        for serial in first..=total {
-            match s.eval(serial) {
-                Some(w) => records.push(w.to_vec()),
-                None => lost += 1,
+            Request::Evals { after } => {
+                return Reply::Evals(EvalsReply::new(&self.shared, *after, toml))
             }
-        }
-        wire::Evals {
-            config_toml: s.current_config().to_toml(),
-            config_generation: s.config_gen.load(Ordering::Acquire),
-            page_size: crate::snapshot::page_size(),
-            ring,
-            total,
-            lost,
-            records,
-        }
+        };
+        Reply::Whole(whole)
     }
 
     pub(super) fn uptime_ms(&self) -> u64 {
@@ -422,4 +489,71 @@ fn psi_now(path: &Path) -> Option<wire::PsiNow> {
         full_avg60: pct(p.full_avg60),
         full_avg300: pct(p.full_avg300),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Decision, Pressure, Tunables};
+    use crate::snapshot::Snapshot;
+
+    /// A publisher whose ring holds 4 evaluations, with `n` published.
+    fn ring_with(n: u64) -> shared::Publisher {
+        let s = Shared::new(8, &Config::default()).recording(4);
+        let bell = super::super::Bell::new("test").unwrap();
+        let p = shared::Publisher::new(std::sync::Arc::new(s), bell.clone(), bell);
+        let t = crate::table::ProcTable::new(8).unwrap();
+        let tun = Tunables::from_config(&Config::default());
+        let targets = crate::proto::TargetTable::default();
+        let d = Decision {
+            kill: None,
+            poll: crate::policy::PollInterval::Fast,
+            extend_poll: false,
+            figures: crate::policy::Figures::default(),
+        };
+        for ms in 1..=n {
+            let snap = Snapshot {
+                time_ms: ms,
+                ..Snapshot::default()
+            };
+            p.record(Pressure::Poll, &snap, &d, &tun, &targets, &t);
+        }
+        p
+    }
+
+    fn reply(p: &shared::Publisher, after: u64) -> wire::Evals {
+        let mut toml = String::from("stale text from the last reply");
+        let r = Reply::Evals(EvalsReply::new(&p.shared, after, &mut toml));
+        let json = serde_json::to_string(&r).unwrap();
+        match serde_json::from_str::<Response>(&json).unwrap() {
+            Response::Evals(e) => e,
+            other => panic!("not an evals reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn evals_reply_reads_as_the_wire_batch_and_counts_what_left_the_ring() {
+        let p = ring_with(6);
+        let e = reply(&p, 0);
+        assert_eq!(
+            (e.total, e.ring, e.lost),
+            (6, 4, 2),
+            "1 and 2 were overwritten"
+        );
+        let serials: Vec<u64> = e.records.iter().map(|r| r[0]).collect();
+        assert_eq!(serials, [3, 4, 5, 6]);
+        assert!(e
+            .records
+            .iter()
+            .all(|r| r.len() == crate::record::EVAL_WORDS));
+        assert_eq!(e.config_toml, Config::default().to_toml());
+        assert_eq!(e.page_size, crate::snapshot::page_size());
+
+        let e = reply(&p, 4);
+        assert_eq!((e.lost, e.records.len()), (0, 2));
+        assert_eq!(e.records[0][0], 5);
+        let e = reply(&p, 6);
+        assert_eq!((e.lost, e.records.len()), (0, 0));
+        assert_eq!(reply(&ring_with(0), 0).records.len(), 0);
+    }
 }

@@ -335,7 +335,7 @@ pub struct Shared {
     pub change_ok: AtomicBool,
     /// The configuration in force, published by the core after each change
     /// (the old one comes back to be freed by the control thread).
-    current: AtomicPtr<Config>,
+    current: AtomicPtr<Published>,
     /// Bumped each time the configuration in force changes.
     pub config_gen: AtomicU64,
     /// Evaluations published so far; evaluation n lives in
@@ -344,8 +344,9 @@ pub struct Shared {
     evals: Box<[SeqCell<EVAL_WORDS>]>,
 }
 
-// SAFETY: the raw pointers in the two slots are owned Box<Config>s handed
-// over with atomic swaps: exactly one side holds each at any time.
+// SAFETY: the raw pointers in the two slots are owned boxes (a Config, a
+// Published) handed over with atomic swaps: exactly one side holds each at
+// any time.
 unsafe impl Sync for Shared {}
 // SAFETY: as above.
 unsafe impl Send for Shared {}
@@ -381,7 +382,7 @@ impl Shared {
             change_asked: AtomicU64::new(0),
             change_done: AtomicU64::new(0),
             change_ok: AtomicBool::new(false),
-            current: AtomicPtr::new(Box::into_raw(Box::new(config.clone()))),
+            current: AtomicPtr::new(Box::into_raw(Published::new(config.clone()))),
             config_gen: AtomicU64::new(0),
             eval_count: AtomicU64::new(0),
             evals: Box::new([]),
@@ -470,7 +471,21 @@ impl Shared {
 
     /// Control side: a copy of the configuration in force.
     pub fn current_config(&self) -> Config {
-        // Take it out so the core cannot free it while we copy; put it back
+        self.with_current(|p| p.config.clone())
+    }
+
+    /// Control side: the configuration in force as TOML, formatted when it
+    /// was published, copied into `buf` (`lmkctl record` asks for it with
+    /// every batch; the buffer is the connection's, reused).
+    pub fn copy_toml(&self, buf: &mut String) {
+        self.with_current(|p| {
+            buf.clear();
+            buf.push_str(&p.toml);
+        })
+    }
+
+    fn with_current<R>(&self, f: impl FnOnce(&Published) -> R) -> R {
+        // Take it out so the core cannot free it while we read; put it back
         // unless the core published a newer one meanwhile.
         loop {
             let p = self.current.swap(std::ptr::null_mut(), Ordering::AcqRel);
@@ -478,10 +493,10 @@ impl Shared {
                 std::thread::yield_now();
                 continue;
             }
-            // SAFETY: non-null `current` is an owned Box<Config>; the swap
-            // made this thread its only owner.
+            // SAFETY: non-null `current` is an owned Box<Published>; the
+            // swap made this thread its only owner.
             let b = unsafe { Box::from_raw(p) };
-            let copy = (*b).clone();
+            let out = f(&b);
             let back = Box::into_raw(b);
             if self
                 .current
@@ -496,20 +511,39 @@ impl Shared {
                 // SAFETY: `back` was not republished; we still own it.
                 drop(unsafe { Box::from_raw(back) });
             }
-            return copy;
+            return out;
         }
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        for slot in [&self.mailbox, &self.current] {
-            let p = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
-            if !p.is_null() {
-                // SAFETY: an owned Box<Config> nobody else can reach now.
-                drop(unsafe { Box::from_raw(p) });
-            }
+        let p = self.mailbox.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !p.is_null() {
+            // SAFETY: an owned Box<Config> nobody else can reach now.
+            drop(unsafe { Box::from_raw(p) });
         }
+        let p = self.current.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !p.is_null() {
+            // SAFETY: an owned Box<Published> nobody else can reach now.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+/// The configuration in force with its TOML text, both made off the core
+/// (at start-up, and by the loader for a change): readers copy the text
+/// instead of formatting it, which keeps the formatting code out of a
+/// recording daemon's memory.
+pub struct Published {
+    pub config: Config,
+    pub toml: String,
+}
+
+impl Published {
+    pub fn new(config: Config) -> Box<Published> {
+        let toml = config.to_toml();
+        Box::new(Published { config, toml })
     }
 }
 
@@ -627,7 +661,7 @@ impl Publisher {
         self.record(event, snap, d, tunables, &reg.targets, &reg.table);
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         event: Pressure,
         snap: &Snapshot,
@@ -749,22 +783,16 @@ impl Publisher {
     }
 
     /// After every configuration change (reload from any source, or a
-    /// `config set`): publish the one in force, answer a waiting request.
-    /// Runs only on those rare changes, which allocate anyway.
-    pub fn config_changed(&self, now: &Config, ok: bool) {
-        self.config_copy_changed(ok.then(|| Box::new(now.clone())));
-    }
-
-    /// As [`Publisher::config_changed`], with the copy to publish made off
-    /// the core (by the loader thread), so the core allocates nothing.
-    /// None: the change was refused.
-    pub fn config_copy_changed(&self, copy: Option<Box<Config>>) {
+    /// `config set`): publish the one in force, with the copy made off the
+    /// core (by the loader thread) so the core allocates nothing, and
+    /// answer a waiting request. None: the change was refused.
+    pub fn config_copy_changed(&self, copy: Option<Box<Published>>) {
         let s = &self.shared;
         let ok = copy.is_some();
         if let Some(copy) = copy {
             let old = s.current.swap(Box::into_raw(copy), Ordering::AcqRel);
             if !old.is_null() {
-                // SAFETY: an owned Box<Config> that left the slot.
+                // SAFETY: an owned Box<Published> that left the slot.
                 drop(unsafe { Box::from_raw(old) });
             }
             s.config_gen.fetch_add(1, Ordering::Release);
@@ -845,6 +873,31 @@ mod tests {
         let bell = crate::control::Bell::new("test").unwrap();
         let reply = crate::control::Bell::new("test").unwrap();
         Publisher::new(shared, bell, reply)
+    }
+
+    #[test]
+    fn published_configuration_carries_its_own_toml() {
+        let p = publisher(4);
+        let s = &p.shared;
+        let toml = |s: &Shared| {
+            let mut b = String::from("left over");
+            s.copy_toml(&mut b);
+            b
+        };
+        assert_eq!(toml(s), Config::default().to_toml());
+        let changed = Config {
+            thrashing_limit: 37,
+            ..Config::default()
+        };
+        p.config_copy_changed(Some(Published::new(changed.clone())));
+        assert_eq!(s.config_gen.load(Ordering::Acquire), 1);
+        assert_eq!(s.current_config(), changed);
+        assert_eq!(toml(s), changed.to_toml());
+        assert!(toml(s).contains("thrashing_limit = 37"));
+        // A refused change publishes nothing.
+        p.config_copy_changed(None);
+        assert_eq!(s.config_gen.load(Ordering::Acquire), 1);
+        assert_eq!(toml(s), changed.to_toml());
     }
 
     #[test]
