@@ -127,7 +127,7 @@ impl Serialize for Reply<'_> {
 }
 
 /// The `evals` reply, serialized as [`wire::Evals`] straight from the ring:
-/// `lmkctl record` asks for one every 100 ms for as long as it runs, and a
+/// `lmkctl record` asks for one every 200 ms for as long as it runs, and a
 /// copy of each batch (and a buffer for its text) was a heap allocation
 /// large enough that the allocator mapped and unmapped memory for it on
 /// every request. `lost` comes last: it also counts the records that left
