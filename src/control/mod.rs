@@ -285,8 +285,8 @@ fn spawn_connection_thread(f: impl FnOnce() + Send + 'static) -> io::Result<()> 
 /// (60 kB). Further threads serve clients beyond the first at once.
 #[derive(Default)]
 struct Idle {
-    /// Threads waiting (at most one), and the connection handed to one.
-    state: Mutex<(usize, Option<UnixStream>)>,
+    /// Whether a thread waits, and the connection handed to it.
+    state: Mutex<(bool, Option<UnixStream>)>,
     wake: Condvar,
 }
 
@@ -294,11 +294,12 @@ impl Idle {
     /// Gives `stream` to the waiting thread, or back when none waits.
     fn hand(&self, stream: UnixStream) -> Result<(), UnixStream> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.0 == 0 || st.1.is_some() {
+        let (waiting, handed) = &mut *st;
+        if !*waiting || handed.is_some() {
             return Err(stream);
         }
-        st.0 -= 1;
-        st.1 = Some(stream);
+        *waiting = false;
+        *handed = Some(stream);
         self.wake.notify_one();
         Ok(())
     }
@@ -306,10 +307,10 @@ impl Idle {
     /// Waits for a connection, or None at once when a thread already waits.
     fn wait(&self) -> Option<UnixStream> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.0 > 0 {
+        if st.0 {
             return None;
         }
-        st.0 += 1;
+        st.0 = true;
         loop {
             if let Some(s) = st.1.take() {
                 return Some(s);
