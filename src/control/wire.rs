@@ -71,14 +71,27 @@ impl TryFrom<RequestFields> for Request {
     type Error = String;
 
     fn try_from(f: RequestFields) -> Result<Request, String> {
-        let cmd = f.cmd.as_str();
-        // Which optional fields the command takes, which it needs.
-        let (takes, needs): (&[&str], &[&str]) = match cmd {
-            "kills" => (&["follow"], &[]),
-            "config_get" => (&["key"], &[]),
-            "config_set" => (&["key", "value"], &["key", "value"]),
-            "evals" => (&["after"], &[]),
-            c if COMMANDS.contains(&c) => (&[], &[]),
+        type Make = fn(RequestFields) -> Request;
+        // Per command: the optional fields it takes, those it needs, and
+        // how it is built from them.
+        let (takes, needs, make): (&[&str], &[&str], Make) = match f.cmd.as_str() {
+            "status" => (&[], &[], |_| Request::Status),
+            "procs" => (&[], &[], |_| Request::Procs),
+            "kills" => (&["follow"], &[], |f| Request::Kills {
+                follow: f.follow.unwrap_or(false),
+            }),
+            "stats" => (&[], &[], |_| Request::Stats),
+            "config_get" => (&["key"], &[], |f| Request::ConfigGet { key: f.key }),
+            "config_set" => (&["key", "value"], &["key", "value"], |f| {
+                Request::ConfigSet {
+                    key: f.key.unwrap_or_default(),
+                    value: f.value.unwrap_or_default(),
+                }
+            }),
+            "reload" => (&[], &[], |_| Request::Reload),
+            "evals" => (&["after"], &[], |f| Request::Evals {
+                after: f.after.unwrap_or(0),
+            }),
             c => {
                 return Err(format!(
                     "unknown command {c:?} (known: {})",
@@ -94,29 +107,13 @@ impl TryFrom<RequestFields> for Request {
         ];
         for (name, present) in given {
             if present && !takes.contains(&name) {
-                return Err(format!("command {cmd:?} takes no field {name:?}"));
+                return Err(format!("command {:?} takes no field {name:?}", f.cmd));
             }
             if !present && needs.contains(&name) {
-                return Err(format!("command {cmd:?} needs the field {name:?}"));
+                return Err(format!("command {:?} needs the field {name:?}", f.cmd));
             }
         }
-        Ok(match cmd {
-            "status" => Request::Status,
-            "procs" => Request::Procs,
-            "kills" => Request::Kills {
-                follow: f.follow.unwrap_or(false),
-            },
-            "stats" => Request::Stats,
-            "config_get" => Request::ConfigGet { key: f.key },
-            "config_set" => Request::ConfigSet {
-                key: f.key.unwrap_or_default(),
-                value: f.value.unwrap_or_default(),
-            },
-            "reload" => Request::Reload,
-            _ => Request::Evals {
-                after: f.after.unwrap_or(0),
-            },
-        })
+        Ok(make(f))
     }
 }
 
