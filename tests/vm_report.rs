@@ -5,7 +5,7 @@ mod common;
 
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One run directory as `tests/vm/run.sh` leaves it, reduced to what the
@@ -84,18 +84,25 @@ fn report(args: &[&dyn AsRef<OsStr>]) -> String {
     stdout
 }
 
+/// A synthetic run of lmkd-rs and one of lmkd in a new temporary
+/// directory, their core threads having run `ours` and `theirs` ticks.
+fn two_runs(name: &str, ours: u64, theirs: u64) -> (common::TempDir, PathBuf, PathBuf) {
+    let tmp = common::TempDir::new(name);
+    let (a, b) = (
+        tmp.0.join("synthetic-lmkd-rs-r1"),
+        tmp.0.join("synthetic-aosp-r1"),
+    );
+    fake_run(&a, "lmkd-rs", ours);
+    fake_run(&b, "aosp", theirs);
+    (tmp, a, b)
+}
+
 #[test]
 fn compare_table_splits_the_stall_at_the_first_kill_and_draws_the_picture() {
     if !python3() {
         return;
     }
-    let tmp = common::TempDir::new("vm-report");
-    let (ours, theirs) = (
-        tmp.0.join("synthetic-lmkd-rs-r1"),
-        tmp.0.join("synthetic-aosp-r1"),
-    );
-    fake_run(&ours, "lmkd-rs", 50);
-    fake_run(&theirs, "aosp", 3);
+    let (tmp, ours, theirs) = two_runs("vm-report", 50, 3);
     let svg = tmp.0.join("compare.svg");
     let table = report(&[&"compare", &"--svg", &svg, &ours, &theirs]);
     assert_eq!(row(&table, "PSI some total (ms)"), ["400", "400"]);
@@ -175,13 +182,7 @@ fn compare_sums_memory_stall_by_source() {
     if !python3() {
         return;
     }
-    let tmp = common::TempDir::new("vm-report-stall");
-    let (ours, theirs) = (
-        tmp.0.join("synthetic-lmkd-rs-r1"),
-        tmp.0.join("synthetic-aosp-r1"),
-    );
-    fake_run(&ours, "lmkd-rs", 5);
-    fake_run(&theirs, "aosp", 5);
+    let (_tmp, ours, theirs) = two_runs("vm-report-stall", 5, 5);
     // Task, time, enter or leave, caller.
     const SLOW: &str = "__alloc_pages_slowpath.constprop.0";
     let trace: String = [
