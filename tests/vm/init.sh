@@ -149,14 +149,20 @@ thread_stats() {
         s=$(cat "$t/stat" 2>/dev/null) && echo "$s"
     done
 }
+# tracefs, mounted once for whichever trace asks first.
+TRACEFS=/sys/kernel/tracing
+tracefs() {
+    grep -q " $TRACEFS tracefs " /proc/mounts && return
+    mkdir -p $TRACEFS
+    mount -t tracefs nodev $TRACEFS 2>/dev/null
+}
 TRACE=""
 if [ -n "$KPID" ]; then
     # Threads the killer starts on its own take a moment.
     sleep 0.5
-    mkdir -p /sys/kernel/tracing
-    mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
-    if [ -d /sys/kernel/tracing/instances ] && mkdir /sys/kernel/tracing/instances/killer 2>/dev/null; then
-        TRACE=/sys/kernel/tracing/instances/killer
+    tracefs
+    if [ -d $TRACEFS/instances ] && mkdir $TRACEFS/instances/killer 2>/dev/null; then
+        TRACE=$TRACEFS/instances/killer
         filter=""
         for t in /proc/"$KPID"/task/*; do
             filter="${filter:+$filter || }common_pid == ${t##*/}"
@@ -190,9 +196,8 @@ fi
 # costs every stall a trace event.
 STALLT=""
 if [ -f /etc/stall-trace ]; then
-    T=/sys/kernel/tracing
-    mkdir -p $T
-    mount -t tracefs nodev $T 2>/dev/null
+    tracefs
+    T=$TRACEFS
     echo 16384 > $T/buffer_size_kb
     if echo 'psi_memstall_enter psi_memstall_leave' > $T/set_ftrace_filter && echo function > $T/current_tracer; then
         STALLT=$T
