@@ -27,7 +27,8 @@
 //! - Ours: with `psi_early_stall_ms` a second `some` trigger fires early
 //!   ([`Pressure::Early`]). Until lmkd's own trigger (`psi_partial_stall_ms`)
 //!   or the `full` one fires, only the rows that need swap to be low may
-//!   kill (see [`State::lmkd_would_look`]); an early event's polling second
+//!   kill, or any row below the min watermark with direct reclaim (see
+//!   [`State::lmkd_would_look`]); an early event's polling second
 //!   is extended only while swap is low or around a kill, and re-checks
 //!   only every 500 ms while free swap, falling as it last fell, would stay
 //!   above its low mark for another second ([`PollInterval::Lazy`]).
@@ -656,8 +657,10 @@ impl State {
     /// Whether lmkd would be evaluating now: on an event of its own
     /// triggers, and through its polling window after one (extended, as
     /// polling is, by kills and direct reclaim). Always, with the early
-    /// trigger off. Rows that need swap to be low are not held back; the
-    /// rest wait for this (see [`first_match`]). Taking lmkd's own trigger
+    /// trigger off. Rows that need swap to be low are not held back, nor
+    /// any row below the min watermark with direct reclaim running; the
+    /// rest wait for this (see
+    /// [`first_match`]). Taking lmkd's own trigger
     /// for the moment replaced an estimate of the last second's stall from
     /// the daemon's samples: in the VM camera burst it opened later than
     /// the kernel's trigger fired (first kill 2.7 s against 0.9 s), and a
@@ -784,9 +787,15 @@ fn first_match(
             KillReason::LowMemAndSwap,
             if kernel_min { 0 } else { p_adj },
         ))
-    } else if !looking {
+    } else if !(looking || below_min && fig.reclaim == Reclaim::Direct) {
         // Ours (the early gate): with swap to spare, reclaim may still
-        // catch up; the rows below wait for lmkd's own trigger.
+        // catch up; the rows below wait for lmkd's own trigger. Not once
+        // free memory is below the min watermark with direct reclaim
+        // running: allocations are already paying for it. In the VM thrash
+        // the readers scanned 220 MB directly in the 100 ms after the early
+        // event and were still at it 230 ms later when lmkd's trigger let
+        // LOW_MEM kill. Below a held (boosted) min alone is not enough: in
+        // the camera burst kswapd keeps free memory there for seconds.
         None
     } else if below_low && t.swap_util_max < 100 && fig.swap_util_pct > t.swap_util_max {
         Some((KillReason::LowMemAndSwapUtil, 0))
