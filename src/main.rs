@@ -228,12 +228,13 @@ fn daemon(args: &Args) -> Result<(), MainError> {
         }
     }
     log::info!(
-        "lmkd-rs {} running{} (memory locked: {}, oom_score_adj -1000: {}, priority raised: {})",
+        "lmkd-rs {} running{} (memory locked: {}, oom_score_adj -1000: {}, priority raised: {}, locked pages kept from compaction: {})",
         env!("CARGO_PKG_VERSION"),
         if args.dry_run { " in dry-run mode" } else { "" },
         p.locked,
         p.oom_adj,
-        p.priority
+        p.priority,
+        p.pinned.map_or("unknown", |b| if b { "true" } else { "false" })
     );
     d.run().map_err(MainError::Runtime)
 }

@@ -1,7 +1,9 @@
 //! Start-up self-protection: the daemon must keep working while memory is
 //! exhausted, so it locks itself in RAM, pre-faults its stack, opts out of
 //! the kernel OOM killer and asks for CPU priority. Each step that is
-//! refused logs once; the daemon carries on without it.
+//! refused logs once; the daemon carries on without it. It also says
+//! whether compaction may move its locked pages, which only the system
+//! can forbid (`init/lmkd.rc` does).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +29,13 @@ pub struct Protection {
     pub locked: bool,
     pub oom_adj: bool,
     pub priority: bool,
+    /// Compaction leaves locked pages in place
+    /// (`vm.compact_unevictable_allowed` = 0); None if unreadable.
+    pub pinned: Option<bool>,
 }
+
+/// The sysctl that lets compaction move mlocked pages (kernel default 1).
+const COMPACT_UNEVICTABLE: &str = "/proc/sys/vm/compact_unevictable_allowed";
 
 /// Locks memory (see [`lock_memory`]): before any of the daemon's threads
 /// exists, so each is spawned knowing whether its stack is populated or
@@ -50,7 +58,44 @@ pub fn protect_self(locked: bool) -> Protection {
         Err(e) => log::warn!("setting own oom_score_adj to -1000: {e}"),
     }
     p.priority = raise_priority();
+    p.pinned = pages_stay_put();
     p
+}
+
+/// Whether compaction leaves locked pages where they are. Locking keeps
+/// pages in RAM, not in place: with `compact_unevictable_allowed` at 1,
+/// kcompactd migrates them too, and a thread touching one mid-move faults
+/// and waits, under the very pressure that makes compaction run. Seen once
+/// on the core in the VM thrash (a `pread` of /proc into a buffer page); on
+/// this host one `compact_memory` moved 114 of the daemon's 115 locked
+/// anonymous pages, and none with the sysctl at 0.
+fn pages_stay_put() -> Option<bool> {
+    let pinned = match std::fs::read_to_string(COMPACT_UNEVICTABLE) {
+        Ok(text) => compaction_spares_locked(&text),
+        Err(e) => {
+            log::info!(
+                "{COMPACT_UNEVICTABLE}: {e}; cannot tell whether compaction moves locked pages"
+            );
+            return None;
+        }
+    };
+    if pinned == Some(false) {
+        log::warn!(
+            "{COMPACT_UNEVICTABLE} is 1: compaction may move the daemon's locked pages, \
+             and the core faults if it touches one mid-move (init/lmkd.rc writes 0)"
+        );
+    }
+    pinned
+}
+
+/// Reads the sysctl's text: `Some(true)` when compaction spares locked
+/// pages (0), `Some(false)` when it may move them (1).
+pub fn compaction_spares_locked(text: &str) -> Option<bool> {
+    match text.trim() {
+        "0" => Some(true),
+        "1" => Some(false),
+        _ => None,
+    }
 }
 
 /// Locks every mapping, now and later, fully faulted in. Not
@@ -191,6 +236,14 @@ fn raise_priority() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compaction_sysctl_reads_both_ways_and_nothing_else() {
+        assert_eq!(compaction_spares_locked("0\n"), Some(true));
+        assert_eq!(compaction_spares_locked("1\n"), Some(false));
+        assert_eq!(compaction_spares_locked(""), None);
+        assert_eq!(compaction_spares_locked("10\n"), None);
+    }
 
     /// Scheduling policy of the calling thread as the kernel sees it
     /// (field 41 of /proc/thread-self/stat).

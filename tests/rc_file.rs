@@ -408,12 +408,37 @@ fn socket<'a>(options: &'a [Line], name: &str) -> Vec<&'a str> {
     all[0].args()
 }
 
+/// Whether a section runs on properties alone (not on an init event such
+/// as `init`, which may be joined with properties).
+fn is_property_section(triggers: &[String]) -> bool {
+    triggers.iter().all(|t| t.starts_with("property:"))
+}
+
+/// The commands of the sections that run on init event `event` alone.
+fn event_commands(sections: &[Section], event: &str) -> Vec<Vec<String>> {
+    sections
+        .iter()
+        .filter_map(|s| match s {
+            Section::On { triggers, commands } if !is_property_section(triggers) => {
+                assert_eq!(triggers.len(), 1, "event section joined with {triggers:?}");
+                (triggers[0] == event).then(|| commands.iter().map(|l| l.words.clone()))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
 /// Property triggers (`property:<name>=<value>`, joined by ` && ` when a
-/// section has several) mapped to their commands.
+/// section has several) mapped to their commands; event sections are left
+/// to [`event_commands`].
 fn property_triggers(sections: &[Section]) -> BTreeMap<String, Vec<Vec<String>>> {
     let mut map = BTreeMap::new();
     for s in sections {
         if let Section::On { triggers, commands } = s {
+            if !is_property_section(triggers) {
+                continue;
+            }
             let conds: Vec<&str> = triggers
                 .iter()
                 .map(|t| {
@@ -476,6 +501,25 @@ fn service_matches_the_reference() {
             !options.iter().any(|l| l.keyword() == absent),
             "{absent} is not in the reference service"
         );
+    }
+}
+
+/// Compaction must leave the daemon's locked pages in place, set once
+/// before any service starts; nothing else runs on an init event.
+#[test]
+fn init_keeps_locked_pages_from_compaction() {
+    let sections = rc();
+    assert_eq!(
+        event_commands(&sections, "init"),
+        [["write", "/proc/sys/vm/compact_unevictable_allowed", "0"]]
+    );
+    for s in &sections {
+        if let Section::On { triggers, .. } = s {
+            assert!(
+                is_property_section(triggers) || triggers == &["init"],
+                "unexpected event section {triggers:?}"
+            );
+        }
     }
 }
 
