@@ -53,6 +53,9 @@ while read -r m; do
 done < /lib/modules/order
 
 echo 1 > /proc/sys/vm/overcommit_memory
+# As init/lmkd.rc sets it on a device, for every killer: compaction leaves
+# locked pages in place, so a kill path touching one never waits for a move.
+echo 0 > /proc/sys/vm/compact_unevictable_allowed || log "compact_unevictable_allowed not settable"
 
 if [ -e /sys/block/zram0 ]; then
     echo lz4 > /sys/block/zram0/comp_algorithm 2>/dev/null || log "zram: lz4 refused, using $(cat /sys/block/zram0/comp_algorithm)"
