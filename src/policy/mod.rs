@@ -261,8 +261,10 @@ pub enum PollInterval {
     Slow,
     /// Ours: in an early window (lmkd would not be looking) while free swap,
     /// falling at the rate it last fell, would stay above its low mark for
-    /// [`SWAP_HORIZON_MS`]: only swap running low may kill there, so the
-    /// re-checks in between would find nothing. In the VM camera burst the
+    /// [`SWAP_HORIZON_MS`]: only swap running low is projected ahead (a
+    /// fall below min in direct reclaim, which may kill too, is left to
+    /// the next check or event), so the re-checks in between would mostly
+    /// find nothing. In the VM camera burst the
     /// early trigger fires every second for 14 s of light refaulting:
     /// re-checking every 100 ms cost the core 0.80-1.05 s of CPU (TCG; lmkd
     /// 0.12-0.22 s), lazily 0.39-0.87 s (5 runs each, alternating), with
@@ -421,8 +423,8 @@ pub fn decide(
     let swap_fall = fall_since(&mut st.prev_free_swap, fig.free_swap_kb, snap.time_ms);
     let quiet = st.reclaim_state(snap, &mut fig);
     let looking = st.lmkd_would_look(snap, event, t);
-    // Only swap running low could kill here before lmkd's trigger fires,
-    // and it cannot within a second (see [`PollInterval::Lazy`]). The
+    // Before lmkd's trigger fires only swap running low is projected, and
+    // it cannot run low within a second (see [`PollInterval::Lazy`]). The
     // second after a kill is left out: the victim's memory coming back
     // says nothing of how fast it is taken again.
     let calm = !looking
