@@ -647,6 +647,29 @@ fn locked_mappings(pid: u32) -> Vec<(u64, u64, bool)> {
     out
 }
 
+/// Guard pages (no access) that are resident: start address and kB.
+/// Thread stacks are mapped without access and opened up, so their guards
+/// never are; std's signal stacks are mapped writable and then guarded, so
+/// theirs are exactly when the mapping was populated.
+fn resident_guards(pid: u32) -> Vec<(String, u64)> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut out = vec![];
+    let mut guard: Option<String> = None;
+    for l in smaps.lines() {
+        let mut words = l.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            guard = (words.next() == Some("---p")).then(|| first.to_string());
+        } else if let (Some(g), Some(rss)) = (&guard, l.strip_prefix("Rss:")) {
+            let kb: u64 = rss.trim().trim_end_matches("kB").trim().parse().unwrap();
+            if kb > 0 {
+                out.push((g.clone(), kb));
+            }
+        }
+    }
+    out
+}
+
 /// The daemon's code mappings (`r-xp` of `exe`): size and resident kB,
 /// and whether locked on fault.
 fn code_mappings(pid: u32, exe: &str) -> Vec<(u64, u64, bool)> {
@@ -671,8 +694,8 @@ fn code_mappings(pid: u32, exe: &str) -> Vec<(u64, u64, bool)> {
 
 /// Every mapping the kill path may touch is locked and resident from the
 /// start; only the stacks of the threads off that path (the config loader,
-/// the control plane and its connections) are locked page by page as they
-/// are touched, which keeps ~500 kB of untouched stack out of RSS. The
+/// the control plane and its connections), and every thread's signal
+/// stack, are locked page by page as they are touched, which keeps ~500 kB of untouched stack out of RSS. The
 /// daemon's own code is split the same way after start-up: the kill
 /// path's section (`src/hot_text.ld`) stays whole, the rest is handed back
 /// and pages in as it runs.
@@ -694,6 +717,14 @@ fn kill_path_memory_is_resident_and_cold_stacks_page_in() {
         String::from_utf8_lossy(&out.stderr)
     );
     let maps = locked_mappings(d.child.id());
+    // Each thread's signal stack (std's, for its stack overflow handler)
+    // is mapped inside the on-fault window, so neither it nor its guard is
+    // resident.
+    let guards = resident_guards(d.child.id());
+    assert!(
+        guards.is_empty(),
+        "signal stacks populated (their guard pages are resident): {guards:?}"
+    );
     // Stacks of 256 kB locked on fault: the loader's, the control
     // thread's, and a finished connection's that libc keeps for reuse.
     let paged: Vec<_> = maps.iter().filter(|m| m.2 && m.0 >= 256).collect();
