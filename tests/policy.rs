@@ -1283,32 +1283,6 @@ fn early_gate_holds_rows_without_low_swap_until_lmkds_trigger() {
     assert_eq!(d.kill, kill(KillReason::LowMemAndThrashing, 201));
 }
 
-/// Below the min watermark with direct reclaim running, allocations pay
-/// for the wait: the gate lets lmkd's rows through at once, not only the
-/// swap ones. At min, or below it with only kswapd reclaiming (a held,
-/// boosted min), it still holds.
-#[test]
-fn early_gate_opens_below_the_min_watermark_in_direct_reclaim() {
-    let t = gated();
-    let early = |b: B| gate(&mut woken_early(&t), &t, b.at(2_100), Pressure::Early).kill;
-    let at_min = B::new().kswapd().free(MIN).direct(5);
-    assert_eq!(early(at_min), None);
-    assert_eq!(early(B::new().kswapd().free(MIN - 1)), None);
-    let below = at_min.free(MIN - 1);
-    assert_eq!(early(below), kill(KillReason::LowMem, 701));
-    // A re-check of the early window too, and the thrashing rows with it.
-    let mut st = woken_early(&t);
-    let d = gate(
-        &mut st,
-        &t,
-        B::new().kswapd().free(HIGH).at(400),
-        Pressure::Early,
-    );
-    assert_eq!(d.kill, None);
-    let d = gate(&mut st, &t, below.thrash(101).at(500), Pressure::Poll);
-    assert_eq!(d.kill, kill(KillReason::LowMemAndThrashing, 201));
-}
-
 /// lmkd's polling second is extended by a kill made in it, so the gate
 /// stays open a second past the kill; a kill decided with no victim to
 /// take is no kill and extends nothing.

@@ -27,8 +27,7 @@
 //! - Ours: with `psi_early_stall_ms` a second `some` trigger fires early
 //!   ([`Pressure::Early`]). Until lmkd's own trigger (`psi_partial_stall_ms`)
 //!   or the `full` one fires, only the rows that need swap to be low may
-//!   kill, or any row below the min watermark with direct reclaim (see
-//!   [`State::lmkd_would_look`]); an early event's polling second
+//!   kill (see [`State::lmkd_would_look`]); an early event's polling second
 //!   is extended only while swap is low or around a kill, and re-checks
 //!   only every 500 ms while free swap, falling as it last fell, would stay
 //!   above its low mark for another second ([`PollInterval::Lazy`]).
@@ -261,10 +260,8 @@ pub enum PollInterval {
     Slow,
     /// Ours: in an early window (lmkd would not be looking) while free swap,
     /// falling at the rate it last fell, would stay above its low mark for
-    /// [`SWAP_HORIZON_MS`]: only swap running low is projected ahead (a
-    /// fall below min in direct reclaim, which may kill too, is left to
-    /// the next check or event), so the re-checks in between would mostly
-    /// find nothing. In the VM camera burst the
+    /// [`SWAP_HORIZON_MS`]: only swap running low may kill there, so the
+    /// re-checks in between would find nothing. In the VM camera burst the
     /// early trigger fires every second for 14 s of light refaulting:
     /// re-checking every 100 ms cost the core 0.80-1.05 s of CPU (TCG; lmkd
     /// 0.12-0.22 s), lazily 0.39-0.87 s (5 runs each, alternating), with
@@ -423,8 +420,8 @@ pub fn decide(
     let swap_fall = fall_since(&mut st.prev_free_swap, fig.free_swap_kb, snap.time_ms);
     let quiet = st.reclaim_state(snap, &mut fig);
     let looking = st.lmkd_would_look(snap, event, t);
-    // Before lmkd's trigger fires only swap running low is projected, and
-    // it cannot run low within a second (see [`PollInterval::Lazy`]). The
+    // Only swap running low could kill here before lmkd's trigger fires,
+    // and it cannot within a second (see [`PollInterval::Lazy`]). The
     // second after a kill is left out: the victim's memory coming back
     // says nothing of how fast it is taken again.
     let calm = !looking
@@ -659,10 +656,8 @@ impl State {
     /// Whether lmkd would be evaluating now: on an event of its own
     /// triggers, and through its polling window after one (extended, as
     /// polling is, by kills and direct reclaim). Always, with the early
-    /// trigger off. Rows that need swap to be low are not held back, nor
-    /// any row below the min watermark with direct reclaim running; the
-    /// rest wait for this (see
-    /// [`first_match`]). Taking lmkd's own trigger
+    /// trigger off. Rows that need swap to be low are not held back; the
+    /// rest wait for this (see [`first_match`]). Taking lmkd's own trigger
     /// for the moment replaced an estimate of the last second's stall from
     /// the daemon's samples: in the VM camera burst it opened later than
     /// the kernel's trigger fired (first kill 2.7 s against 0.9 s), and a
@@ -789,15 +784,9 @@ fn first_match(
             KillReason::LowMemAndSwap,
             if kernel_min { 0 } else { p_adj },
         ))
-    } else if !(looking || below_min && fig.reclaim == Reclaim::Direct) {
+    } else if !looking {
         // Ours (the early gate): with swap to spare, reclaim may still
-        // catch up; the rows below wait for lmkd's own trigger. Not once
-        // free memory is below the min watermark with direct reclaim
-        // running: allocations are already paying for it. In the VM thrash
-        // the readers scanned 220 MB directly in the 100 ms after the early
-        // event and were still at it 230 ms later when lmkd's trigger let
-        // LOW_MEM kill. Below a held (boosted) min alone is not enough: in
-        // the camera burst kswapd keeps free memory there for seconds.
+        // catch up; the rows below wait for lmkd's own trigger.
         None
     } else if below_low && t.swap_util_max < 100 && fig.swap_util_pct > t.swap_util_max {
         Some((KillReason::LowMemAndSwapUtil, 0))
