@@ -463,10 +463,7 @@ impl Shared {
     }
 
     fn take_config(&self) -> Option<Box<Config>> {
-        let p = self.mailbox.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        // SAFETY: a non-null pointer in the mailbox is a Box<Config> that
-        // post_config gave up; the swap made us its only owner.
-        (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+        replace(&self.mailbox, None)
     }
 
     /// Control side: a copy of the configuration in force.
@@ -488,14 +485,10 @@ impl Shared {
         // Take it out so the core cannot free it while we read; put it back
         // unless the core published a newer one meanwhile.
         loop {
-            let p = self.current.swap(std::ptr::null_mut(), Ordering::AcqRel);
-            if p.is_null() {
+            let Some(b) = replace(&self.current, None) else {
                 std::thread::yield_now();
                 continue;
-            }
-            // SAFETY: non-null `current` is an owned Box<Published>; the
-            // swap made this thread its only owner.
-            let b = unsafe { Box::from_raw(p) };
+            };
             let out = f(&b);
             let back = Box::into_raw(b);
             if self
@@ -518,17 +511,23 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let p = self.mailbox.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if !p.is_null() {
-            // SAFETY: an owned Box<Config> nobody else can reach now.
-            drop(unsafe { Box::from_raw(p) });
-        }
-        let p = self.current.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if !p.is_null() {
-            // SAFETY: an owned Box<Published> nobody else can reach now.
-            drop(unsafe { Box::from_raw(p) });
-        }
+        drop(replace(&self.mailbox, None));
+        drop(replace(&self.current, None));
     }
+}
+
+/// Puts `new` (or nothing) in one of the two configuration slots and
+/// returns what was there. Every pointer stored in them is a box given up
+/// with `Box::into_raw` (`post_config`, `with_current`, publishing, here),
+/// and the swap hands it to exactly one side.
+fn replace<T>(slot: &AtomicPtr<T>, new: Option<Box<T>>) -> Option<Box<T>> {
+    let p = slot.swap(
+        new.map_or(std::ptr::null_mut(), Box::into_raw),
+        Ordering::AcqRel,
+    );
+    // SAFETY: a non-null pointer in a slot is an owned box (above), and
+    // the swap made this caller its only owner.
+    (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
 }
 
 /// The configuration in force with its TOML text, both made off the core
@@ -790,11 +789,7 @@ impl Publisher {
         let s = &self.shared;
         let ok = copy.is_some();
         if let Some(copy) = copy {
-            let old = s.current.swap(Box::into_raw(copy), Ordering::AcqRel);
-            if !old.is_null() {
-                // SAFETY: an owned Box<Published> that left the slot.
-                drop(unsafe { Box::from_raw(old) });
-            }
+            drop(replace(&s.current, Some(copy)));
             s.config_gen.fetch_add(1, Ordering::Release);
         }
         s.change_ok.store(ok, Ordering::Relaxed);
