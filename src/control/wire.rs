@@ -55,49 +55,86 @@ pub struct RequestFields {
     after: Option<u64>,
 }
 
-/// The commands, as `cmd` names them.
-pub const COMMANDS: [&str; 8] = [
-    "status",
-    "procs",
-    "kills",
-    "stats",
-    "config_get",
-    "config_set",
-    "reload",
-    "evals",
+/// What a command is: its name in `cmd`, the optional fields it takes,
+/// those it needs, and how it is built from them. One row per command, so
+/// a command cannot be half-added.
+pub struct Command {
+    pub name: &'static str,
+    takes: &'static [&'static str],
+    needs: &'static [&'static str],
+    make: fn(RequestFields) -> Request,
+}
+
+/// The commands.
+pub const COMMANDS: [Command; 8] = [
+    Command {
+        name: "status",
+        takes: &[],
+        needs: &[],
+        make: |_| Request::Status,
+    },
+    Command {
+        name: "procs",
+        takes: &[],
+        needs: &[],
+        make: |_| Request::Procs,
+    },
+    Command {
+        name: "kills",
+        takes: &["follow"],
+        needs: &[],
+        make: |f| Request::Kills {
+            follow: f.follow.unwrap_or(false),
+        },
+    },
+    Command {
+        name: "stats",
+        takes: &[],
+        needs: &[],
+        make: |_| Request::Stats,
+    },
+    Command {
+        name: "config_get",
+        takes: &["key"],
+        needs: &[],
+        make: |f| Request::ConfigGet { key: f.key },
+    },
+    Command {
+        name: "config_set",
+        takes: &["key", "value"],
+        needs: &["key", "value"],
+        make: |f| Request::ConfigSet {
+            key: f.key.unwrap_or_default(),
+            value: f.value.unwrap_or_default(),
+        },
+    },
+    Command {
+        name: "reload",
+        takes: &[],
+        needs: &[],
+        make: |_| Request::Reload,
+    },
+    Command {
+        name: "evals",
+        takes: &["after"],
+        needs: &[],
+        make: |f| Request::Evals {
+            after: f.after.unwrap_or(0),
+        },
+    },
 ];
 
 impl TryFrom<RequestFields> for Request {
     type Error = String;
 
     fn try_from(f: RequestFields) -> Result<Request, String> {
-        type Make = fn(RequestFields) -> Request;
-        // Per command: the optional fields it takes, those it needs, and
-        // how it is built from them.
-        let (takes, needs, make): (&[&str], &[&str], Make) = match f.cmd.as_str() {
-            "status" => (&[], &[], |_| Request::Status),
-            "procs" => (&[], &[], |_| Request::Procs),
-            "kills" => (&["follow"], &[], |f| Request::Kills {
-                follow: f.follow.unwrap_or(false),
-            }),
-            "stats" => (&[], &[], |_| Request::Stats),
-            "config_get" => (&["key"], &[], |f| Request::ConfigGet { key: f.key }),
-            "config_set" => (&["key", "value"], &["key", "value"], |f| {
-                Request::ConfigSet {
-                    key: f.key.unwrap_or_default(),
-                    value: f.value.unwrap_or_default(),
-                }
-            }),
-            "reload" => (&[], &[], |_| Request::Reload),
-            "evals" => (&["after"], &[], |f| Request::Evals {
-                after: f.after.unwrap_or(0),
-            }),
-            c => {
-                return Err(format!(
-                    "unknown command {c:?} (known: {})",
-                    COMMANDS.join(", ")
-                ))
-            }
+        let Some(c) = COMMANDS.iter().find(|c| c.name == f.cmd) else {
+            let known: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+            return Err(format!(
+                "unknown command {:?} (known: {})",
+                f.cmd,
+                known.join(", ")
+            ));
         };
         let given = [
             ("follow", f.follow.is_some()),
@@ -106,14 +143,14 @@ impl TryFrom<RequestFields> for Request {
             ("after", f.after.is_some()),
         ];
         for (name, present) in given {
-            if present && !takes.contains(&name) {
-                return Err(format!("command {:?} takes no field {name:?}", f.cmd));
+            if present && !c.takes.contains(&name) {
+                return Err(format!("command {:?} takes no field {name:?}", c.name));
             }
-            if !present && needs.contains(&name) {
-                return Err(format!("command {:?} needs the field {name:?}", f.cmd));
+            if !present && c.needs.contains(&name) {
+                return Err(format!("command {:?} needs the field {name:?}", c.name));
             }
         }
-        Ok(make(f))
+        Ok((c.make)(f))
     }
 }
 
@@ -365,7 +402,10 @@ mod tests {
         for r in all {
             let text = serde_json::to_string(&r).unwrap();
             let cmd = serde_json::from_str::<serde_json::Value>(&text).unwrap()["cmd"].clone();
-            assert!(COMMANDS.contains(&cmd.as_str().unwrap()), "{text}");
+            assert!(
+                COMMANDS.iter().any(|c| c.name == cmd.as_str().unwrap()),
+                "{text}"
+            );
             assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r, "{text}");
         }
     }
