@@ -621,75 +621,80 @@ fn memory_is_locked_and_sighup_reloads() {
     d.wait_log("configuration reloaded", T);
 }
 
-/// Locked, accessible mappings as smaps shows them: (size kB, rss kB,
-/// locks on fault). Guard pages (no access) are left out.
-fn locked_mappings(pid: u32) -> Vec<(u64, u64, bool)> {
-    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut out = vec![];
-    let (mut guard, mut size, mut rss) = (false, 0, 0);
-    for l in smaps.lines() {
-        let kb = || l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
-        let mut words = l.split_whitespace();
-        let first = words.next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            guard = words.next() == Some("---p");
-        } else if l.starts_with("Size:") {
-            size = kb();
-        } else if l.starts_with("Rss:") {
-            rss = kb();
-        } else if let Some(flags) = l.strip_prefix("VmFlags:") {
-            let flags: Vec<&str> = flags.split_whitespace().collect();
-            if flags.contains(&"lo") && !guard {
-                out.push((size, rss, flags.contains(&"lf")));
+/// One mapping of `/proc/PID/smaps`, with the fields these tests read.
+struct Mapping {
+    range: String,
+    perms: String,
+    path: Option<String>,
+    size_kb: u64,
+    rss_kb: u64,
+    flags: Vec<String>,
+}
+
+impl Mapping {
+    fn flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+}
+
+fn smaps(pid: u32) -> Vec<Mapping> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut out: Vec<Mapping> = vec![];
+    for l in text.lines() {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let kb = || words[1].parse::<u64>().unwrap();
+        match words.first() {
+            Some(w) if w.contains('-') && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-') => {
+                out.push(Mapping {
+                    range: w.to_string(),
+                    perms: words[1].to_string(),
+                    path: words.get(5).map(|p| p.to_string()),
+                    size_kb: 0,
+                    rss_kb: 0,
+                    flags: vec![],
+                })
             }
+            Some(&"Size:") => out.last_mut().unwrap().size_kb = kb(),
+            Some(&"Rss:") => out.last_mut().unwrap().rss_kb = kb(),
+            Some(&"VmFlags:") => {
+                out.last_mut().unwrap().flags = words[1..].iter().map(|f| f.to_string()).collect()
+            }
+            _ => {}
         }
     }
     out
 }
 
-/// Guard pages (no access) that are resident: start address and kB.
+/// Locked, accessible mappings: (size kB, rss kB, locks on fault). Guard
+/// pages (no access) are left out.
+fn locked_mappings(pid: u32) -> Vec<(u64, u64, bool)> {
+    smaps(pid)
+        .iter()
+        .filter(|m| m.flag("lo") && m.perms != "---p")
+        .map(|m| (m.size_kb, m.rss_kb, m.flag("lf")))
+        .collect()
+}
+
+/// Guard pages (no access) that are resident: address range and kB.
 /// Thread stacks are mapped without access and opened up, so their guards
 /// never are; std's signal stacks are mapped writable and then guarded, so
 /// theirs are exactly when the mapping was populated.
 fn resident_guards(pid: u32) -> Vec<(String, u64)> {
-    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut out = vec![];
-    let mut guard: Option<String> = None;
-    for l in smaps.lines() {
-        let mut words = l.split_whitespace();
-        let first = words.next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            guard = (words.next() == Some("---p")).then(|| first.to_string());
-        } else if let (Some(g), Some(rss)) = (&guard, l.strip_prefix("Rss:")) {
-            let kb: u64 = rss.trim().trim_end_matches("kB").trim().parse().unwrap();
-            if kb > 0 {
-                out.push((g.clone(), kb));
-            }
-        }
-    }
-    out
+    smaps(pid)
+        .into_iter()
+        .filter(|m| m.perms == "---p" && m.rss_kb > 0)
+        .map(|m| (m.range, m.rss_kb))
+        .collect()
 }
 
 /// The daemon's code mappings (`r-xp` of `exe`): size and resident kB,
 /// and whether locked on fault.
 fn code_mappings(pid: u32, exe: &str) -> Vec<(u64, u64, bool)> {
-    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut out = vec![];
-    let (mut ours, mut size, mut rss) = (false, 0, 0);
-    for l in smaps.lines() {
-        let kb = || l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
-        let words: Vec<&str> = l.split_whitespace().collect();
-        if words.len() >= 5 && words[0].contains('-') && words[1].len() == 4 {
-            ours = words[1] == "r-xp" && words.get(5) == Some(&exe);
-        } else if l.starts_with("Size:") {
-            size = kb();
-        } else if l.starts_with("Rss:") {
-            rss = kb();
-        } else if let (true, Some(flags)) = (ours, l.strip_prefix("VmFlags:")) {
-            out.push((size, rss, flags.split_whitespace().any(|f| f == "lf")));
-        }
-    }
-    out
+    smaps(pid)
+        .iter()
+        .filter(|m| m.perms == "r-xp" && m.path.as_deref() == Some(exe))
+        .map(|m| (m.size_kb, m.rss_kb, m.flag("lf")))
+        .collect()
 }
 
 /// Every mapping the kill path may touch is locked and resident from the
