@@ -7,7 +7,9 @@
 //! loader answers with an [`Outcome`] in a queue and rings a doorbell the
 //! core's epoll watches. The core then only swaps in what was built here.
 //! The loader keeps its own copy of the configuration in force (it made
-//! every one after the first), so it can log what a reload changes.
+//! every one after the first), so it can log what a reload changes. What a
+//! swap replaced comes back here to be freed: `free` may trim the heap, a
+//! syscall the core does not make.
 
 use std::collections::VecDeque;
 use std::io;
@@ -37,6 +39,8 @@ pub enum Request {
     /// the configured PSI triggers first (the first failure); otherwise go
     /// to vmpressure.
     Reopen { psi: bool },
+    /// Free what [`Loader::free`] handed over (no outcome).
+    Free,
 }
 
 /// What the loader built.
@@ -60,8 +64,20 @@ pub enum Outcome {
     NoSource,
 }
 
+/// What the core replaced when it put a reload in force, for the loader to
+/// free.
+pub struct Leftovers {
+    pub config: Box<Config>,
+    pub uids: Vec<u32>,
+    /// The control socket's copy; None while the control thread held it
+    /// out (it frees it then).
+    pub published: Option<Box<Published>>,
+}
+
 struct Shared {
     done: Mutex<VecDeque<Outcome>>,
+    /// Leftovers to free, at most QUEUE (capacity reserved at start).
+    bin: Mutex<Vec<Leftovers>>,
     /// The configuration an [`Request::Apply`] puts in force.
     apply: Mutex<Option<Box<Config>>>,
     bell: OwnedFd,
@@ -92,6 +108,7 @@ impl Loader {
         }
         let shared = Arc::new(Shared {
             done: Mutex::new(VecDeque::with_capacity(QUEUE)),
+            bin: Mutex::new(Vec::with_capacity(QUEUE)),
             apply: Mutex::new(None),
             // SAFETY: fresh descriptor we own.
             bell: unsafe { OwnedFd::from_raw_fd(fd) },
@@ -107,11 +124,17 @@ impl Loader {
             .stack_size(256 * 1024);
         protect::spawn_demand_paged(b, move || {
             on_start("loader");
+            // Swapped with the shared bin, so the core always finds one
+            // with room and the lock is not held while freeing.
+            let mut freeing = Vec::with_capacity(QUEUE);
             loop {
                 rx.wait(-1);
                 rx.ack();
+                std::mem::swap(&mut *lock(&out.bin), &mut freeing);
+                freeing.clear();
                 while let Some(req) = rx.pop() {
                     let o = match req {
+                        Request::Free => continue,
                         Request::Reload { psi } => work.reload(psi),
                         Request::Apply { psi } => match lock(&out.apply).take() {
                             Some(c) => work.install(*c, psi, true),
@@ -139,6 +162,21 @@ impl Loader {
     /// Queues a request; false if the queue is full (never blocks).
     pub fn ask(&self, r: Request) -> bool {
         self.tx.push(r)
+    }
+
+    /// Hands over what a reload replaced, to be freed on the loader thread.
+    /// Without room (QUEUE swaps the loader has not yet woken for) it is
+    /// freed here: never in practice, and no worse than before.
+    pub fn free(&self, old: Leftovers) {
+        let mut bin = lock(&self.shared.bin);
+        if bin.len() < bin.capacity() {
+            bin.push(old);
+            drop(bin);
+            self.tx.push(Request::Free);
+        } else {
+            drop(bin);
+            drop(old);
+        }
     }
 
     /// Hands over a configuration to put in force (a later one replaces

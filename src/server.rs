@@ -102,8 +102,9 @@ impl Server {
     }
 
     /// Takes a list built off the core (a reload): nothing is allocated.
-    pub fn set_allowed_uids(&mut self, uids: Vec<u32>) {
-        self.allowed_uids = uids;
+    /// Puts `uids` in force; the list they replace is left in `uids`.
+    pub fn swap_allowed_uids(&mut self, uids: &mut Vec<u32>) {
+        std::mem::swap(&mut self.allowed_uids, uids);
     }
 
     pub fn listener(&self) -> BorrowedFd<'_> {

@@ -15,6 +15,9 @@
 //! both while a control client polls `stats` and `procs` (the core copies
 //! its table for it) in a loop.
 //!
+//! Frees are counted too: `free` may trim the heap (a syscall), so what a
+//! reload replaces goes back to the loader to be freed.
+//!
 //! The logging and loader threads format text and may allocate; they are
 //! not watched. A capturing logger is installed, so a log line written on
 //! the core itself would be formatted there and counted.
@@ -28,7 +31,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::counting::{watch_thread, watched_allocs, Counting};
+use common::counting::{watch_thread, watched_allocs, watched_frees, Counting};
 use common::inproc::InProc;
 use common::logcap;
 use common::*;
@@ -139,6 +142,7 @@ fn commands_allocate_nothing() {
     // Warm-up round (first-use paths), then measure.
     let polled = poller.served();
     let before = allocs();
+    let frees_before = watched_frees();
     let mut sent = 0;
     for round in 0..100 {
         for (i, k) in kids.iter().enumerate() {
@@ -172,10 +176,11 @@ fn commands_allocate_nothing() {
         sent += 3;
     }
     let after = allocs();
+    let frees = watched_frees() - frees_before;
     let polled = poller.served() - polled;
     eprintln!(
         "commands: {sent} handled, {polled} control requests served, \
-         {} heap allocations on the core/reaper threads",
+         {} heap allocations, {frees} frees on the core/reaper threads",
         after - before
     );
     assert!(polled > 0, "the control client was not served");
@@ -185,6 +190,7 @@ fn commands_allocate_nothing() {
         0,
         "the core allocated while handling commands"
     );
+    assert_eq!(frees, 0, "the core freed while handling commands");
 }
 
 /// Each command beyond the PROCPRIO family, done for real the first time
@@ -208,6 +214,7 @@ fn every_command_allocates_nothing() {
     let armed_before = monitor_lines();
 
     let before = allocs();
+    let frees_before = watched_frees();
     subscribe_all(&c);
     let levels = proto::AMS_PHONE_TARGETS;
     c.send(&Cmd::Target(TargetTable::from_slice(&levels).unwrap()))
@@ -220,9 +227,10 @@ fn every_command_allocates_nothing() {
     c.send(&Cmd::ProcPurge).unwrap();
     assert_eq!(kill_count(&c, 0, 1000), 0);
     let after = allocs();
+    let frees = watched_frees() - frees_before;
     eprintln!(
         "SUBSCRIBE, TARGET, START_MONITORING, BOOT_COMPLETED, UPDATE_PROPS, PROCPURGE: \
-         {} heap allocations on the core/reaper threads",
+         {} heap allocations, {frees} frees on the core/reaper threads",
         after - before
     );
     // Each really happened: the monitor was armed once (by START_MONITORING),
@@ -246,6 +254,7 @@ fn every_command_allocates_nothing() {
         0,
         "the core allocated while handling commands"
     );
+    assert_eq!(frees, 0, "the core freed while handling commands");
 }
 
 fn pressure_to_kill_allocates_nothing() {
@@ -268,6 +277,7 @@ fn pressure_to_kill_allocates_nothing() {
 
     let polled = poller.served();
     let before = allocs();
+    let frees_before = watched_frees();
     d.raise_complete();
     let mut got_stat = false;
     let mut got_kill = false;
@@ -300,14 +310,16 @@ fn pressure_to_kill_allocates_nothing() {
         .is_some()));
     std::thread::sleep(Duration::from_millis(300));
     let after = allocs();
+    let frees = watched_frees() - frees_before;
     let polled = poller.served() - polled;
     eprintln!(
         "pressure event to completed kill: {polled} control requests served, \
-         {} heap allocations on the core/reaper threads",
+         {} heap allocations, {frees} frees on the core/reaper threads",
         after - before
     );
     assert!(polled > 0, "the control client was not served");
     assert_eq!(after - before, 0, "the kill path allocated");
+    assert_eq!(frees, 0, "the kill path freed");
     assert_eq!(kill_count(&c, 900, 1000), 1);
     // try_wait reaps: a killed bystander shows as exited, not as a zombie
     // whose /proc entry still exists.

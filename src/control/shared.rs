@@ -334,7 +334,7 @@ pub struct Shared {
     pub change_done: AtomicU64,
     pub change_ok: AtomicBool,
     /// The configuration in force, published by the core after each change
-    /// (the old one comes back to be freed by the control thread).
+    /// (the core hands the old one to the loader thread to free).
     current: AtomicPtr<Published>,
     /// Bumped each time the configuration in force changes.
     pub config_gen: AtomicU64,
@@ -784,18 +784,23 @@ impl Publisher {
     /// After every configuration change (reload from any source, or a
     /// `config set`): publish the one in force, with the copy made off the
     /// core (by the loader thread) so the core allocates nothing, and
-    /// answer a waiting request. None: the change was refused.
-    pub fn config_copy_changed(&self, copy: Option<Box<Published>>) {
+    /// answer a waiting request. None: the change was refused. Returns the
+    /// copy it replaced (None while the control thread holds it out: that
+    /// thread then frees it), for the caller to free off the core.
+    #[must_use = "the replaced copy is to be freed off the core"]
+    pub fn config_copy_changed(&self, copy: Option<Box<Published>>) -> Option<Box<Published>> {
         let s = &self.shared;
         let ok = copy.is_some();
+        let mut old = None;
         if let Some(copy) = copy {
-            drop(replace(&s.current, Some(copy)));
+            old = replace(&s.current, Some(copy));
             s.config_gen.fetch_add(1, Ordering::Release);
         }
         s.change_ok.store(ok, Ordering::Relaxed);
         s.change_done
             .store(s.change_asked.load(Ordering::Acquire), Ordering::Release);
         self.reply.ring();
+        old
     }
 }
 
@@ -884,13 +889,14 @@ mod tests {
             thrashing_limit: 37,
             ..Config::default()
         };
-        p.config_copy_changed(Some(Published::new(changed.clone())));
+        let old = p.config_copy_changed(Some(Published::new(changed.clone())));
+        assert!(old.is_some(), "the replaced copy comes back to be freed");
         assert_eq!(s.config_gen.load(Ordering::Acquire), 1);
         assert_eq!(s.current_config(), changed);
         assert_eq!(toml(s), changed.to_toml());
         assert!(toml(s).contains("thrashing_limit = 37"));
         // A refused change publishes nothing.
-        p.config_copy_changed(None);
+        assert!(p.config_copy_changed(None).is_none());
         assert_eq!(s.config_gen.load(Ordering::Acquire), 1);
         assert_eq!(toml(s), changed.to_toml());
     }

@@ -5,7 +5,7 @@ use std::io;
 
 use super::{Edges, Machine};
 use crate::commands::Effect;
-use crate::loader::{Outcome, Request};
+use crate::loader::{Leftovers, Outcome, Request};
 use crate::policy::{self, Pressure, Tunables};
 use crate::proto;
 use crate::psi::Source;
@@ -226,7 +226,8 @@ impl Machine {
     pub(super) fn request_apply(&mut self, c: Box<crate::config::Config>) {
         let psi = self.source.as_ref().is_some_and(Source::is_psi);
         if !self.loader.apply(c, psi) {
-            self.control.config_copy_changed(None);
+            let none = self.control.config_copy_changed(None);
+            debug_assert!(none.is_none());
         }
     }
 
@@ -252,15 +253,17 @@ impl Machine {
         while let Some(outcome) = self.loader.take() {
             match outcome {
                 Outcome::Reloaded {
-                    config,
+                    mut config,
                     published,
-                    uids,
+                    mut uids,
                     triggers,
                     applied,
                 } => {
-                    self.server.set_allowed_uids(uids);
-                    self.tunables = Tunables::from_config(&config);
-                    self.config = *config;
+                    // Swapped, not assigned: the old values go back to the
+                    // loader to be freed (below).
+                    self.server.swap_allowed_uids(&mut uids);
+                    std::mem::swap(&mut self.config, &mut *config);
+                    self.tunables = Tunables::from_config(&self.config);
                     if let Some(t) = triggers {
                         if self.source.as_ref().is_some_and(Source::is_psi) {
                             self.stop_monitors(io);
@@ -271,13 +274,19 @@ impl Machine {
                             }
                         }
                     }
-                    self.control.config_copy_changed(Some(published));
+                    let published = self.control.config_copy_changed(Some(published));
+                    self.loader.free(Leftovers {
+                        config,
+                        uids,
+                        published,
+                    });
                     if !applied {
                         self.finish_reload(true);
                     }
                 }
                 Outcome::Rejected { applied } => {
-                    self.control.config_copy_changed(None);
+                    let none = self.control.config_copy_changed(None);
+                    debug_assert!(none.is_none());
                     if !applied {
                         self.finish_reload(false);
                     }

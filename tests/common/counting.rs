@@ -15,6 +15,7 @@ thread_local! {
 }
 
 static WATCHED_ALLOCS: AtomicU64 = AtomicU64::new(0);
+static WATCHED_FREES: AtomicU64 = AtomicU64::new(0);
 
 pub struct Counting;
 
@@ -45,6 +46,9 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.realloc(p, l, n) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        if WATCHED.try_with(Cell::get).unwrap_or(false) {
+            WATCHED_FREES.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: same contract as our caller's.
         unsafe { System.dealloc(p, l) }
     }
@@ -64,4 +68,10 @@ pub fn watch_thread() {
 
 pub fn watched_allocs() -> u64 {
     WATCHED_ALLOCS.load(Ordering::Relaxed)
+}
+
+/// Heap blocks freed by watched threads: `free` can hand memory back to the
+/// kernel (trimming the heap), so the core must not free either.
+pub fn watched_frees() -> u64 {
+    WATCHED_FREES.load(Ordering::Relaxed)
 }
