@@ -502,6 +502,12 @@ mod tests {
         let s = Shared::new(8, &Config::default()).recording(4);
         let bell = super::super::Bell::new("test").unwrap();
         let p = shared::Publisher::new(std::sync::Arc::new(s), bell.clone(), bell);
+        publish(&p, n);
+        p
+    }
+
+    /// Publishes `n` more evaluations, as the core does after each one.
+    fn publish(p: &shared::Publisher, n: u64) {
         let t = crate::table::ProcTable::new(8).unwrap();
         let tun = Tunables::from_config(&Config::default());
         let targets = crate::proto::TargetTable::default();
@@ -511,14 +517,14 @@ mod tests {
             extend_poll: false,
             figures: crate::policy::Figures::default(),
         };
-        for ms in 1..=n {
+        let done = p.shared.eval_count.load(Ordering::Acquire);
+        for ms in done + 1..=done + n {
             let snap = Snapshot {
                 time_ms: ms,
                 ..Snapshot::default()
             };
             p.record(Pressure::Poll, &snap, &d, &tun, &targets, &t);
         }
-        p
     }
 
     fn reply(p: &shared::Publisher, after: u64) -> wire::Evals {
@@ -555,5 +561,24 @@ mod tests {
         let e = reply(&p, 6);
         assert_eq!((e.lost, e.records.len()), (0, 0));
         assert_eq!(reply(&ring_with(0), 0).records.len(), 0);
+    }
+
+    /// The core keeps publishing while a batch is written: records that
+    /// leave the ring between the reply's start and their turn are counted
+    /// in `lost`, not sent as whatever replaced them.
+    #[test]
+    fn evals_reply_counts_what_left_the_ring_while_it_was_written() {
+        let p = ring_with(4);
+        let mut toml = String::new();
+        let r = Reply::Evals(EvalsReply::new(&p.shared, 0, &mut toml));
+        // 5 and 6 overwrite 1 and 2 after the reply fixed its range (1-4).
+        publish(&p, 2);
+        let json = serde_json::to_string(&r).unwrap();
+        let Response::Evals(e) = serde_json::from_str::<Response>(&json).unwrap() else {
+            panic!("not an evals reply: {json}");
+        };
+        let serials: Vec<u64> = e.records.iter().map(|r| r[0]).collect();
+        assert_eq!(serials, [3, 4], "only what was still in the ring");
+        assert_eq!((e.total, e.lost), (4, 2), "1 and 2 left during the reply");
     }
 }
