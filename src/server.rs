@@ -101,8 +101,9 @@ impl Server {
         })
     }
 
-    /// Takes a list built off the core (a reload): nothing is allocated.
-    /// Puts `uids` in force; the list they replace is left in `uids`.
+    /// Puts a list built off the core (a reload) in force and leaves the
+    /// one it replaces in `uids`, for the loader to free: nothing is
+    /// allocated or freed here.
     pub fn swap_allowed_uids(&mut self, uids: &mut Vec<u32>) {
         std::mem::swap(&mut self.allowed_uids, uids);
     }

@@ -781,26 +781,31 @@ impl Publisher {
         }
     }
 
-    /// After every configuration change (reload from any source, or a
-    /// `config set`): publish the one in force, with the copy made off the
-    /// core (by the loader thread) so the core allocates nothing, and
-    /// answer a waiting request. None: the change was refused. Returns the
-    /// copy it replaced (None while the control thread holds it out: that
-    /// thread then frees it), for the caller to free off the core.
+    /// After a configuration change went in force (reload from any source,
+    /// or a `config set`): publish it, with the copy made off the core (by
+    /// the loader thread) so the core allocates nothing, and answer a
+    /// waiting request. Returns the copy it replaced, for the caller to
+    /// free off the core (None while the control thread holds it out: that
+    /// thread frees it then).
     #[must_use = "the replaced copy is to be freed off the core"]
-    pub fn config_copy_changed(&self, copy: Option<Box<Published>>) -> Option<Box<Published>> {
+    pub fn config_published(&self, copy: Box<Published>) -> Option<Box<Published>> {
+        let old = replace(&self.shared.current, Some(copy));
+        self.shared.config_gen.fetch_add(1, Ordering::Release);
+        self.change_answered(true);
+        old
+    }
+
+    /// A configuration change was refused: the one in force stays.
+    pub fn config_refused(&self) {
+        self.change_answered(false);
+    }
+
+    fn change_answered(&self, ok: bool) {
         let s = &self.shared;
-        let ok = copy.is_some();
-        let mut old = None;
-        if let Some(copy) = copy {
-            old = replace(&s.current, Some(copy));
-            s.config_gen.fetch_add(1, Ordering::Release);
-        }
         s.change_ok.store(ok, Ordering::Relaxed);
         s.change_done
             .store(s.change_asked.load(Ordering::Acquire), Ordering::Release);
         self.reply.ring();
-        old
     }
 }
 
@@ -889,14 +894,18 @@ mod tests {
             thrashing_limit: 37,
             ..Config::default()
         };
-        let old = p.config_copy_changed(Some(Published::new(changed.clone())));
-        assert!(old.is_some(), "the replaced copy comes back to be freed");
+        let old = p.config_published(Published::new(changed.clone()));
+        assert_eq!(
+            old.map(|o| o.config),
+            Some(Config::default()),
+            "the replaced copy comes back to be freed"
+        );
         assert_eq!(s.config_gen.load(Ordering::Acquire), 1);
         assert_eq!(s.current_config(), changed);
         assert_eq!(toml(s), changed.to_toml());
         assert!(toml(s).contains("thrashing_limit = 37"));
         // A refused change publishes nothing.
-        assert!(p.config_copy_changed(None).is_none());
+        p.config_refused();
         assert_eq!(s.config_gen.load(Ordering::Acquire), 1);
         assert_eq!(toml(s), changed.to_toml());
     }

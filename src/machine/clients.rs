@@ -226,8 +226,7 @@ impl Machine {
     pub(super) fn request_apply(&mut self, c: Box<crate::config::Config>) {
         let psi = self.source.as_ref().is_some_and(Source::is_psi);
         if !self.loader.apply(c, psi) {
-            let none = self.control.config_copy_changed(None);
-            debug_assert!(none.is_none());
+            self.control.config_refused();
         }
     }
 
@@ -274,7 +273,7 @@ impl Machine {
                             }
                         }
                     }
-                    let published = self.control.config_copy_changed(Some(published));
+                    let published = self.control.config_published(published);
                     self.loader.free(Leftovers {
                         config,
                         uids,
@@ -285,8 +284,7 @@ impl Machine {
                     }
                 }
                 Outcome::Rejected { applied } => {
-                    let none = self.control.config_copy_changed(None);
-                    debug_assert!(none.is_none());
+                    self.control.config_refused();
                     if !applied {
                         self.finish_reload(false);
                     }
