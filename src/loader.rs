@@ -126,15 +126,19 @@ impl Loader {
             on_start("loader");
             // Swapped with the shared bin, so the core always finds one
             // with room and the lock is not held while freeing.
-            let mut freeing = Vec::with_capacity(QUEUE);
+            let mut freeing: Vec<Leftovers> = Vec::with_capacity(QUEUE);
             loop {
                 rx.wait(-1);
                 rx.ack();
-                std::mem::swap(&mut *lock(&out.bin), &mut freeing);
-                freeing.clear();
                 while let Some(req) = rx.pop() {
                     let o = match req {
-                        Request::Free => continue,
+                        // Emptied here, not on waking: the core fills the
+                        // bin before it asks, so what it asked for is in.
+                        Request::Free => {
+                            std::mem::swap(&mut *lock(&out.bin), &mut freeing);
+                            freeing.clear();
+                            continue;
+                        }
                         Request::Reload { psi } => work.reload(psi),
                         Request::Apply { psi } => match lock(&out.apply).take() {
                             Some(c) => work.install(*c, psi, true),
@@ -302,6 +306,34 @@ impl Work {
                     "no pressure source left ({e}): memory pressure is no longer monitored"
                 );
                 Outcome::NoSource
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// What the core hands back is freed by the loader, every time, even
+    /// when handed over back to back.
+    #[test]
+    fn leftovers_are_freed_on_the_loader() {
+        let props: Arc<dyn PropertySource> = Arc::new(crate::props::NoProperties);
+        let l = Loader::start(Config::default(), None, props, |_| {}).unwrap();
+        for round in 0..50 {
+            for _ in 0..2 {
+                l.free(Leftovers {
+                    config: Box::default(),
+                    uids: vec![1000, 1001],
+                    published: Some(Published::new(Config::default())),
+                });
+            }
+            let end = Instant::now() + Duration::from_secs(5);
+            while !lock(&l.shared.bin).is_empty() {
+                assert!(Instant::now() < end, "round {round}: leftovers not freed");
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }
