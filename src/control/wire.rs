@@ -67,38 +67,15 @@ pub struct Command {
 
 /// The commands.
 pub const COMMANDS: [Command; 8] = [
-    Command {
-        name: "status",
-        takes: &[],
-        needs: &[],
-        make: |_| Request::Status,
-    },
-    Command {
-        name: "procs",
-        takes: &[],
-        needs: &[],
-        make: |_| Request::Procs,
-    },
-    Command {
-        name: "kills",
-        takes: &["follow"],
-        needs: &[],
-        make: |f| Request::Kills {
-            follow: f.follow.unwrap_or(false),
-        },
-    },
-    Command {
-        name: "stats",
-        takes: &[],
-        needs: &[],
-        make: |_| Request::Stats,
-    },
-    Command {
-        name: "config_get",
-        takes: &["key"],
-        needs: &[],
-        make: |f| Request::ConfigGet { key: f.key },
-    },
+    Command::plain("status", |_| Request::Status),
+    Command::plain("procs", |_| Request::Procs),
+    Command::optional("kills", &["follow"], |f| Request::Kills {
+        follow: f.follow.unwrap_or(false),
+    }),
+    Command::plain("stats", |_| Request::Stats),
+    Command::optional("config_get", &["key"], |f| Request::ConfigGet {
+        key: f.key,
+    }),
     Command {
         name: "config_set",
         takes: &["key", "value"],
@@ -108,21 +85,37 @@ pub const COMMANDS: [Command; 8] = [
             value: f.value.unwrap_or_default(),
         },
     },
-    Command {
-        name: "reload",
-        takes: &[],
-        needs: &[],
-        make: |_| Request::Reload,
-    },
-    Command {
-        name: "evals",
-        takes: &["after"],
-        needs: &[],
-        make: |f| Request::Evals {
-            after: f.after.unwrap_or(0),
-        },
-    },
+    Command::plain("reload", |_| Request::Reload),
+    Command::optional("evals", &["after"], |f| Request::Evals {
+        after: f.after.unwrap_or(0),
+    }),
 ];
+
+impl Command {
+    /// A command without fields.
+    const fn plain(name: &'static str, make: fn(RequestFields) -> Request) -> Command {
+        Command {
+            name,
+            takes: &[],
+            needs: &[],
+            make,
+        }
+    }
+
+    /// A command whose fields are all optional.
+    const fn optional(
+        name: &'static str,
+        takes: &'static [&'static str],
+        make: fn(RequestFields) -> Request,
+    ) -> Command {
+        Command {
+            name,
+            takes,
+            needs: &[],
+            make,
+        }
+    }
+}
 
 impl TryFrom<RequestFields> for Request {
     type Error = String;
