@@ -54,6 +54,8 @@
 //!         thrashing_limit_critical), (stall_limit_critical,
 //!         direct_reclaim_threshold_ms), (pressure_after_kill_min_score,
 //!         lowmem_min_oom_score), filecache_min_kb, complete_stall_us, page_kb
+//!         in bits 0-31 with psi_partial_stall_ms in bits 32-63 when
+//!         anticipate_partial_trigger is on, else 0 (as in older recordings)
 //! 47-52   LMK_TARGET levels (minfree pages, adj)
 //! 53-56   census: processes per adj band (7 bands, `control::shared::BANDS`),
 //!         then the highest adj in the table (i32::MIN: empty)
@@ -261,7 +263,7 @@ impl Eval {
         );
         p.word(t.filecache_min_kb);
         p.word(t.complete_stall_us);
-        p.word(t.page_kb);
+        p.word(t.page_kb | (u64::from(t.anticipate_partial_ms) << 32));
         for i in 0..MAX_TARGETS {
             let l = self.targets.as_slice().get(i).copied();
             p.pair(
@@ -351,6 +353,7 @@ impl Eval {
         let (thrashing_limit_decay, thrashing_limit_critical) = r.pair();
         let (stall_limit_critical, direct_reclaim_threshold_ms) = r.pair();
         let (pak, lowmem) = r.pair();
+        let (filecache_min_kb, complete_stall_us, page_word) = (r.word(), r.word(), r.word());
         let tunables = Tunables {
             use_minfree_levels: flags & (1 << 18) != 0,
             swap_free_low_percentage,
@@ -359,13 +362,14 @@ impl Eval {
             thrashing_limit,
             thrashing_limit_decay,
             thrashing_limit_critical,
-            filecache_min_kb: r.word(),
+            filecache_min_kb,
             stall_limit_critical,
             pressure_after_kill_min_score: pak as i32,
             lowmem_min_oom_score: lowmem as i32,
             direct_reclaim_threshold_ms,
-            complete_stall_us: r.word(),
-            page_kb: r.word(),
+            complete_stall_us,
+            page_kb: page_word & 0xffff_ffff,
+            anticipate_partial_ms: (page_word >> 32) as u32,
             wait_for_inactive_file: flags & (1 << 19) != 0,
             low_ram_device: flags & (1 << 23) != 0,
             critical_upgrade: flags & (1 << 28) != 0,
@@ -646,6 +650,13 @@ mod tests {
                 event: Pressure::Early,
                 poll: PollInterval::Lazy,
                 ..sample(3)
+            },
+            Eval {
+                tunables: Tunables {
+                    anticipate_partial_ms: 70,
+                    ..sample(4).tunables
+                },
+                ..sample(4)
             },
         ] {
             assert_eq!(Eval::from_words(&e.to_words()), Ok(e));

@@ -1370,6 +1370,79 @@ fn early_gate_stays_open_while_lmkd_would_poll() {
     );
 }
 
+/// Ours, with `anticipate_partial_trigger`: the early event crossed 50 ms
+/// of stall; once 20 ms more are counted since, lmkd's 70 ms is reached and
+/// the held rows may kill without waiting for the kernel to deliver lmkd's
+/// event. Re-checks come fast while the stall, going on as it went, would
+/// cover the rest before a slow one, and only while a held row could kill.
+/// Not past the event's window, and not by default.
+#[test]
+fn early_gate_opens_at_lmkds_threshold_when_anticipating() {
+    let stalled = |b: B, ms: u64, stall_ms: u64| {
+        let mut b = b.at(ms);
+        b.0.psi.some_total_us = 5_000_000 + stall_ms * 1000;
+        b
+    };
+    let low = B::new().kswapd().free(LOW - 1);
+    let steps = |t: &Tunables, b: B, stalls: &[(u64, u64)]| {
+        let mut st = woken_early(t);
+        let mut e = Pressure::Early;
+        let mut out = Vec::new();
+        for &(ms, stall_ms) in stalls {
+            let d = gate(&mut st, t, stalled(b, ms, stall_ms), e);
+            out.push((d.kill, d.poll));
+            e = Pressure::Poll;
+        }
+        out
+    };
+    let mut t = gated();
+    t.anticipate_partial_ms = 70;
+    let fast = (None, PollInterval::Fast);
+    // A wall-to-wall stall: fast re-checks, then LOW_MEM at 20 ms.
+    assert_eq!(
+        steps(&t, low, &[(2_000, 0), (2_010, 10), (2_020, 20)]),
+        [
+            fast,
+            fast,
+            (kill(KillReason::LowMem, 701), PollInterval::Slow)
+        ]
+    );
+    // A light stall (5 ms in 100): no fast re-checks; reached only after
+    // the event's window, which does not count.
+    let light = steps(&t, low, &[(2_000, 0), (2_100, 5), (3_000, 20)]);
+    assert_eq!(light[0], fast);
+    assert!(
+        light[1..]
+            .iter()
+            .all(|&(k, p)| k.is_none() && p != PollInterval::Fast),
+        "{light:?}"
+    );
+    // Free memory above the watermarks: no held row could kill, no haste.
+    let calm = steps(
+        &t,
+        B::new().kswapd(),
+        &[(2_000, 0), (2_010, 10), (2_020, 20)],
+    );
+    assert!(
+        calm.iter()
+            .all(|&(k, p)| k.is_none() && p != PollInterval::Fast),
+        "{calm:?}"
+    );
+    // Off by default: the rows wait for lmkd's own event.
+    let t = gated();
+    assert_eq!(t.anticipate_partial_ms, 0);
+    let off = steps(
+        &t,
+        low,
+        &[(2_000, 0), (2_010, 10), (2_020, 20), (2_030, 100)],
+    );
+    assert!(
+        off.iter()
+            .all(|&(k, p)| k.is_none() && p != PollInterval::Fast),
+        "{off:?}"
+    );
+}
+
 /// An early window re-checks every 500 ms while free swap, falling as it
 /// last fell, would stay above its low mark (100 MB here) for a second:
 /// only swap running low may kill there. Never while lmkd would be looking,

@@ -112,6 +112,12 @@ config_keys! {
         /// swap low, anon memory has nowhere to go: waiting only adds
         /// stall). 0: off (lmkd's single threshold).
         psi_early_stall_ms: u32 = 50, int(0, 1000), Prop::File;
+        /// Ours: with the early trigger on, the rows it holds back may
+        /// kill once the stall since an early event reaches
+        /// `psi_partial_stall_ms` by the daemon's own count, before the
+        /// kernel's next trigger check (a tenth of the window later)
+        /// delivers lmkd's event (lmkd waits for the event: false).
+        anticipate_partial_trigger: bool = false, FLAG, Prop::File;
         /// Ours: while swap is low, the kernel reclaiming in an allocating
         /// task counts as free memory below min (lmkd compares free memory
         /// alone: false).

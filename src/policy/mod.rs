@@ -31,6 +31,10 @@
 //!   is extended only while swap is low or around a kill, and re-checks
 //!   only every 500 ms while free swap, falling as it last fell, would stay
 //!   above its low mark for another second ([`PollInterval::Lazy`]).
+//!   Ours, off by default (`anticipate_partial_trigger`): the gate also
+//!   opens once the stall since an early event reaches lmkd's threshold by
+//!   the daemon's own count, before the kernel's next trigger check
+//!   delivers lmkd's event ([`State::lmkds_threshold_reached`]).
 //! - Ours: with swap low, LOW_MEM_AND_SWAP may kill ahead of the low
 //!   watermark by as long as the last victim took to exit
 //!   (`kill_ahead_ms`; see [`State::low_ahead`]).
@@ -132,6 +136,11 @@ pub struct Tunables {
     /// Beyond lmkd: `psi_early_stall_ms` when in effect (0 = off; see
     /// [`State::lmkd_would_look`]).
     pub early_stall_ms: u32,
+    /// Beyond lmkd, off by default (`anticipate_partial_trigger`): lmkd's
+    /// `psi_partial_stall_ms` when on, else 0. The gate then opens once the
+    /// stall since an early event covers the gap up to it (see
+    /// [`State::lmkds_threshold_reached`]).
+    pub anticipate_partial_ms: u32,
 }
 
 impl Tunables {
@@ -161,6 +170,11 @@ impl Tunables {
             downgrade_pressure: c.downgrade_pressure,
             low_ram_device: c.low_ram,
             early_stall_ms: c.early_stall_ms(),
+            anticipate_partial_ms: if c.anticipate_partial_trigger {
+                c.psi_partial_stall_ms
+            } else {
+                0
+            },
         }
     }
 }
@@ -295,6 +309,15 @@ pub struct Decision {
     pub figures: Figures,
 }
 
+/// The `some` stall since an early event (see [`State::stall_since_early`]).
+#[derive(Clone, Copy, Debug)]
+struct EarlyStall {
+    gained_us: u64,
+    since_ms: u64,
+    /// What lmkd's threshold still needs (0: reached).
+    to_go_us: u64,
+}
+
 /// What the policy carries from one call to the next.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct State {
@@ -328,6 +351,9 @@ pub struct State {
     /// Until when lmkd would still be looking: its polling window after
     /// the last event of its own triggers (the early gate's state).
     lmkd_looks_until_ms: u64,
+    /// The last early event while the gate was closed: its snapshot time
+    /// and PSI `some` total (see [`State::lmkds_threshold_reached`]).
+    early_event: Option<(u64, u64)>,
     /// Free swap (as lmkd counts it) and the snapshot time at the last
     /// call, for the rate it falls at.
     prev_free_swap: Option<(u64, u64)>,
@@ -431,11 +457,15 @@ pub fn decide(
         && swap_stays_up(&fig, swap_fall);
     // Ours: swap about to run low polls fast before it does (see
     // [`PollInterval::Fast`]).
-    let poll = psi_poll_interval(
-        fig.swap_low || swap_falls_low(&fig, swap_fall),
-        cycle_after_kill,
-        calm,
-    );
+    let poll = if !looking && st.gate_opens_soon(snap, t, &fig) {
+        PollInterval::Fast
+    } else {
+        psi_poll_interval(
+            fig.swap_low || swap_falls_low(&fig, swap_fall),
+            cycle_after_kill,
+            calm,
+        )
+    };
     fig.low_ahead_ms = st.low_ahead(snap, t, &fig, cycle_after_kill);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
@@ -666,10 +696,67 @@ impl State {
         if t.early_stall_ms == 0 {
             return true;
         }
-        if event.is_lmkds() {
+        if event.is_lmkds() || self.lmkds_threshold_reached(snap, t) {
+            self.early_event = None;
             self.keep_looking(snap.time_ms);
+        } else if event == Pressure::Early && snap.time_ms >= self.lmkd_looks_until_ms {
+            self.early_event = snap
+                .known
+                .psi()
+                .then_some((snap.time_ms, snap.psi.some_total_us));
         }
         snap.time_ms < self.lmkd_looks_until_ms
+    }
+
+    /// The `some` stall counted since the last early event, within that
+    /// event's window, with `anticipate_partial_trigger` on.
+    fn stall_since_early(&self, snap: &Snapshot, t: &Tunables) -> Option<EarlyStall> {
+        if t.anticipate_partial_ms <= t.early_stall_ms {
+            return None;
+        }
+        let (at_ms, some_us) = self.early_event?;
+        let since_ms = snap.time_ms.checked_sub(at_ms)?;
+        if since_ms >= POLL_WINDOW_MS {
+            return None;
+        }
+        // The early event stands for early_stall_ms of the window already.
+        let gap_us = u64::from(t.anticipate_partial_ms - t.early_stall_ms) * 1000;
+        let gained_us = snap.psi.some_total_us.saturating_sub(some_us);
+        Some(EarlyStall {
+            gained_us,
+            since_ms,
+            to_go_us: gap_us.saturating_sub(gained_us),
+        })
+    }
+
+    /// Ours (`anticipate_partial_trigger`): lmkd's `some` threshold is
+    /// reached within the early event's window, by the early threshold that
+    /// event crossed plus the stall counted since. The kernel checks
+    /// triggers once per tenth of the window, so lmkd's event would come up
+    /// to 100 ms later, with the stall going on meanwhile: in the VM 1 GiB
+    /// thrash the readers stalled for all of the 100-110 ms between the
+    /// early event and lmkd's.
+    fn lmkds_threshold_reached(&self, snap: &Snapshot, t: &Tunables) -> bool {
+        self.stall_since_early(snap, t)
+            .is_some_and(|s| s.to_go_us == 0)
+    }
+
+    /// Whether the next re-check should come fast to see lmkd's threshold
+    /// reached: a row the gate holds back could kill (free memory below
+    /// low, or direct reclaim), and the stall, going on as it went since the
+    /// early event, would cover the rest before a slow re-check. Fast on
+    /// the early event itself, which gives no rate yet.
+    fn gate_opens_soon(&self, snap: &Snapshot, t: &Tunables, fig: &Figures) -> bool {
+        let held_row = fig.wmark <= WmarkLevel::BelowLow || fig.reclaim == Reclaim::Direct;
+        held_row
+            && self.stall_since_early(snap, t).is_some_and(|s| {
+                s.since_ms == 0
+                    || falls_to_mark(
+                        s.to_go_us,
+                        (s.gained_us, s.since_ms),
+                        PollInterval::Slow.ms(),
+                    )
+            })
     }
 
     /// lmkd would poll (so look) for a polling window from `now_ms`: after
