@@ -690,21 +690,24 @@ fn wait_for_inactive_file_is_off_by_default_and_reaches_the_policy() {
 }
 
 #[test]
-fn anticipate_partial_trigger_is_off_by_default_and_reaches_the_policy() {
+fn anticipate_partial_trigger_is_on_by_default_and_reaches_the_policy() {
     use lmkd::policy::Tunables;
-    assert!(!Config::default().anticipate_partial_trigger);
+    assert!(Config::default().anticipate_partial_trigger);
     assert_eq!(
         Tunables::from_config(&Config::default()).anticipate_partial_ms,
-        0
+        70
     );
-    let cfg = Config::from_toml_str("anticipate_partial_trigger = true").unwrap();
-    assert_eq!(Tunables::from_config(&cfg).anticipate_partial_ms, 70);
-    let cfg = Config::from_toml_str("anticipate_partial_trigger = true\npsi_partial_stall_ms = 90")
-        .unwrap();
+    assert_eq!(
+        Tunables::from_config(&Config::low_ram()).anticipate_partial_ms,
+        200
+    );
+    let cfg = Config::from_toml_str("anticipate_partial_trigger = false").unwrap();
+    assert_eq!(Tunables::from_config(&cfg).anticipate_partial_ms, 0);
+    let cfg = Config::from_toml_str("psi_partial_stall_ms = 90").unwrap();
     assert_eq!(Tunables::from_config(&cfg).anticipate_partial_ms, 90);
     // Ours, so file only.
-    let (cfg, _) = load(None, &[("ro.lmk.anticipate_partial_trigger", "true")]);
-    assert!(!cfg.anticipate_partial_trigger);
+    let (cfg, _) = load(None, &[("ro.lmk.anticipate_partial_trigger", "false")]);
+    assert!(cfg.anticipate_partial_trigger);
 }
 
 #[test]

@@ -1228,7 +1228,7 @@ fn low_mem_does_not_wait_for_the_file_cache_by_default() {
 // --- the early gate (ours) ----------------------------------------------
 
 /// The defaults as shipped: an early `some` trigger at 50 ms beside lmkd's
-/// at 70 ms.
+/// at 70 ms, whose threshold the daemon also counts up to itself.
 fn gated() -> Tunables {
     let mut t = Tunables::from_config(&Config::default());
     t.page_kb = 4;
@@ -1236,7 +1236,17 @@ fn gated() -> Tunables {
         (t.early_stall_ms, Config::default().psi_partial_stall_ms),
         (50, 70)
     );
+    assert_eq!(t.anticipate_partial_ms, 70);
     t
+}
+
+/// The gate waiting for lmkd's events alone (`anticipate_partial_trigger`
+/// off): the held rows' tests, whose snapshots carry no stall.
+fn gated_on_events() -> Tunables {
+    Tunables {
+        anticipate_partial_ms: 0,
+        ..gated()
+    }
 }
 
 /// A state that has seen the baseline at t = 0 from the early trigger
@@ -1258,7 +1268,7 @@ fn gate(st: &mut State, t: &Tunables, b: B, e: Pressure) -> Decision {
 /// polling second; its re-checks do not extend it.
 #[test]
 fn early_gate_holds_rows_without_low_swap_until_lmkds_trigger() {
-    let t = gated();
+    let t = gated_on_events();
     let mut st = woken_early(&t);
     let low = B::new().kswapd().free(LOW - 1);
     let d = gate(&mut st, &t, low.at(2_100), Pressure::Early);
@@ -1370,12 +1380,12 @@ fn early_gate_stays_open_while_lmkd_would_poll() {
     );
 }
 
-/// Ours, with `anticipate_partial_trigger`: the early event crossed 50 ms
+/// Ours, `anticipate_partial_trigger` (on by default): the early event crossed 50 ms
 /// of stall; once 20 ms more are counted since, lmkd's 70 ms is reached and
 /// the held rows may kill without waiting for the kernel to deliver lmkd's
 /// event. Re-checks come fast while the stall, going on as it went, would
 /// cover the rest before a slow one, and only while a held row could kill.
-/// Not past the event's window, and not by default.
+/// Not past the event's window, and not when off.
 #[test]
 fn early_gate_opens_at_lmkds_threshold_when_anticipating() {
     let stalled = |b: B, ms: u64, stall_ms: u64| {
@@ -1395,8 +1405,7 @@ fn early_gate_opens_at_lmkds_threshold_when_anticipating() {
         }
         out
     };
-    let mut t = gated();
-    t.anticipate_partial_ms = 70;
+    let t = gated();
     let fast = (None, PollInterval::Fast);
     // A wall-to-wall stall: fast re-checks, then LOW_MEM at 20 ms.
     assert_eq!(
@@ -1428,9 +1437,8 @@ fn early_gate_opens_at_lmkds_threshold_when_anticipating() {
             .all(|&(k, p)| k.is_none() && p != PollInterval::Fast),
         "{calm:?}"
     );
-    // Off by default: the rows wait for lmkd's own event.
-    let t = gated();
-    assert_eq!(t.anticipate_partial_ms, 0);
+    // Off: the rows wait for lmkd's own event.
+    let t = gated_on_events();
     let off = steps(
         &t,
         low,

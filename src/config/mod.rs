@@ -117,7 +117,7 @@ config_keys! {
         /// `psi_partial_stall_ms` by the daemon's own count, before the
         /// kernel's next trigger check (a tenth of the window later)
         /// delivers lmkd's event (lmkd waits for the event: false).
-        anticipate_partial_trigger: bool = false, FLAG, Prop::File;
+        anticipate_partial_trigger: bool = true, FLAG, Prop::File;
         /// Ours: while swap is low, the kernel reclaiming in an allocating
         /// task counts as free memory below min (lmkd compares free memory
         /// alone: false).

@@ -31,7 +31,7 @@
 //!   is extended only while swap is low or around a kill, and re-checks
 //!   only every 500 ms while free swap, falling as it last fell, would stay
 //!   above its low mark for another second ([`PollInterval::Lazy`]).
-//!   Ours, off by default (`anticipate_partial_trigger`): the gate also
+//!   Ours, on by default (`anticipate_partial_trigger`): the gate also
 //!   opens once the stall since an early event reaches lmkd's threshold by
 //!   the daemon's own count, before the kernel's next trigger check
 //!   delivers lmkd's event ([`State::lmkds_threshold_reached`]).
@@ -136,7 +136,7 @@ pub struct Tunables {
     /// Beyond lmkd: `psi_early_stall_ms` when in effect (0 = off; see
     /// [`State::lmkd_would_look`]).
     pub early_stall_ms: u32,
-    /// Beyond lmkd, off by default (`anticipate_partial_trigger`): lmkd's
+    /// Beyond lmkd, on by default (`anticipate_partial_trigger`): lmkd's
     /// `psi_partial_stall_ms` when on, else 0. The gate then opens once the
     /// stall since an early event covers the gap up to it (see
     /// [`State::lmkds_threshold_reached`]).
