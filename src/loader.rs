@@ -176,7 +176,9 @@ impl Loader {
         if bin.len() < bin.capacity() {
             bin.push(old);
             drop(bin);
-            self.tx.push(Request::Free);
+            // A full request ring drops this request (and counts it): what
+            // it asked for stays in the bin until the next one empties it.
+            let _ = self.tx.push(Request::Free);
         } else {
             drop(bin);
             drop(old);
