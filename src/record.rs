@@ -60,10 +60,11 @@
 //! 53-56   census: processes per adj band (7 bands, `control::shared::BANDS`),
 //!         then the highest adj in the table (i32::MIN: empty)
 //! 57-59   vmpressure tunables: (low, medium) min adj, (critical min adj,
-//!         upgrade_pressure), (downgrade_pressure, psi_early_stall_ms in
-//!         effect in bits 0-15; 0 in older recordings: the early trigger
-//!         off; bits 16-31 kill_ahead_ms when flag bit 31 is set, else
-//!         ignored)
+//!         upgrade_pressure in bits 0-15 with fast_after_kill_ms in bits
+//!         16-31, 0 in older recordings), (downgrade_pressure,
+//!         psi_early_stall_ms in effect in bits 0-15; 0 in older
+//!         recordings: the early trigger off; bits 16-31 kill_ahead_ms
+//!         when flag bit 31 is set, else ignored)
 //! ```
 //!
 //! # What a replay can and cannot say
@@ -278,7 +279,10 @@ impl Eval {
         p.pair(c[6], self.max_adj.unwrap_or(i32::MIN) as u32);
         let v = &t.vmpressure_adj;
         p.pair(v[0] as u32, v[1] as u32);
-        p.pair(v[2] as u32, t.upgrade_pressure);
+        p.pair(
+            v[2] as u32,
+            (t.upgrade_pressure & 0xffff) | (t.fast_after_kill_ms.min(0xffff) << 16),
+        );
         p.pair(
             t.downgrade_pressure,
             (t.early_stall_ms & 0xffff) | (t.kill_ahead_ms.min(0xffff) << 16),
@@ -375,6 +379,7 @@ impl Eval {
             critical_upgrade: flags & (1 << 28) != 0,
             direct_reclaim_below_min: flags & (1 << 29) != 0,
             kill_ahead_ms: 0,
+            fast_after_kill_ms: 0,
             // Read below, after the census.
             vmpressure_adj: [0; 3],
             upgrade_pressure: 0,
@@ -402,7 +407,10 @@ impl Eval {
         let (critical, upgrade) = r.pair();
         let (downgrade, stalls) = r.pair();
         tunables.vmpressure_adj = [low as i32, medium as i32, critical as i32];
-        tunables.upgrade_pressure = upgrade;
+        // Older recordings kept upgrade_pressure (0-100) alone: no fast
+        // re-checks after a kill.
+        tunables.upgrade_pressure = upgrade & 0xffff;
+        tunables.fast_after_kill_ms = upgrade >> 16;
         tunables.downgrade_pressure = downgrade;
         // Builds that estimated the gate kept psi_partial_stall_ms in bits
         // 16-31; only flag bit 31 says they hold kill_ahead_ms.
@@ -658,6 +666,14 @@ mod tests {
                 },
                 ..sample(4)
             },
+            Eval {
+                tunables: Tunables {
+                    fast_after_kill_ms: 1000,
+                    upgrade_pressure: 100,
+                    ..sample(5).tunables
+                },
+                ..sample(5)
+            },
         ] {
             assert_eq!(Eval::from_words(&e.to_words()), Ok(e));
         }
@@ -675,6 +691,24 @@ mod tests {
         let old = Eval::from_words(&w).unwrap();
         assert_eq!(old.tunables.kill_ahead_ms, 0);
         assert_eq!(old.tunables.early_stall_ms, e.tunables.early_stall_ms);
+    }
+
+    /// Older builds kept upgrade_pressure alone in word 58's upper half:
+    /// they made no fast re-checks after a kill.
+    #[test]
+    fn older_records_replay_with_no_fast_rechecks_after_a_kill() {
+        let e = Eval {
+            tunables: Tunables {
+                fast_after_kill_ms: 300,
+                ..sample(1).tunables
+            },
+            ..sample(1)
+        };
+        let mut w = e.to_words();
+        w[58] = (w[58] & 0xffff_ffff) | (80 << 32);
+        let old = Eval::from_words(&w).unwrap();
+        assert_eq!(old.tunables.fast_after_kill_ms, 0);
+        assert_eq!(old.tunables.upgrade_pressure, 80);
     }
 
     #[test]

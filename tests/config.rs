@@ -711,6 +711,26 @@ fn anticipate_partial_trigger_is_on_by_default_and_reaches_the_policy() {
 }
 
 #[test]
+fn fast_after_kill_ms_is_off_by_default_and_reaches_the_policy() {
+    use lmkd::policy::Tunables;
+    assert_eq!(
+        Tunables::from_config(&Config::default()).fast_after_kill_ms,
+        0
+    );
+    assert_eq!(
+        Tunables::from_config(&Config::low_ram()).fast_after_kill_ms,
+        0
+    );
+    let cfg = Config::from_toml_str("fast_after_kill_ms = 300").unwrap();
+    assert_eq!(Tunables::from_config(&cfg).fast_after_kill_ms, 300);
+    let e = Config::from_toml_str("fast_after_kill_ms = 1001").unwrap_err();
+    assert!(e.to_string().contains("fast_after_kill_ms"), "{e}");
+    // Ours, so file only.
+    let (cfg, _) = load(None, &[("ro.lmk.fast_after_kill_ms", "300")]);
+    assert_eq!(cfg.fast_after_kill_ms, 0);
+}
+
+#[test]
 fn syntax_error_carries_the_line_and_column() {
     let e = Config::from_toml_str("debug = true\nkill_timeout_ms = = 3\n").unwrap_err();
     let ConfigError::Syntax { excerpt, .. } = &e else {

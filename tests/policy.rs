@@ -764,6 +764,49 @@ fn poll_interval_rule() {
     assert_eq!(direct.figures.reclaim, Reclaim::Direct);
 }
 
+/// Ours, `fast_after_kill_ms`: for that long after a kill is made, while
+/// free memory is below "high", the re-checks come every 10 ms, so a dip
+/// below "low" while kswapd and the survivors take turns is seen; a kill
+/// made in that time starts it again. Above "high", and with it off
+/// (lmkd), only the call after the kill comes fast.
+#[test]
+fn rechecks_come_fast_for_a_while_after_a_kill() {
+    for window in [0, 300] {
+        let mut t = tun();
+        t.fast_after_kill_ms = window;
+        let mut st = primed(&t);
+        let mut check = |b: B, ms: u64| {
+            let mut b = b.at(ms);
+            b.0.vm.pgscan_kswapd += ms;
+            let d = decide(&b.0, Pressure::Poll, &t, &no_targets(), &mut st);
+            if let Some(k) = d.kill {
+                st.on_kill(&b.0, &k);
+            }
+            (d.kill.map(|k| k.reason), d.poll)
+        };
+        let (low, above) = (B::new().free(LOW - 1), B::new().free(LOW + 500));
+        let fast = if window > 0 {
+            PollInterval::Fast
+        } else {
+            PollInterval::Slow
+        };
+        assert_eq!(
+            check(low, 1_000),
+            (Some(KillReason::LowMem), PollInterval::Slow)
+        );
+        // The call when the victim has died.
+        assert_eq!(check(above, 1_080), (None, PollInterval::Fast));
+        assert_eq!(check(above, 1_090), (None, fast), "window {window}");
+        assert_eq!(check(low, 1_100), (Some(KillReason::LowMem), fast));
+        assert_eq!(check(above, 1_180), (None, PollInterval::Fast));
+        assert_eq!(check(above, 1_190), (None, fast), "window {window}");
+        let recovered = B::new().free(HIGH);
+        assert_eq!(check(recovered, 1_200), (None, PollInterval::Slow));
+        assert_eq!(check(above, 1_399), (None, fast), "window {window}");
+        assert_eq!(check(above, 1_400), (None, PollInterval::Slow));
+    }
+}
+
 #[test]
 fn figures_for_the_kill_line() {
     let t = tun();

@@ -121,6 +121,9 @@ pub struct Tunables {
     /// Beyond lmkd: how far ahead of the low watermark a swap-low kill may
     /// look (ms; 0 = off; see [`first_match`]).
     pub kill_ahead_ms: u32,
+    /// Beyond lmkd: re-checks come fast for this long after a kill (ms;
+    /// 0 = off; see [`State::in_kill_aftermath`]).
+    pub fast_after_kill_ms: u32,
     /// vmpressure strategy: min adj per level (`low`, `medium`, `critical`;
     /// above 1000 = that level never kills).
     pub vmpressure_adj: [i32; 3],
@@ -164,6 +167,7 @@ impl Tunables {
             wait_for_inactive_file: c.wait_for_inactive_file,
             direct_reclaim_below_min: c.direct_reclaim_below_min,
             kill_ahead_ms: c.kill_ahead_ms,
+            fast_after_kill_ms: c.fast_after_kill_ms,
             vmpressure_adj: [c.low, c.medium, c.critical],
             critical_upgrade: c.critical_upgrade,
             upgrade_pressure: c.upgrade_pressure,
@@ -269,6 +273,9 @@ pub enum PollInterval {
     /// a victim gave back in 100-200 ms: at lmkd's long period swap ran
     /// low, then free memory below the watermarks, up to 90 ms before a
     /// re-check saw it, with kswapd and every app in reclaim meanwhile.
+    /// Also for `fast_after_kill_ms` after a kill (see
+    /// [`State::in_kill_aftermath`]) and while lmkd's threshold is about
+    /// to be reached (see [`State::gate_opens_soon`]).
     Fast,
     /// lmkd's long period.
     Slow,
@@ -455,17 +462,18 @@ pub fn decide(
             .last_kill_ms
             .map_or(true, |k| snap.time_ms.saturating_sub(k) >= SWAP_HORIZON_MS)
         && swap_stays_up(&fig, swap_fall);
-    // Ours: swap about to run low polls fast before it does (see
-    // [`PollInterval::Fast`]).
-    let poll = if !looking && st.gate_opens_soon(snap, t, &fig) {
-        PollInterval::Fast
-    } else {
-        psi_poll_interval(
-            fig.swap_low || swap_falls_low(&fig, swap_fall),
-            cycle_after_kill,
-            calm,
-        )
-    };
+    // Ours: a kill just made, or lmkd's threshold about to be reached,
+    // polls fast; so does swap about to run low (see [`PollInterval::Fast`]).
+    let poll =
+        if st.in_kill_aftermath(snap, t, &fig) || (!looking && st.gate_opens_soon(snap, t, &fig)) {
+            PollInterval::Fast
+        } else {
+            psi_poll_interval(
+                fig.swap_low || swap_falls_low(&fig, swap_fall),
+                cycle_after_kill,
+                calm,
+            )
+        };
     fig.low_ahead_ms = st.low_ahead(snap, t, &fig, cycle_after_kill);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
@@ -757,6 +765,26 @@ impl State {
                         PollInterval::Slow.ms(),
                     )
             })
+    }
+
+    /// Ours (`fast_after_kill_ms`): the last kill was made less than that
+    /// long ago and free memory is below the high watermark. lmkd
+    /// re-checks when its victim has died, then every 100 ms; below "high"
+    /// kswapd is awake and free memory swings down to "low" and back as it
+    /// and the survivors take turns. In the VM 1 GiB thrash lmkd's second
+    /// kill came from such a dip at the moment its first victim died;
+    /// lmkd-rs, first to kill, often found free memory 0.5-1.5 MB above
+    /// "low" there, and the three readers left stalled for 2 s. Above
+    /// "high" kswapd sleeps and a dip is the whole gap between the marks
+    /// away: in the VM low-RAM thrash, where free memory stays above "high"
+    /// after each kill, re-checking fast there too cost the core 450 ms of
+    /// CPU against 280 (TCG), with the same four kills.
+    fn in_kill_aftermath(&self, snap: &Snapshot, t: &Tunables, fig: &Figures) -> bool {
+        t.fast_after_kill_ms > 0
+            && fig.wmark <= WmarkLevel::BelowHigh
+            && self
+                .last_kill_ms
+                .is_some_and(|k| snap.time_ms.saturating_sub(k) < u64::from(t.fast_after_kill_ms))
     }
 
     /// lmkd would poll (so look) for a polling window from `now_ms`: after
