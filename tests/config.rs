@@ -711,23 +711,18 @@ fn anticipate_partial_trigger_is_on_by_default_and_reaches_the_policy() {
 }
 
 #[test]
-fn fast_after_kill_ms_is_off_by_default_and_reaches_the_policy() {
+fn fast_after_kill_ms_is_300_by_default_and_reaches_the_policy() {
     use lmkd::policy::Tunables;
-    assert_eq!(
-        Tunables::from_config(&Config::default()).fast_after_kill_ms,
-        0
-    );
-    assert_eq!(
-        Tunables::from_config(&Config::low_ram()).fast_after_kill_ms,
-        0
-    );
-    let cfg = Config::from_toml_str("fast_after_kill_ms = 300").unwrap();
-    assert_eq!(Tunables::from_config(&cfg).fast_after_kill_ms, 300);
+    let window = |c: &Config| Tunables::from_config(c).fast_after_kill_ms;
+    assert_eq!(window(&Config::default()), 300);
+    assert_eq!(window(&Config::low_ram()), 300);
+    let off = Config::from_toml_str("fast_after_kill_ms = 0").unwrap();
+    assert_eq!(window(&off), 0);
     let e = Config::from_toml_str("fast_after_kill_ms = 1001").unwrap_err();
     assert!(e.to_string().contains("fast_after_kill_ms"), "{e}");
     // Ours, so file only.
-    let (cfg, _) = load(None, &[("ro.lmk.fast_after_kill_ms", "300")]);
-    assert_eq!(cfg.fast_after_kill_ms, 0);
+    let (cfg, _) = load(None, &[("ro.lmk.fast_after_kill_ms", "0")]);
+    assert_eq!(cfg.fast_after_kill_ms, 300);
 }
 
 #[test]

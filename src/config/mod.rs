@@ -127,9 +127,10 @@ config_keys! {
         /// it sooner than the last victim took to exit, looking at most
         /// this far ahead (ms). 0: off (lmkd waits for the breach).
         kill_ahead_ms: u32 = 200, int(0, 1000), Prop::File;
-        /// Ours: re-check every 10 ms for this long after a kill, in ms
-        /// (lmkd re-checks when its victim has died, then every 100 ms: 0).
-        fast_after_kill_ms: u32 = 0, int(0, 1000), Prop::File;
+        /// Ours: for this long after a kill (ms), while free memory is
+        /// below "high", re-check every 10 ms (lmkd re-checks when its
+        /// victim has died, then every 100 ms: 0).
+        fast_after_kill_ms: u32 = 300, int(0, 1000), Prop::File;
         /// Ours: how long the highest zone watermark reading stays in
         /// force, in ms (lmkd keeps one reading for 60 s); 0 takes each
         /// reading as it comes.
