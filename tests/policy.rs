@@ -776,11 +776,9 @@ fn rechecks_come_fast_for_a_while_after_a_kill() {
         t.fast_after_kill_ms = window;
         let mut st = primed(&t);
         let mut check = |b: B, ms: u64| {
-            let mut b = b.at(ms);
-            b.0.vm.pgscan_kswapd += ms;
-            let d = decide(&b.0, Pressure::Poll, &t, &no_targets(), &mut st);
+            let d = gate(&mut st, &t, b.at(ms), Pressure::Poll);
             if let Some(k) = d.kill {
-                st.on_kill(&b.0, &k);
+                st.on_kill(&b.at(ms).0, &k);
             }
             (d.kill.map(|k| k.reason), d.poll)
         };

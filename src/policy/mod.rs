@@ -453,27 +453,25 @@ pub fn decide(
     let swap_fall = fall_since(&mut st.prev_free_swap, fig.free_swap_kb, snap.time_ms);
     let quiet = st.reclaim_state(snap, &mut fig);
     let looking = st.lmkd_would_look(snap, event, t);
+    // Ours: swap about to run low, or lmkd's threshold about to be
+    // reached while a held row could kill, is as urgent as swap low; the
+    // re-checks after a kill while free memory is below "high" count as
+    // around the kill (see [`PollInterval::Fast`]).
+    let gate_soon = !looking && st.gate_opens_soon(snap, t, &fig);
+    let urgent = fig.swap_low || swap_falls_low(&fig, swap_fall) || gate_soon;
+    let around_kill = cycle_after_kill || st.in_kill_aftermath(snap, t, &fig);
     // Only swap running low could kill here before lmkd's trigger fires,
-    // and it cannot within a second (see [`PollInterval::Lazy`]). The
-    // second after a kill is left out: the victim's memory coming back
-    // says nothing of how fast it is taken again.
+    // and it cannot within a second (see [`PollInterval::Lazy`]), unless
+    // the gate is about to open. The second after a kill is left out: the
+    // victim's memory coming back says nothing of how fast it is taken
+    // again.
     let calm = !looking
+        && !gate_soon
         && st
             .last_kill_ms
             .map_or(true, |k| snap.time_ms.saturating_sub(k) >= SWAP_HORIZON_MS)
         && swap_stays_up(&fig, swap_fall);
-    // Ours: a kill just made, or lmkd's threshold about to be reached,
-    // polls fast; so does swap about to run low (see [`PollInterval::Fast`]).
-    let poll =
-        if st.in_kill_aftermath(snap, t, &fig) || (!looking && st.gate_opens_soon(snap, t, &fig)) {
-            PollInterval::Fast
-        } else {
-            psi_poll_interval(
-                fig.swap_low || swap_falls_low(&fig, swap_fall),
-                cycle_after_kill,
-                calm,
-            )
-        };
+    let poll = psi_poll_interval(urgent, around_kill, calm);
     fig.low_ahead_ms = st.low_ahead(snap, t, &fig, cycle_after_kill);
     fig.thrashing_limit_pct = st.thrashing_limit;
     if quiet && !first && event != Pressure::Complete {
@@ -940,22 +938,22 @@ fn cache_refills(snap: &Snapshot, t: &Tunables) -> bool {
     snap.vm.nr_inactive_file.saturating_mul(t.page_kb.max(1)) > snap.wm.high_kb
 }
 
-/// 10 ms while swap is low or in the cycle after a kill, else 100 ms.
-fn poll_interval(swap_low: bool, after_kill: bool) -> PollInterval {
-    if swap_low || after_kill {
+/// 10 ms while swap is low (or, for the PSI strategy, about to be, or
+/// lmkd's threshold about to be reached) or around a kill, else 100 ms.
+fn poll_interval(urgent: bool, around_kill: bool) -> PollInterval {
+    if urgent || around_kill {
         PollInterval::Fast
     } else {
         PollInterval::Slow
     }
 }
 
-/// The PSI strategy's interval: lmkd's (with `swap_low` also true while
-/// swap is about to run low), or [`PollInterval::Lazy`] in a calm early
-/// window, never in the cycle after a kill.
-fn psi_poll_interval(swap_low: bool, after_kill: bool, calm: bool) -> PollInterval {
-    if calm && !after_kill {
+/// The PSI strategy's interval: lmkd's (see [`poll_interval`]), or
+/// [`PollInterval::Lazy`] in a calm early window, never around a kill.
+fn psi_poll_interval(urgent: bool, around_kill: bool, calm: bool) -> PollInterval {
+    if calm && !around_kill {
         PollInterval::Lazy
     } else {
-        poll_interval(swap_low, after_kill)
+        poll_interval(urgent, around_kill)
     }
 }
