@@ -9,7 +9,8 @@
 //! The loader keeps its own copy of the configuration in force (it made
 //! every one after the first), so it can log what a reload changes. What a
 //! swap replaced comes back here to be freed: `free` may trim the heap, a
-//! syscall the core does not make.
+//! syscall the core does not make. So does a pressure source the core
+//! stops watching: closing a PSI trigger waits in the kernel.
 
 use std::collections::VecDeque;
 use std::io;
@@ -64,14 +65,21 @@ pub enum Outcome {
     NoSource,
 }
 
-/// What the core replaced when it put a reload in force, for the loader to
-/// free.
-pub struct Leftovers {
-    pub config: Box<Config>,
-    pub uids: Vec<u32>,
-    /// The control socket's copy; None while the control thread held it
-    /// out (it frees it then).
-    pub published: Option<Box<Published>>,
+/// What the core let go of, for the loader to free or close.
+pub enum Leftovers {
+    /// What a reload replaced.
+    Config {
+        config: Box<Config>,
+        uids: Vec<u32>,
+        /// The control socket's copy; None while the control thread held
+        /// it out (it frees it then).
+        published: Option<Box<Published>>,
+    },
+    /// A pressure source out of the epoll set (replaced, failed, or not
+    /// wanted). Closing a PSI trigger waits for an RCU grace period in
+    /// the kernel (`psi_trigger_destroy`): 8-16 ms a trigger on the
+    /// development machine, three triggers to a source.
+    Source(Source),
 }
 
 struct Shared {
@@ -168,9 +176,9 @@ impl Loader {
         self.tx.push(r)
     }
 
-    /// Hands over what a reload replaced, to be freed on the loader thread.
-    /// Without room (QUEUE swaps the loader has not yet woken for) it is
-    /// freed here: never in practice, and no worse than before.
+    /// Hands over what the core let go of, to be freed or closed on the
+    /// loader thread. Without room (QUEUE hand-overs the loader has not yet
+    /// woken for) it is dropped here: never in practice.
     pub fn free(&self, old: Leftovers) {
         let mut bin = lock(&self.shared.bin);
         if bin.len() < bin.capacity() {
@@ -326,7 +334,7 @@ mod tests {
         let l = Loader::start(Config::default(), None, props, |_| {}).unwrap();
         for round in 0..50 {
             for _ in 0..2 {
-                l.free(Leftovers {
+                l.free(Leftovers::Config {
                     config: Box::default(),
                     uids: vec![1000, 1001],
                     published: Some(Published::new(Config::default())),
@@ -338,5 +346,43 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+
+    /// A pressure source handed over is closed, not kept in the bin: the
+    /// read end of a pipe standing in for one of its descriptors hangs up.
+    #[test]
+    fn a_source_handed_over_is_closed() {
+        let props: Arc<dyn PropertySource> = Arc::new(crate::props::NoProperties);
+        let l = Loader::start(Config::default(), None, props, |_| {}).unwrap();
+        let mut p = [0i32; 2];
+        // SAFETY: pipe2 into an array of two ints; checked below.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: eventfd with valid flags; checked below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        assert!(efd >= 0);
+        // SAFETY: fresh descriptors we own.
+        let (read, write, other) = unsafe {
+            (
+                OwnedFd::from_raw_fd(p[0]),
+                OwnedFd::from_raw_fd(p[1]),
+                OwnedFd::from_raw_fd(efd),
+            )
+        };
+        l.free(Leftovers::Source(Source::Counters {
+            medium: write,
+            critical: other,
+            _level: None,
+        }));
+        let mut pfd = libc::pollfd {
+            fd: read.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; POLLHUP comes when the write end closes.
+        let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+        assert!(
+            n == 1 && pfd.revents & libc::POLLHUP != 0,
+            "the handed-over source is still open after 5 s"
+        );
     }
 }

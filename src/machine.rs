@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::control;
 use crate::history::History;
 use crate::kill::{InFlight, ReaperJobs, Signal};
-use crate::loader::Loader;
+use crate::loader::{Leftovers, Loader};
 use crate::memcg::AppMemcg;
 use crate::policy::{self, Pressure, Tunables};
 use crate::props::PropertySource;
@@ -314,14 +314,14 @@ impl Machine {
     }
 
     /// Watches `src` and says what is armed (through the report thread).
+    /// A source that cannot be watched goes to the loader to be closed.
     fn arm(&mut self, src: Source, io: &mut dyn Edges) -> io::Result<()> {
-        for (fd, pressure, urgent) in src.fds() {
-            if let Err(e) = io.watch(fd, Token::Pressure(pressure), urgent) {
-                for (fd, _, _) in src.fds() {
-                    io.unwatch(fd);
-                }
-                return Err(io::Error::other(format!("epoll add pressure source: {e}")));
-            }
+        let failed = src.fds().find_map(|(fd, pressure, urgent)| {
+            io.watch(fd, Token::Pressure(pressure), urgent).err()
+        });
+        if let Some(e) = failed {
+            self.retire(src, io);
+            return Err(io::Error::other(format!("epoll add pressure source: {e}")));
         }
         self.report.note(Note::Monitor(src.kind()));
         self.source = Some(src);
@@ -330,10 +330,17 @@ impl Machine {
 
     fn stop_monitors(&mut self, io: &mut dyn Edges) {
         if let Some(src) = self.source.take() {
-            for (fd, _, _) in src.fds() {
-                io.unwatch(fd);
-            }
+            self.retire(src, io);
         }
+    }
+
+    /// Takes `src` out of the epoll set and hands it to the loader: the
+    /// core does not close PSI triggers (see [`Leftovers::Source`]).
+    fn retire(&mut self, src: Source, io: &mut dyn Edges) {
+        for (fd, _, _) in src.fds() {
+            io.unwatch(fd);
+        }
+        self.loader.free(Leftovers::Source(src));
     }
 
     // ---- pressure --------------------------------------------------------

@@ -3,15 +3,20 @@
 //! the configured PSI triggers (and says so), falls back to vmpressure when
 //! that fails, and gives up (saying so) only when the replacement fails too.
 //! The failing source is injected: the write end of a pipe whose read end
-//! the test closes, which epoll reports as EPOLLERR.
+//! the test closes, which epoll reports as EPOLLERR. And a source the core
+//! stops watching is closed on the loader thread, never on the core.
 
 mod common;
 
+use std::collections::HashMap;
+use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
 use std::time::Duration;
 
 use common::inproc::InProc;
 use common::pressure::own_memcg;
+use common::strace::{self, Strace};
 use common::*;
 use lmkd::psi::Source;
 
@@ -81,4 +86,100 @@ fn a_failed_source_is_re_created_or_replaced() {
         "the fallback does not say why:\n{log}"
     );
     logcap::wait_for("pressure monitor: memcg v1 vmpressure", T);
+}
+
+/// The daemon's PSI triggers on `psi`: its descriptors open for writing
+/// there (the snapshot reads the same file through one open read-only).
+fn triggers_on(pid: u32, psi: &Path) -> Vec<u32> {
+    let writable = |fd: u32| {
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        info.lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .is_some_and(|f| f & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32)
+    };
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l == psi))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| writable(fd))
+        .collect()
+}
+
+/// Thread id -> name, for every thread of `pid`.
+fn thread_names(pid: u32) -> HashMap<u32, String> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let comm = fs::read_to_string(t.path().join("comm")).ok()?;
+            Some((tid, comm.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The thread that closed `fd` in a `strace -f` trace, if one did.
+fn closed_by(trace: &str, fd: u32) -> Option<u32> {
+    let call = format!("close({fd}");
+    trace.lines().find_map(|l| {
+        let (tid, rest) = l.split_once(' ')?;
+        let rest = rest.trim_start();
+        let next = rest.as_bytes().get(call.len()).copied();
+        (rest.starts_with(&call) && matches!(next, Some(b')') | Some(b' ')))
+            .then(|| tid.parse().ok())
+            .flatten()
+    })
+}
+
+/// A reload that changes the PSI thresholds arms new triggers and closes
+/// the old ones, on the loader thread: closing a trigger waits for an RCU
+/// grace period in the kernel (8-16 ms each here), which the core must not.
+#[test]
+fn replaced_psi_triggers_are_closed_on_the_loader() {
+    let test = "replaced_psi_triggers_are_closed_on_the_loader";
+    if !need_root(test) {
+        return;
+    }
+    let psi = Path::new("/proc/pressure/memory");
+    if !psi.exists() {
+        return skip(test, "no PSI");
+    }
+    if !strace::available() {
+        return skip(test, "strace is not installed");
+    }
+    let d = Daemon::start(
+        "psi-close",
+        "psi_partial_stall_ms = 600\npsi_complete_stall_ms = 900\n",
+    );
+    d.wait_log("pressure monitor: PSI", T);
+    let pid = d.child.id();
+    let old = triggers_on(pid, psi);
+    assert!(!old.is_empty(), "no PSI trigger open before the reload");
+    let names = thread_names(pid);
+    let trace = Strace::attach(pid, "close", d.dir.path("strace.out"));
+
+    let text = fs::read_to_string(&d.config).unwrap();
+    fs::write(&d.config, text.replace("= 600", "= 700")).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    d.wait_log_count("pressure monitor: PSI", 2, T);
+    let all_closed = || old.iter().all(|&fd| closed_by(&trace.text(), fd).is_some());
+    eventually(T, all_closed);
+    let log = trace.finish();
+    for fd in &old {
+        let tid = closed_by(&log, *fd)
+            .unwrap_or_else(|| panic!("old trigger fd {fd} was not closed:\n{log}"));
+        let name = names.get(&tid).map_or("?", String::as_str);
+        assert_eq!(
+            name, "lmkd-loader",
+            "old trigger fd {fd} was closed by thread {tid} ({name}), not the loader:\n{log}"
+        );
+    }
+    assert_eq!(
+        triggers_on(pid, psi).len(),
+        old.len(),
+        "the new triggers are not all open"
+    );
 }

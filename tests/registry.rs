@@ -7,78 +7,14 @@
 mod common;
 
 use std::fs;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::inproc::InProc;
+use common::strace::{self, Strace};
 use common::*;
 use lmkd::proto::{Command as Cmd, PrioBatch};
 
 const T: Duration = Duration::from_secs(5);
-
-/// `strace -f` attached to a running process, writing to a file.
-struct Strace {
-    child: Child,
-    out: std::path::PathBuf,
-}
-
-impl Strace {
-    fn attach(pid: u32, calls: &str, out: std::path::PathBuf) -> Strace {
-        let child = Command::new("strace")
-            .args(["-f", "-qq", "-e"])
-            .arg(format!("trace={calls}"))
-            .arg("-o")
-            .arg(&out)
-            .arg("-p")
-            .arg(pid.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn strace");
-        // strace writes nothing until a traced call; wait until every
-        // thread is attached (they show as TracerPid in their status).
-        let traced = || {
-            fs::read_dir(format!("/proc/{pid}/task"))
-                .map(|d| {
-                    d.flatten().all(|t| {
-                        fs::read_to_string(t.path().join("status")).is_ok_and(|s| {
-                            s.lines().any(|l| {
-                                l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0"
-                            })
-                        })
-                    })
-                })
-                .unwrap_or(false)
-        };
-        assert!(eventually(T, traced), "strace did not attach to {pid}");
-        Strace { child, out }
-    }
-
-    /// Detaches and returns the trace.
-    fn finish(mut self) -> String {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        fs::read_to_string(&self.out).unwrap_or_default()
-    }
-}
-
-impl Drop for Strace {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn have_strace() -> bool {
-    Command::new("strace")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 #[test]
 fn update_of_a_registered_process_opens_nothing() {
@@ -86,7 +22,7 @@ fn update_of_a_registered_process_opens_nothing() {
     if !need_root(test) {
         return;
     }
-    if !have_strace() {
+    if !strace::available() {
         skip(test, "strace is not installed");
         return;
     }

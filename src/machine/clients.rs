@@ -271,10 +271,13 @@ impl Machine {
                                     "re-arming PSI triggers after reload failed: monitoring stopped",
                                 ));
                             }
+                        } else {
+                            // The PSI source they replace failed meanwhile.
+                            self.loader.free(Leftovers::Source(t));
                         }
                     }
                     let published = self.control.config_published(published);
-                    self.loader.free(Leftovers {
+                    self.loader.free(Leftovers::Config {
                         config,
                         uids,
                         published,
@@ -290,7 +293,9 @@ impl Machine {
                     }
                 }
                 Outcome::Reopened(src) => {
-                    if self.source.is_none() && self.arm(src, io).is_err() {
+                    if self.source.is_some() {
+                        self.loader.free(Leftovers::Source(src));
+                    } else if self.arm(src, io).is_err() {
                         self.report.note(Note::Info(
                             "watching the re-opened pressure source failed: monitoring stopped",
                         ));

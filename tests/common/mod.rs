@@ -8,6 +8,7 @@ pub mod logcap;
 pub mod pressure;
 pub mod reference;
 pub mod rng;
+pub mod strace;
 pub mod wakeups;
 
 use std::fs;
