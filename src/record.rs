@@ -61,9 +61,8 @@
 //!         then the highest adj in the table (i32::MIN: empty)
 //! 57-59   vmpressure tunables: (low, medium) min adj, (critical min adj,
 //!         upgrade_pressure in bits 0-15 with fast_after_kill_ms in bits
-//!         16-31, 0 in older recordings), (downgrade_pressure in bits 0-7
-//!         with lowmem_after_kill_stall_pct in bits 8-15, 0 in older
-//!         recordings, psi_early_stall_ms in effect in bits 0-15; 0 in older
+//!         16-31, 0 in older recordings), (downgrade_pressure,
+//!         psi_early_stall_ms in effect in bits 0-15; 0 in older
 //!         recordings: the early trigger off; bits 16-31 kill_ahead_ms
 //!         when flag bit 31 is set, else ignored)
 //! ```
@@ -285,7 +284,7 @@ impl Eval {
             (t.upgrade_pressure & 0xffff) | (t.fast_after_kill_ms.min(0xffff) << 16),
         );
         p.pair(
-            (t.downgrade_pressure & 0xff) | ((t.lowmem_after_kill_stall_pct & 0xff) << 8),
+            t.downgrade_pressure,
             (t.early_stall_ms & 0xffff) | (t.kill_ahead_ms.min(0xffff) << 16),
         );
         debug_assert_eq!(p.i, EVAL_WORDS);
@@ -381,7 +380,6 @@ impl Eval {
             direct_reclaim_below_min: flags & (1 << 29) != 0,
             kill_ahead_ms: 0,
             fast_after_kill_ms: 0,
-            lowmem_after_kill_stall_pct: 0,
             // Read below, after the census.
             vmpressure_adj: [0; 3],
             upgrade_pressure: 0,
@@ -413,10 +411,7 @@ impl Eval {
         // re-checks after a kill.
         tunables.upgrade_pressure = upgrade & 0xffff;
         tunables.fast_after_kill_ms = upgrade >> 16;
-        // Older recordings kept downgrade_pressure (0-100) alone: no stall
-        // asked of a LOW_MEM kill after a kill.
-        tunables.downgrade_pressure = downgrade & 0xff;
-        tunables.lowmem_after_kill_stall_pct = (downgrade >> 8) & 0xff;
+        tunables.downgrade_pressure = downgrade;
         // Builds that estimated the gate kept psi_partial_stall_ms in bits
         // 16-31; only flag bit 31 says they hold kill_ahead_ms.
         tunables.early_stall_ms = stalls & 0xffff;
@@ -679,14 +674,6 @@ mod tests {
                 },
                 ..sample(5)
             },
-            Eval {
-                tunables: Tunables {
-                    lowmem_after_kill_stall_pct: 100,
-                    downgrade_pressure: 100,
-                    ..sample(6).tunables
-                },
-                ..sample(6)
-            },
         ] {
             assert_eq!(Eval::from_words(&e.to_words()), Ok(e));
         }
@@ -722,24 +709,6 @@ mod tests {
         let old = Eval::from_words(&w).unwrap();
         assert_eq!(old.tunables.fast_after_kill_ms, 0);
         assert_eq!(old.tunables.upgrade_pressure, 80);
-    }
-
-    /// Older builds kept downgrade_pressure alone in word 59's lower half:
-    /// they asked no stall of a LOW_MEM kill after a kill.
-    #[test]
-    fn older_records_replay_with_no_stall_asked_after_a_kill() {
-        let e = Eval {
-            tunables: Tunables {
-                lowmem_after_kill_stall_pct: 5,
-                ..sample(1).tunables
-            },
-            ..sample(1)
-        };
-        let mut w = e.to_words();
-        w[59] = (w[59] & !0xffff_ffff) | 40;
-        let old = Eval::from_words(&w).unwrap();
-        assert_eq!(old.tunables.lowmem_after_kill_stall_pct, 0);
-        assert_eq!(old.tunables.downgrade_pressure, 40);
     }
 
     #[test]

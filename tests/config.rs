@@ -711,21 +711,6 @@ fn anticipate_partial_trigger_is_on_by_default_and_reaches_the_policy() {
 }
 
 #[test]
-fn lowmem_after_kill_stall_pct_is_off_by_default_and_reaches_the_policy() {
-    use lmkd::policy::Tunables;
-    let pct = |c: &Config| Tunables::from_config(c).lowmem_after_kill_stall_pct;
-    assert_eq!(pct(&Config::default()), 0);
-    assert_eq!(pct(&Config::low_ram()), 0);
-    let on = Config::from_toml_str("lowmem_after_kill_stall_pct = 5").unwrap();
-    assert_eq!(pct(&on), 5);
-    let e = Config::from_toml_str("lowmem_after_kill_stall_pct = 101").unwrap_err();
-    assert!(e.to_string().contains("lowmem_after_kill_stall_pct"), "{e}");
-    // Ours, so file only.
-    let (cfg, _) = load(None, &[("ro.lmk.lowmem_after_kill_stall_pct", "5")]);
-    assert_eq!(cfg.lowmem_after_kill_stall_pct, 0);
-}
-
-#[test]
 fn fast_after_kill_ms_is_300_by_default_and_reaches_the_policy() {
     use lmkd::policy::Tunables;
     let window = |c: &Config| Tunables::from_config(c).fast_after_kill_ms;

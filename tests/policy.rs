@@ -805,66 +805,6 @@ fn rechecks_come_fast_for_a_while_after_a_kill() {
     }
 }
 
-/// Ours, `lowmem_after_kill_stall_pct`: within a second of a kill, a
-/// LOW_MEM kill needs that much PSI `some` stall since it (percent of the
-/// time since it); a kill it allows starts the count again. Past the
-/// second, without PSI figures, for swap-low rows, and with it off (lmkd),
-/// the watermark alone decides.
-#[test]
-fn lowmem_after_a_kill_needs_stall_since_it() {
-    let at = |b: B, ms: u64, stall_ms: u64| {
-        let mut b = b.at(ms);
-        b.0.psi.some_total_us = 5_000_000 + stall_ms * 1000;
-        b
-    };
-    let low = B::new().free(LOW - 1);
-    let run = |pct: u32, steps: &[(B, u64, u64)]| {
-        let mut t = tun();
-        t.lowmem_after_kill_stall_pct = pct;
-        let mut st = primed(&t);
-        let mut out = Vec::new();
-        for &(b, ms, stall_ms) in steps {
-            let b = at(b, ms, stall_ms);
-            let d = gate(&mut st, &t, b, Pressure::Poll);
-            if let Some(k) = d.kill {
-                st.on_kill(&b.0, &k);
-            }
-            out.push(d.kill.map(|k| k.reason));
-        }
-        out
-    };
-    let lowmem = Some(KillReason::LowMem);
-    // A kill, the call when its victim has died (1.25%), 4.75% and 5%;
-    // then no stall since the second kill until its second has passed.
-    let steps = [
-        (low, 1_000, 0),
-        (low, 1_080, 1),
-        (low, 1_400, 19),
-        (low, 1_500, 25),
-        (low, 1_600, 25),
-        (low, 2_499, 25),
-        (low, 2_500, 25),
-    ];
-    assert_eq!(
-        run(5, &steps),
-        [lowmem, None, None, lowmem, None, None, lowmem]
-    );
-    assert_eq!(run(0, &steps[..2]), [lowmem, lowmem]);
-    // Swap low: the row before LOW_MEM is not held.
-    let swap_low = low.swap(1_000_000, 50_000);
-    assert_eq!(
-        run(5, &[(low, 1_000, 0), (swap_low, 1_100, 0)]),
-        [lowmem, Some(KillReason::LowMemAndSwap)]
-    );
-    // No PSI figures: no stall can be asked for.
-    let mut blind = low;
-    blind.0.known = blind.0.known.without(Known::PSI);
-    assert_eq!(
-        run(5, &[(low, 1_000, 0), (blind, 1_100, 0)]),
-        [lowmem, lowmem]
-    );
-}
-
 #[test]
 fn figures_for_the_kill_line() {
     let t = tun();

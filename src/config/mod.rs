@@ -131,11 +131,6 @@ config_keys! {
         /// below "high", re-check every 10 ms (lmkd re-checks when its
         /// victim has died, then every 100 ms: 0).
         fast_after_kill_ms: u32 = 300, int(0, 1000), Prop::File;
-        /// Ours: within a second of a kill, a LOW_MEM kill (free memory
-        /// below low, swap to spare) needs PSI `some` stall since that kill
-        /// of at least this percent of the time since it. 0: off (lmkd
-        /// kills on the watermark alone).
-        lowmem_after_kill_stall_pct: u32 = 0, int(0, 100), Prop::File;
         /// Ours: how long the highest zone watermark reading stays in
         /// force, in ms (lmkd keeps one reading for 60 s); 0 takes each
         /// reading as it comes.

@@ -65,9 +65,6 @@ pub const POLL_WINDOW_MS: u64 = 1000;
 /// An early window re-checks lazily while swap could not run low within
 /// this long at the rate free swap last fell (see [`PollInterval::Lazy`]).
 pub const SWAP_HORIZON_MS: u64 = 1000;
-/// How long after a kill a LOW_MEM kill needs stall since it (lmkd's PSI
-/// window; see [`State::stalled_since_kill`]).
-pub const AFTER_KILL_STALL_WINDOW_MS: u64 = 1000;
 
 /// What woke the policy up. The discriminants are the control socket's
 /// counter slots (`control::shared::LEVELS`).
@@ -127,10 +124,6 @@ pub struct Tunables {
     /// Beyond lmkd: re-checks come fast for this long after a kill (ms;
     /// 0 = off; see [`State::in_kill_aftermath`]).
     pub fast_after_kill_ms: u32,
-    /// Beyond lmkd: the stall a LOW_MEM kill needs within a second of a
-    /// kill (percent of the time since it; 0 = off; see
-    /// [`State::stalled_since_kill`]).
-    pub lowmem_after_kill_stall_pct: u32,
     /// vmpressure strategy: min adj per level (`low`, `medium`, `critical`;
     /// above 1000 = that level never kills).
     pub vmpressure_adj: [i32; 3],
@@ -175,7 +168,6 @@ impl Tunables {
             direct_reclaim_below_min: c.direct_reclaim_below_min,
             kill_ahead_ms: c.kill_ahead_ms,
             fast_after_kill_ms: c.fast_after_kill_ms,
-            lowmem_after_kill_stall_pct: c.lowmem_after_kill_stall_pct,
             vmpressure_adj: [c.low, c.medium, c.critical],
             critical_upgrade: c.critical_upgrade,
             upgrade_pressure: c.upgrade_pressure,
@@ -355,8 +347,6 @@ pub struct State {
     last_kill_ms: Option<u64>,
     /// PSI `full total` when the last kill was decided.
     full_total_at_kill: Option<u64>,
-    /// PSI `some total` when the last kill was decided.
-    some_total_at_kill: Option<u64>,
     last_kill_reason: Option<KillReason>,
     check_filecache: bool,
     direct_reclaim_start_ms: Option<u64>,
@@ -406,7 +396,6 @@ impl State {
         }
         self.last_kill_ms = Some(snap.time_ms);
         self.full_total_at_kill = Some(snap.psi.full_total_us);
-        self.some_total_at_kill = Some(snap.psi.some_total_us);
         self.last_kill_reason = Some(kill.reason);
         self.max_thrashing = 0;
         if kill.reason.cuts_thrashing_limit() {
@@ -798,28 +787,6 @@ impl State {
 
     /// lmkd would poll (so look) for a polling window from `now_ms`: after
     /// an event of its triggers, a kill, or a re-check that extends it.
-    /// Ours (`lowmem_after_kill_stall_pct`): whether, within
-    /// [`AFTER_KILL_STALL_WINDOW_MS`] of the last kill, the PSI `some`
-    /// stall since it reaches that share of the time since it; true when
-    /// off, without PSI figures, or past the window. The victim's
-    /// pages may come back only as kswapd reclaims them: a reader's
-    /// memory is page cache, and free memory can sit under a (held,
-    /// boosted) mark while nobody waits. In the VM thrash the fourth
-    /// reader's kill came after 1-6% stall since the third (23 runs),
-    /// the second and third after 7-35%.
-    fn stalled_since_kill(&self, snap: &Snapshot, t: &Tunables) -> bool {
-        let pct = u64::from(t.lowmem_after_kill_stall_pct);
-        let (Some(at_ms), Some(at_us)) = (self.last_kill_ms, self.some_total_at_kill) else {
-            return true;
-        };
-        let since_ms = snap.time_ms.saturating_sub(at_ms);
-        if pct == 0 || !snap.known.psi() || since_ms >= AFTER_KILL_STALL_WINDOW_MS {
-            return true;
-        }
-        // stall_us / (since_ms * 1000) >= pct / 100
-        snap.psi.some_total_us.saturating_sub(at_us) >= since_ms.saturating_mul(10 * pct)
-    }
-
     fn keep_looking(&mut self, now_ms: u64) {
         self.lmkd_looks_until_ms = self
             .lmkd_looks_until_ms
@@ -954,10 +921,7 @@ fn first_match(
         // Past the file cache row: if it was armed, the cache has
         // recovered; stop watching it.
         st.check_filecache = false;
-        if below_low
-            && !(t.wait_for_inactive_file && cache_refills(snap, t))
-            && st.stalled_since_kill(snap, t)
-        {
+        if below_low && !(t.wait_for_inactive_file && cache_refills(snap, t)) {
             Some((KillReason::LowMem, t.lowmem_min_oom_score))
         } else {
             None

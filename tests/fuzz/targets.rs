@@ -179,7 +179,6 @@ fn tunables(b: &mut Bytes) -> Tunables {
     t.low_ram_device = b.u8() % 2 == 0;
     t.kill_ahead_ms = b.range(0, 1001) as u32;
     t.fast_after_kill_ms = b.range(0, 1001) as u32;
-    t.lowmem_after_kill_stall_pct = b.range(0, 101) as u32;
     t.anticipate_partial_ms = b.range(0, 1001) as u32;
     t
 }
