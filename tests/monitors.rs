@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
@@ -17,6 +16,7 @@ use std::time::Duration;
 use common::inproc::InProc;
 use common::pressure::own_memcg;
 use common::strace::{self, Strace};
+use common::wakeups;
 use common::*;
 use lmkd::psi::Source;
 
@@ -98,26 +98,9 @@ fn triggers_on(pid: u32, psi: &Path) -> Vec<u32> {
             .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
             .is_some_and(|f| f & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32)
     };
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .flatten()
-        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l == psi))
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&fd| writable(fd))
-        .collect()
-}
-
-/// Thread id -> name, for every thread of `pid`.
-fn thread_names(pid: u32) -> HashMap<u32, String> {
-    fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .filter_map(|t| {
-            let tid = t.file_name().to_str()?.parse().ok()?;
-            let comm = fs::read_to_string(t.path().join("comm")).ok()?;
-            Some((tid, comm.trim().to_string()))
-        })
-        .collect()
+    let mut fds = fds_linking_to(&pid.to_string(), psi);
+    fds.retain(|&fd| writable(fd));
+    fds
 }
 
 /// The thread that closed `fd` in a `strace -f` trace, if one did.
@@ -157,7 +140,8 @@ fn replaced_psi_triggers_are_closed_on_the_loader() {
     let pid = d.child.id();
     let old = triggers_on(pid, psi);
     assert!(!old.is_empty(), "no PSI trigger open before the reload");
-    let names = thread_names(pid);
+    // Thread id -> (name, context switches): only the names are used.
+    let threads = wakeups::switches(pid);
     let trace = Strace::attach(pid, "close", d.dir.path("strace.out"));
 
     let text = fs::read_to_string(&d.config).unwrap();
@@ -171,7 +155,7 @@ fn replaced_psi_triggers_are_closed_on_the_loader() {
     for fd in &old {
         let tid = closed_by(&log, *fd)
             .unwrap_or_else(|| panic!("old trigger fd {fd} was not closed:\n{log}"));
-        let name = names.get(&tid).map_or("?", String::as_str);
+        let name = threads.get(&tid).map_or("?", |(n, _)| n.as_str());
         assert_eq!(
             name, "lmkd-loader",
             "old trigger fd {fd} was closed by thread {tid} ({name}), not the loader:\n{log}"

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,11 +15,7 @@ use lmkd::proto::Command as Cmd;
 
 /// Pidfds this process holds (the in-process daemon's show here).
 fn pidfds() -> usize {
-    fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter(|e| fs::read_link(e.path()).is_ok_and(|t| t == Path::new("anon_inode:[pidfd]")))
-        .count()
+    fds_linking_to("self", Path::new("anon_inode:[pidfd]")).len()
 }
 
 #[test]

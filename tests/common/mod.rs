@@ -378,6 +378,17 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// The descriptors of process `pid` ("self" for this one) that link to
+/// `target` (a path, or an anonymous inode such as `anon_inode:[pidfd]`).
+pub fn fds_linking_to(pid: &str, target: &Path) -> Vec<u32> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l == target))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
