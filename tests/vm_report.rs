@@ -9,23 +9,32 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One run directory as `tests/vm/run.sh` leaves it, reduced to what the
-/// report reads: the first death 500 ms into the run, PSI `some` at 300 ms
-/// 100 ms before it and 400 ms 100 ms after, and the main thread's CPU
-/// grown by `ticks` clock ticks.
+/// report reads: the first death 500 ms into the run (lmkd's with a
+/// thrashing reason at 50%, ours for low memory at 0%), PSI `some` at 300 ms
+/// 100 ms before it and 400 ms 100 ms after, file refaults growing from 100
+/// to 300 pages, and the main thread's CPU grown by `ticks` clock ticks.
 fn fake_run(dir: &Path, killer: &str, ticks: u64) {
     fs::create_dir_all(dir).unwrap();
+    let (reason, thrashing) = if killer == "aosp" { (5, 50) } else { (8, 0) };
     let result = format!(
         r#"{{"scenario": "synthetic", "killer": "{killer}", "pass": true, "t0_mono_ms": 1000,
-  "first_death_ms": 500, "deaths_total": 1, "daemon_kills": 1,
-  "deaths": [{{"t_ms": 500, "app": "cached900", "pid": 42, "adj": 900, "cause": "lmkd"}}]}}"#
+  "daemon_connected": true, "first_death_ms": 500, "deaths_total": 1, "daemon_kills": 1,
+  "deaths": [{{"t_ms": 500, "app": "cached900", "pid": 42, "adj": 900, "cause": "lmkd",
+    "reason": {reason}, "thrashing": {thrashing}}}]}}"#
     );
     fs::write(dir.join("result.json"), result).unwrap();
     let mut csv = String::from(
         "t_ms,mem_free_kb,mem_avail_kb,cached_kb,swap_total_kb,swap_free_kb,some_total_us,\
-         full_total_us,some_avg10,full_avg10,daemon_rss_kb,daemon_lck_kb,oom_kill\n",
+         full_total_us,some_avg10,full_avg10,daemon_rss_kb,daemon_lck_kb,oom_kill,refault_file\n",
     );
-    for (t, some) in [(1000, 0), (1200, 100_000), (1400, 300_000), (1600, 400_000)] {
-        csv += &format!("{t},50000,60000,1000,262140,200000,{some},0,0.00,0.00,900,900,0\n");
+    for (t, some, refault) in [
+        (1000, 0, 100),
+        (1200, 100_000, 150),
+        (1400, 300_000, 250),
+        (1600, 400_000, 300),
+    ] {
+        csv +=
+            &format!("{t},50000,60000,1000,262140,200000,{some},0,0.00,0.00,900,900,0,{refault}\n");
     }
     fs::write(dir.join("samples.csv"), csv).unwrap();
     let psi = |some: u64| {
@@ -109,6 +118,16 @@ fn compare_table_splits_the_stall_at_the_first_kill_and_draws_the_picture() {
     // The death at 1 500 ms falls halfway between 300 and 400 ms of stall.
     assert_eq!(row(&table, "  before the first kill"), ["350", "350"]);
     assert_eq!(row(&table, "  after it"), ["50", "50"]);
+    // Whether the cache thrashed, beside what each killer said it saw.
+    assert_eq!(row(&table, "  giving a thrashing reason"), ["0", "1"]);
+    assert_eq!(
+        row(&table, "thrashing % reported at the first kill"),
+        ["0", "50"]
+    );
+    assert_eq!(
+        row(&table, "guest file refaults before it (pages)"),
+        ["175", "175"]
+    );
     // Clock ticks of 10 ms.
     assert_eq!(row(&table, "core thread CPU (ms)"), ["500", "30"]);
     let picture = fs::read_to_string(&svg).unwrap();

@@ -20,6 +20,10 @@ import sys
 # A sample interval whose memory "some" stall exceeds this share marks the
 # onset of pressure (a few ms of stall happen on an idle VM too).
 ONSET_STALL_SHARE = 0.05
+# Kill reasons lmkd gives for page-cache thrashing (LOW_SWAP_AND_THRASHING,
+# LOW_MEM_AND_THRASHING, DIRECT_RECL_AND_THRASHING,
+# LOW_FILECACHE_AFTER_THRASHING).
+THRASHING_REASONS = (2, 4, 5, 7)
 # A steady daemon (soak verdict) may end with this much more anonymous
 # resident memory (RssAnon: heap, stacks, rings) than it started with: a few
 # pages touched for the first time, not a leak that grows with every cycle.
@@ -73,14 +77,18 @@ def load_samples(d):
     return rows
 
 
-def psi_some_at(samples, t_ms):
-    """PSI `some` total (us) at t_ms, interpolated between the samples around
-    it; None outside the sampled span."""
+def sample_at(samples, key, t_ms):
+    """Counter `key` at t_ms, interpolated between the samples around it;
+    None outside the sampled span or where the sampler did not record it
+    (older samplers, or -1 for unreadable)."""
     for prev, cur in zip(samples, samples[1:]):
         if prev["t_ms"] <= t_ms <= cur["t_ms"]:
+            a, b = prev.get(key, -1), cur.get(key, -1)
+            if a < 0 or b < 0:
+                return None
             span = cur["t_ms"] - prev["t_ms"]
             share = (t_ms - prev["t_ms"]) / span if span > 0 else 1.0
-            return prev["some_total_us"] + share * (cur["some_total_us"] - prev["some_total_us"])
+            return a + share * (b - a)
     return None
 
 
@@ -421,12 +429,22 @@ def summarize(d):
     # The stall on either side of the first kill: what came before it is the
     # killer's to cut by acting sooner; what came after is the rest of the
     # scenario (later kills, and any pressure no kill relieves).
-    before_us = psi_some_at(samples, (t0 or 0) + first) if first is not None else None
+    before_us = sample_at(samples, "some_total_us", (t0 or 0) + first) if first is not None else None
     if before_us is not None and "some" in pb and m["psi_some_ms"] is not None:
         m["psi_some_before_first_kill_ms"] = max(0, round((before_us - pb["some"]) / 1000))
         m["psi_some_after_first_kill_ms"] = m["psi_some_ms"] - m["psi_some_before_first_kill_ms"]
     else:
         m["psi_some_before_first_kill_ms"] = m["psi_some_after_first_kill_ms"] = None
+    # Whether the page cache was thrashing when the killer first acted: the
+    # guest's file refaults from the scenario's start to the first kill, and
+    # the thrashing share the killer itself reported for that kill.
+    at = [sample_at(samples, "refault_file", (t0 or 0) + t) if t0 is not None and t is not None else None
+          for t in (0, first)]
+    m["refaults_before_first_kill"] = round(at[1] - at[0]) if None not in at else None
+    reported = [x for x in res.get("deaths", []) if x.get("reason") is not None]
+    m["thrashing_reason_kills"] = (sum(1 for x in reported if x["reason"] in THRASHING_REASONS)
+                                   if res.get("daemon_connected") else None)
+    m["first_kill_thrashing_pct"] = reported[0].get("thrashing") if reported else None
     rss = [s["daemon_rss_kb"] for s in samples if s.get("daemon_rss_kb", -1) >= 0]
     lck = [s["daemon_lck_kb"] for s in samples if s.get("daemon_lck_kb", -1) >= 0]
     m["daemon_peak_rss_kb"] = int(max(rss)) if rss else None
@@ -596,6 +614,9 @@ ROWS = [
     ("PSI full total (ms)", lambda ms: spread([m.get("psi_full_ms") for m in ms])),
     ("kills (all deaths)", lambda ms: spread([m.get("deaths_total") for m in ms])),
     ("  by the daemon", lambda ms: spread([m.get("daemon_kills") for m in ms])),
+    ("  giving a thrashing reason", lambda ms: spread([m.get("thrashing_reason_kills") for m in ms])),
+    ("thrashing % reported at the first kill", lambda ms: spread([m.get("first_kill_thrashing_pct") for m in ms])),
+    ("guest file refaults before it (pages)", lambda ms: spread([m.get("refaults_before_first_kill") for m in ms])),
     ("kills in adj order", lambda ms: count_true([m.get("kills_in_adj_order") for m in ms])),
     ("kernel OOM kills", lambda ms: spread([m.get("kernel_oom_kills") for m in ms])),
     ("foreground (adj<=0) deaths", lambda ms: spread([m.get("foreground_deaths") for m in ms])),

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub const HEADER: &str = "t_ms,mem_free_kb,mem_avail_kb,cached_kb,swap_total_kb,swap_free_kb,\
-some_total_us,full_total_us,some_avg10,full_avg10,daemon_rss_kb,daemon_lck_kb,oom_kill";
+some_total_us,full_total_us,some_avg10,full_avg10,daemon_rss_kb,daemon_lck_kb,oom_kill,refault_file";
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -128,7 +128,13 @@ pub fn run(a: &SampleArgs) -> Result<(), String> {
         let p = pressure.read();
         let (some_avg, some_total) = psi(p, "some");
         let (full_avg, full_total) = psi(p, "full");
-        let oom = field(vmstat.read(), "oom_kill").unwrap_or(-1);
+        let vm = vmstat.read();
+        let oom = field(vm, "oom_kill").unwrap_or(-1);
+        // File refaults show whether the page cache is thrashing; kernels
+        // before 5.9 count only the combined `workingset_refault`.
+        let refault = field(vm, "workingset_refault_file")
+            .or_else(|| field(vm, "workingset_refault"))
+            .unwrap_or(-1);
         let (rss, lck) = match status.as_mut() {
             Some(r) => {
                 let s = r.read();
@@ -143,7 +149,7 @@ pub fn run(a: &SampleArgs) -> Result<(), String> {
         use std::fmt::Write as _;
         let _ = writeln!(
             line,
-            "{t},{mf},{ma},{ca},{st},{sf},{some_total},{full_total},{some_avg:.2},{full_avg:.2},{rss},{lck},{oom}"
+            "{t},{mf},{ma},{ca},{st},{sf},{some_total},{full_total},{some_avg:.2},{full_avg:.2},{rss},{lck},{oom},{refault}"
         );
         // A failed write (disk full) must not stop sampling of later rows.
         let _ = out.write_all(line.as_bytes());
