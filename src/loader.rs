@@ -108,25 +108,13 @@ impl Loader {
         props: Arc<dyn PropertySource>,
         on_start: fn(&'static str),
     ) -> io::Result<Loader> {
-        let (tx, rx) = ring::channel::<Request>(QUEUE)?;
-        // SAFETY: eventfd(2) with valid flags; checked below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(sys::SysError::last("eventfd for the loader").into());
-        }
-        let shared = Arc::new(Shared {
-            done: Mutex::new(VecDeque::with_capacity(QUEUE)),
-            bin: Mutex::new(Vec::with_capacity(QUEUE)),
-            apply: Mutex::new(None),
-            // SAFETY: fresh descriptor we own.
-            bell: unsafe { OwnedFd::from_raw_fd(fd) },
-        });
+        let (loader, rx) = Loader::unstarted()?;
         let mut work = Work {
             current: config,
             path,
             props,
         };
-        let out = shared.clone();
+        let out = loader.shared.clone();
         let b = thread::Builder::new()
             .name("lmkd-loader".into())
             .stack_size(256 * 1024);
@@ -168,7 +156,26 @@ impl Loader {
             }
         })
         .map_err(|e| io::Error::new(e.kind(), format!("spawn loader thread: {e}")))?;
-        Ok(Loader { tx, shared })
+        Ok(loader)
+    }
+
+    /// The core's end and the request ring's other end, with no thread
+    /// reading it yet.
+    fn unstarted() -> io::Result<(Loader, ring::Receiver<Request>)> {
+        let (tx, rx) = ring::channel::<Request>(QUEUE)?;
+        // SAFETY: eventfd(2) with valid flags; checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(sys::SysError::last("eventfd for the loader").into());
+        }
+        let shared = Arc::new(Shared {
+            done: Mutex::new(VecDeque::with_capacity(QUEUE)),
+            bin: Mutex::new(Vec::with_capacity(QUEUE)),
+            apply: Mutex::new(None),
+            // SAFETY: fresh descriptor we own.
+            bell: unsafe { OwnedFd::from_raw_fd(fd) },
+        });
+        Ok((Loader { tx, shared }, rx))
     }
 
     /// Queues a request; false if the queue is full (never blocks).
@@ -196,7 +203,15 @@ impl Loader {
     /// Hands over a configuration to put in force (a later one replaces
     /// one not yet taken); false if the request queue is full.
     pub fn apply(&self, c: Box<Config>, psi: bool) -> bool {
-        *lock(&self.shared.apply) = Some(c);
+        let superseded = lock(&self.shared.apply).replace(c);
+        // Freed on the loader like any replaced configuration, not here.
+        if let Some(config) = superseded {
+            self.free(Leftovers::Config {
+                config,
+                uids: Vec::new(),
+                published: None,
+            });
+        }
         self.tx.push(Request::Apply { psi })
     }
 
@@ -346,6 +361,29 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+
+    /// A `config set` that replaces one the loader has not taken yet
+    /// leaves the older one in the bin for the loader to free, so the core
+    /// never frees a configuration; the newer one is what gets applied.
+    #[test]
+    fn a_superseded_configuration_goes_to_the_bin() {
+        let (l, _rx) = Loader::unstarted().unwrap();
+        let with_timeout = |ms| {
+            Box::new(Config {
+                kill_timeout_ms: ms,
+                ..Config::default()
+            })
+        };
+        assert!(l.apply(with_timeout(1), true));
+        assert!(lock(&l.shared.bin).is_empty());
+        assert!(l.apply(with_timeout(2), true));
+        match lock(&l.shared.bin).as_slice() {
+            [Leftovers::Config { config, .. }] => assert_eq!(config.kill_timeout_ms, 1),
+            other => panic!("{} leftovers in the bin, not the first config", other.len()),
+        }
+        let next = lock(&l.shared.apply).take().map(|c| c.kill_timeout_ms);
+        assert_eq!(next, Some(2));
     }
 
     /// A pressure source handed over is closed, not kept in the bin: the
