@@ -2127,3 +2127,39 @@ fn missing_pgscan_counters_read_as_still() {
     assert_eq!(d.figures.reclaim, Reclaim::Kswapd);
     assert_eq!(d.kill, kill(KillReason::LowMem, 701));
 }
+
+/// Refaults counted before the daemon first looked (since boot) are not
+/// thrashing: the first evaluation sets the base. The lmkd peer's first
+/// evaluation divides them by a base of 0 and shifts the result right once
+/// per second since boot; in the VM thrash, 65 refaults 7-8 s after boot
+/// read as 50 % and its first kill gave a thrashing reason while the page
+/// cache had barely refaulted.
+#[test]
+fn refaults_from_before_the_first_evaluation_are_not_thrashing() {
+    let t = tun();
+    let mut st = State::new();
+    // The first look, 8 s after boot, REFAULT0 pages refaulted since boot.
+    let first = decide(
+        &B::new().at(8_000).0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(first.figures.thrashing_pct, 0);
+    // 100 ms on: below low, kswapd running, 10 new refaults (0.05 %).
+    let d = decide(
+        &B::new()
+            .at(8_100)
+            .kswapd()
+            .refault(REFAULT0 + 10)
+            .free(LOW - 1)
+            .0,
+        Pressure::Partial,
+        &t,
+        &no_targets(),
+        &mut st,
+    );
+    assert_eq!(d.figures.thrashing_pct, 0);
+    assert_eq!(d.kill.map(|k| k.reason), Some(KillReason::LowMem));
+}
