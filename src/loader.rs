@@ -91,6 +91,39 @@ struct Shared {
     bell: OwnedFd,
 }
 
+impl Shared {
+    /// Answers every request queued, in order.
+    fn serve(&self, rx: &ring::Receiver<Request>, work: &mut Work, freeing: &mut Vec<Leftovers>) {
+        while let Some(req) = rx.pop() {
+            let o = match req {
+                // Emptied here, not on waking: the core fills the bin
+                // before it asks, so what it asked for is in.
+                Request::Free => {
+                    std::mem::swap(&mut *lock(&self.bin), freeing);
+                    freeing.clear();
+                    continue;
+                }
+                Request::Reload { psi } => work.reload(psi),
+                Request::Apply { psi } => match lock(&self.apply).take() {
+                    Some(c) => work.install(*c, psi, true),
+                    None => Outcome::Rejected { applied: true },
+                },
+                Request::Reopen { psi } => work.reopen(psi),
+            };
+            lock(&self.done).push_back(o);
+            let one: u64 = 1;
+            // SAFETY: 8-byte write to our eventfd.
+            unsafe {
+                libc::write(
+                    self.bell.as_raw_fd(),
+                    &one as *const u64 as *const libc::c_void,
+                    8,
+                )
+            };
+        }
+    }
+}
+
 /// The core's end.
 pub struct Loader {
     tx: ring::Sender<Request>,
@@ -126,33 +159,7 @@ impl Loader {
             loop {
                 rx.wait(-1);
                 rx.ack();
-                while let Some(req) = rx.pop() {
-                    let o = match req {
-                        // Emptied here, not on waking: the core fills the
-                        // bin before it asks, so what it asked for is in.
-                        Request::Free => {
-                            std::mem::swap(&mut *lock(&out.bin), &mut freeing);
-                            freeing.clear();
-                            continue;
-                        }
-                        Request::Reload { psi } => work.reload(psi),
-                        Request::Apply { psi } => match lock(&out.apply).take() {
-                            Some(c) => work.install(*c, psi, true),
-                            None => Outcome::Rejected { applied: true },
-                        },
-                        Request::Reopen { psi } => work.reopen(psi),
-                    };
-                    lock(&out.done).push_back(o);
-                    let one: u64 = 1;
-                    // SAFETY: 8-byte write to our eventfd.
-                    unsafe {
-                        libc::write(
-                            out.bell.as_raw_fd(),
-                            &one as *const u64 as *const libc::c_void,
-                            8,
-                        )
-                    };
-                }
+                out.serve(&rx, &mut work, &mut freeing);
             }
         })
         .map_err(|e| io::Error::new(e.kind(), format!("spawn loader thread: {e}")))?;
@@ -361,6 +368,33 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+    }
+
+    /// The Free request, not the wake-up, empties the bin: a hand-over
+    /// queued after the loader woke is freed by the pass that reads its
+    /// request, with nothing timed (7674e26 fixed a loader that emptied
+    /// the bin on waking and then read that request with nothing to do).
+    #[test]
+    fn a_free_request_empties_the_bin_in_the_pass_that_reads_it() {
+        let (l, rx) = Loader::unstarted().unwrap();
+        let mut work = Work {
+            current: Config::default(),
+            path: None,
+            props: Arc::new(crate::props::NoProperties),
+        };
+        let mut freeing = Vec::with_capacity(QUEUE);
+        // The loader has woken; only now does the core hand over.
+        l.free(Leftovers::Config {
+            config: Box::default(),
+            uids: vec![1000],
+            published: None,
+        });
+        l.shared.serve(&rx, &mut work, &mut freeing);
+        assert!(
+            lock(&l.shared.bin).is_empty(),
+            "the leftovers outlived the pass that read their request"
+        );
+        assert!(rx.pop().is_none(), "a request was left unread");
     }
 
     /// A `config set` that replaces one the loader has not taken yet
