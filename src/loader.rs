@@ -104,10 +104,17 @@ impl Shared {
                     continue;
                 }
                 Request::Reload { psi } => work.reload(psi),
-                Request::Apply { psi } => match lock(&self.apply).take() {
-                    Some(c) => work.install(*c, psi, true),
-                    None => Outcome::Rejected { applied: true },
-                },
+                Request::Apply { psi } => {
+                    // Taken in its own statement: a guard in the match
+                    // scrutinee would live through `install` (file opens,
+                    // log writes that can block on logd), and the core's
+                    // next `apply` would wait for it.
+                    let next = lock(&self.apply).take();
+                    match next {
+                        Some(c) => work.install(*c, psi, true),
+                        None => Outcome::Rejected { applied: true },
+                    }
+                }
                 Request::Reopen { psi } => work.reopen(psi),
             };
             lock(&self.done).push_back(o);
@@ -395,6 +402,83 @@ mod tests {
             "the leftovers outlived the pass that read their request"
         );
         assert!(rx.pop().is_none(), "a request was left unread");
+    }
+
+    /// Holds every record logged from a thread named [`HELD_THREAD`] until
+    /// the test lets it go; records from other threads are dropped.
+    struct Gate {
+        state: Mutex<(bool, bool)>, // (a record is held, let it go)
+        cv: std::sync::Condvar,
+    }
+
+    const HELD_THREAD: &str = "loader-held-log";
+
+    impl log::Log for Gate {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, _: &log::Record) {
+            if std::thread::current().name() != Some(HELD_THREAD) {
+                return;
+            }
+            let mut st = lock(&self.state);
+            st.0 = true;
+            self.cv.notify_all();
+            while !st.1 {
+                st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static GATE: Gate = Gate {
+        state: Mutex::new((false, false)),
+        cv: std::sync::Condvar::new(),
+    };
+
+    /// While the loader installs a `config set` (here: stuck writing its
+    /// first log line, as on a slow logd), the slot the core hands the
+    /// next one into stays free, so the core's `apply` never waits on it.
+    #[test]
+    fn the_apply_slot_is_free_while_a_configuration_is_installed() {
+        log::set_logger(&GATE).expect("another logger is installed in the lib's unit tests");
+        log::set_max_level(log::LevelFilter::Info);
+        let (l, rx) = Loader::unstarted().unwrap();
+        let changed = Config {
+            kill_timeout_ms: 1,
+            ..Config::default()
+        };
+        assert!(l.apply(Box::new(changed), false));
+        let shared = l.shared.clone();
+        let serving = std::thread::Builder::new()
+            .name(HELD_THREAD.into())
+            .spawn(move || {
+                let mut work = Work {
+                    current: Config::default(),
+                    path: None,
+                    props: Arc::new(crate::props::NoProperties),
+                };
+                let mut freeing = Vec::with_capacity(QUEUE);
+                shared.serve(&rx, &mut work, &mut freeing);
+            })
+            .unwrap();
+        let held = {
+            let st = lock(&GATE.state);
+            let (st, _) = GATE
+                .cv
+                .wait_timeout_while(st, Duration::from_secs(5), |s| !s.0)
+                .unwrap_or_else(|p| p.into_inner());
+            st.0
+        };
+        let free = l.shared.apply.try_lock().is_ok();
+        lock(&GATE.state).1 = true;
+        GATE.cv.notify_all();
+        serving.join().unwrap();
+        assert!(held, "the loader logged nothing while installing");
+        assert!(
+            free,
+            "the apply slot stayed locked while the loader installed"
+        );
     }
 
     /// A `config set` that replaces one the loader has not taken yet
