@@ -1492,6 +1492,39 @@ fn early_gate_opens_at_lmkds_threshold_when_anticipating() {
     );
 }
 
+/// Ours: an early window does not re-check lazily while lmkd's threshold,
+/// counted since the early event, could be reached before the lazy
+/// re-check and a held row could kill. With lmkd's low-RAM threshold
+/// (200 ms: 150 to go after the early event) a wall-to-wall stall below
+/// low re-checks at lmkd's long period: not fast (125 ms to go is not
+/// covered within 100) and not lazily (it is within 500). A light stall,
+/// or free memory above the marks, still goes lazily.
+#[test]
+fn early_window_is_not_lazy_while_lmkds_threshold_may_come_first() {
+    let t = Tunables {
+        anticipate_partial_ms: 200,
+        ..gated()
+    };
+    let stalled = |b: B, ms: u64, stall_ms: u64| {
+        let mut b = b.swap(1_000_000, 500_000).at(ms);
+        b.0.psi.some_total_us = 5_000_000 + stall_ms * 1000;
+        b
+    };
+    let poll = |b: B, stall_ms: u64| {
+        let mut st = woken_early(&t);
+        let d = gate(&mut st, &t, stalled(b, 2_000, 0), Pressure::Early);
+        assert_eq!(d.kill, None);
+        let d = gate(&mut st, &t, stalled(b, 2_025, stall_ms), Pressure::Poll);
+        assert_eq!(d.kill, None);
+        d.poll
+    };
+    let low = B::new().kswapd().free(LOW - 1);
+    assert_eq!(poll(low, 25), PollInterval::Slow);
+    // 2 ms in 25: the 148 ms left would take 1.85 s.
+    assert_eq!(poll(low, 2), PollInterval::Lazy);
+    assert_eq!(poll(B::new().kswapd(), 25), PollInterval::Lazy);
+}
+
 /// An early window re-checks every 500 ms while free swap, falling as it
 /// last fell, would stay above its low mark (100 MB here) for a second:
 /// only swap running low may kill there. Never while lmkd would be looking,

@@ -275,18 +275,23 @@ pub enum PollInterval {
     /// re-check saw it, with kswapd and every app in reclaim meanwhile.
     /// Also for `fast_after_kill_ms` after a kill (see
     /// [`State::in_kill_aftermath`]) and while lmkd's threshold is about
-    /// to be reached (see [`State::gate_opens_soon`]).
+    /// to be reached (see [`State::gate_opens_within`]).
     Fast,
     /// lmkd's long period.
     Slow,
     /// Ours: in an early window (lmkd would not be looking) while free swap,
     /// falling at the rate it last fell, would stay above its low mark for
     /// [`SWAP_HORIZON_MS`]: only swap running low may kill there, so the
-    /// re-checks in between would find nothing. In the VM camera burst the
-    /// early trigger fires every second for 14 s of light refaulting:
-    /// re-checking every 100 ms cost the core 0.80-1.05 s of CPU (TCG; lmkd
-    /// 0.12-0.22 s), lazily 0.39-0.87 s (5 runs each, alternating), with
-    /// the same kills and no more stall.
+    /// re-checks in between would find nothing. Not while lmkd's threshold,
+    /// counted since the early event, could be reached before the lazy
+    /// re-check (see [`State::gate_opens_within`]): in the VM low-RAM
+    /// thrash (threshold 200 ms) the first re-check after the early event
+    /// saw free memory below min and the readers stalled wall to wall, and
+    /// went lazily; lmkd's own event woke the daemon 230-340 ms later. In
+    /// the VM camera burst the early trigger fires every second for 14 s
+    /// of light refaulting: re-checking every 100 ms cost the core
+    /// 0.80-1.05 s of CPU (TCG; lmkd 0.12-0.22 s), lazily 0.39-0.87 s (5
+    /// runs each, alternating), with the same kills and no more stall.
     Lazy,
 }
 
@@ -457,16 +462,16 @@ pub fn decide(
     // reached while a held row could kill, is as urgent as swap low; the
     // re-checks after a kill while free memory is below "high" count as
     // around the kill (see [`PollInterval::Fast`]).
-    let gate_soon = !looking && st.gate_opens_soon(snap, t, &fig);
+    let gate_soon = !looking && st.gate_opens_within(snap, t, &fig, PollInterval::Slow.ms());
     let urgent = fig.swap_low || swap_falls_low(&fig, swap_fall) || gate_soon;
     let around_kill = cycle_after_kill || st.in_kill_aftermath(snap, t, &fig);
     // Only swap running low could kill here before lmkd's trigger fires,
     // and it cannot within a second (see [`PollInterval::Lazy`]), unless
-    // the gate is about to open. The second after a kill is left out: the
-    // victim's memory coming back says nothing of how fast it is taken
-    // again.
+    // the gate could open before a lazy re-check. The second after a kill
+    // is left out: the victim's memory coming back says nothing of how
+    // fast it is taken again.
     let calm = !looking
-        && !gate_soon
+        && !st.gate_opens_within(snap, t, &fig, PollInterval::Lazy.ms())
         && st
             .last_kill_ms
             .map_or(true, |k| snap.time_ms.saturating_sub(k) >= SWAP_HORIZON_MS)
@@ -747,21 +752,23 @@ impl State {
             .is_some_and(|s| s.to_go_us == 0)
     }
 
-    /// Whether the next re-check should come fast to see lmkd's threshold
-    /// reached: a row the gate holds back could kill (free memory below
-    /// low, or direct reclaim), and the stall, going on as it went since the
-    /// early event, would cover the rest before a slow re-check. Fast on
-    /// the early event itself, which gives no rate yet.
-    fn gate_opens_soon(&self, snap: &Snapshot, t: &Tunables, fig: &Figures) -> bool {
+    /// Whether lmkd's threshold could be reached before a re-check
+    /// `horizon_ms` away: a row the gate holds back could kill (free memory
+    /// below low, or direct reclaim), and the stall, going on as it went
+    /// since the early event, would cover the rest by then. Always on the
+    /// early event itself, which gives no rate yet. Within a slow re-check
+    /// the re-checks come fast; within a lazy one they may not go lazily.
+    fn gate_opens_within(
+        &self,
+        snap: &Snapshot,
+        t: &Tunables,
+        fig: &Figures,
+        horizon_ms: u64,
+    ) -> bool {
         let held_row = fig.wmark <= WmarkLevel::BelowLow || fig.reclaim == Reclaim::Direct;
         held_row
             && self.stall_since_early(snap, t).is_some_and(|s| {
-                s.since_ms == 0
-                    || falls_to_mark(
-                        s.to_go_us,
-                        (s.gained_us, s.since_ms),
-                        PollInterval::Slow.ms(),
-                    )
+                s.since_ms == 0 || falls_to_mark(s.to_go_us, (s.gained_us, s.since_ms), horizon_ms)
             })
     }
 
