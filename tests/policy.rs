@@ -212,6 +212,11 @@ fn reason_table() {
             now().free(LOW - 1),
             None,
         ),
+        row(
+            "quiet counters 4 ms after the last call: no time to move",
+            B::new().at(4).free(LOW - 1),
+            kill(LowMem, 701),
+        ),
         row("kswapd busy, free above low", now().kswapd(), None),
         row("direct reclaim alone, no threshold", now().direct(5), None),
         row("refaults below the limit", now().thrash(50), None),
