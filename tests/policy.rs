@@ -217,6 +217,12 @@ fn reason_table() {
             B::new().at(4).free(LOW - 1),
             kill(LowMem, 701),
         ),
+        row(
+            "quiet counters 4 ms after the last call, on a re-check: quiet",
+            B::new().at(4).free(LOW - 1),
+            None,
+        )
+        .event(Pressure::Poll),
         row("kswapd busy, free above low", now().kswapd(), None),
         row("direct reclaim alone, no threshold", now().direct(5), None),
         row("refaults below the limit", now().thrash(50), None),

@@ -13,9 +13,10 @@
 //! - The first call only records baselines (reclaim counters, refaults,
 //!   file LRU) instead of comparing with zeros; it may still kill on the
 //!   watermarks or a full stall.
-//! - Ours: the bail-out on quiet counters (nothing reclaimed or refaulted
-//!   since the last call, as lmkd) needs the last call to be at least a
-//!   fast re-check ago; counters read sooner had no time to move.
+//! - Ours: on a trigger event, the bail-out on quiet counters (nothing
+//!   reclaimed or refaulted since the last call, as lmkd) needs the last
+//!   call to be at least a fast re-check ago; counters read sooner had no
+//!   time to move. Re-checks bail out as lmkd's do.
 //! - Direct reclaim duration runs from the first sample that saw
 //!   `pgscan_direct` move and ends at the first sample where it did not.
 //! - The file cache check is armed by a thrashing kill actually carried out
@@ -482,12 +483,16 @@ pub fn decide(
     let poll = psi_poll_interval(urgent, around_kill, calm);
     fig.low_ahead_ms = st.low_ahead(snap, t, &fig, cycle_after_kill);
     fig.thrashing_limit_pct = st.thrashing_limit;
-    // Ours: counters read less than a fast re-check after the last ones
-    // had no time to move, which is no sign of calm. In the VM low-RAM
+    // Ours: a trigger event is the kernel's word that tasks stalled; the
+    // counters, read less than a fast re-check after the last reading,
+    // had no time to move, which does not gainsay it. In the VM low-RAM
     // thrash lmkd's event came 4 ms after a re-check that saw free memory
     // below min, and bailing out left the kill to the next re-check,
-    // 100 ms later.
-    let too_soon = swap_fall.is_some_and(|(_, ms)| ms < PollInterval::Fast.ms());
+    // 100 ms later. Not for re-checks: with nothing moving, a timer alone
+    // is no evidence (in a test with still counters and free memory below
+    // min, the re-check a few ms after a kill killed again).
+    let too_soon =
+        event != Pressure::Poll && swap_fall.is_some_and(|(_, ms)| ms < PollInterval::Fast.ms());
     if quiet && !first && !too_soon && event != Pressure::Complete {
         // Nothing reclaims and nothing refaults: no memory pressure to act
         // on until these counters move (lmkd bails out the same way).
