@@ -25,11 +25,19 @@ const T: Duration = Duration::from_secs(5);
 
 /// Raises fresh pressure until a kill comes; asserts it is `want` and that
 /// `want` really died of SIGKILL.
+///
+/// A kill is announced once the reaper has named the victim, up to
+/// `kill_timeout_ms` (500 ms here) after the signal: pressure is raised
+/// again only while `want` is still running, or a late announcement would
+/// meet a second kill (seen in CI). (A wrong victim keeps it raising, and
+/// the first kill seen says so.)
 fn expect_kill(d: &InProc, c: &Client, want: &mut Sleeper, what: &str) {
     let mut got = vec![];
     for _ in 0..20 {
-        d.bump_pressure();
-        d.raise_complete();
+        if matches!(want.0.try_wait(), Ok(None)) {
+            d.bump_pressure();
+            d.raise_complete();
+        }
         got = kills(c, Duration::from_millis(300));
         if !got.is_empty() {
             break;
