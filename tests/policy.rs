@@ -64,6 +64,11 @@ impl B {
         self.0.time_ms = ms;
         self
     }
+    /// PSI `some` total: `ms` of stall counted on top of a fixed 5 s base.
+    fn some_stall(mut self, ms: u64) -> B {
+        self.0.psi.some_total_us = 5_000_000 + ms * 1000;
+        self
+    }
     fn free(mut self, kb: u64) -> B {
         self.0.mem.free_kb = kb;
         self
@@ -1440,18 +1445,13 @@ fn early_gate_stays_open_while_lmkd_would_poll() {
 /// Not past the event's window, and not when off.
 #[test]
 fn early_gate_opens_at_lmkds_threshold_when_anticipating() {
-    let stalled = |b: B, ms: u64, stall_ms: u64| {
-        let mut b = b.at(ms);
-        b.0.psi.some_total_us = 5_000_000 + stall_ms * 1000;
-        b
-    };
     let low = B::new().kswapd().free(LOW - 1);
     let steps = |t: &Tunables, b: B, stalls: &[(u64, u64)]| {
         let mut st = woken_early(t);
         let mut e = Pressure::Early;
         let mut out = Vec::new();
         for &(ms, stall_ms) in stalls {
-            let d = gate(&mut st, t, stalled(b, ms, stall_ms), e);
+            let d = gate(&mut st, t, b.at(ms).some_stall(stall_ms), e);
             out.push((d.kill, d.poll));
             e = Pressure::Poll;
         }
@@ -1516,24 +1516,25 @@ fn early_window_is_not_lazy_while_lmkds_threshold_may_come_first() {
         anticipate_partial_ms: 200,
         ..gated()
     };
-    let stalled = |b: B, ms: u64, stall_ms: u64| {
-        let mut b = b.swap(1_000_000, 500_000).at(ms);
-        b.0.psi.some_total_us = 5_000_000 + stall_ms * 1000;
-        b
-    };
     let poll = |b: B, stall_ms: u64| {
         let mut st = woken_early(&t);
-        let d = gate(&mut st, &t, stalled(b, 2_000, 0), Pressure::Early);
+        let d = gate(&mut st, &t, b.at(2_000).some_stall(0), Pressure::Early);
         assert_eq!(d.kill, None);
-        let d = gate(&mut st, &t, stalled(b, 2_025, stall_ms), Pressure::Poll);
+        let d = gate(
+            &mut st,
+            &t,
+            b.at(2_025).some_stall(stall_ms),
+            Pressure::Poll,
+        );
         assert_eq!(d.kill, None);
         d.poll
     };
-    let low = B::new().kswapd().free(LOW - 1);
+    let swap = |b: B| b.swap(1_000_000, 500_000);
+    let low = swap(B::new().kswapd().free(LOW - 1));
     assert_eq!(poll(low, 25), PollInterval::Slow);
     // 2 ms in 25: the 148 ms left would take 1.85 s.
     assert_eq!(poll(low, 2), PollInterval::Lazy);
-    assert_eq!(poll(B::new().kswapd(), 25), PollInterval::Lazy);
+    assert_eq!(poll(swap(B::new().kswapd()), 25), PollInterval::Lazy);
 }
 
 /// An early window re-checks every 500 ms while free swap, falling as it
