@@ -215,9 +215,23 @@ impl Loader {
     }
 
     /// Hands over a configuration to put in force (a later one replaces
-    /// one not yet taken); false if the request queue is full.
+    /// one not yet taken); false if the request queue is full, and then it
+    /// is not put in force later either: the slot is left as it was, so a
+    /// request already queued cannot install what the caller was told was
+    /// refused.
     pub fn apply(&self, c: Box<Config>, psi: bool) -> bool {
+        if !self.tx.has_room() {
+            self.free(Leftovers::Config {
+                config: c,
+                uids: Vec::new(),
+                published: None,
+            });
+            return false;
+        }
         let superseded = lock(&self.shared.apply).replace(c);
+        // Queued before the superseded one is handed over: that hand-over
+        // asks for a Free, which must not take the last slot from this.
+        let queued = self.tx.push(Request::Apply { psi });
         // Freed on the loader like any replaced configuration, not here.
         if let Some(config) = superseded {
             self.free(Leftovers::Config {
@@ -226,7 +240,7 @@ impl Loader {
                 published: None,
             });
         }
-        self.tx.push(Request::Apply { psi })
+        queued
     }
 
     /// Clears the doorbell; call before draining with `take`.
@@ -355,6 +369,22 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    /// A loader's state with the default configuration and no sources.
+    fn idle_work() -> Work {
+        Work {
+            current: Config::default(),
+            path: None,
+            props: Arc::new(crate::props::NoProperties),
+        }
+    }
+
+    fn config_with_timeout(ms: u32) -> Box<Config> {
+        Box::new(Config {
+            kill_timeout_ms: ms,
+            ..Config::default()
+        })
+    }
+
     /// What the core hands back is freed by the loader, every time, even
     /// when handed over back to back.
     #[test]
@@ -384,11 +414,7 @@ mod tests {
     #[test]
     fn a_free_request_empties_the_bin_in_the_pass_that_reads_it() {
         let (l, rx) = Loader::unstarted().unwrap();
-        let mut work = Work {
-            current: Config::default(),
-            path: None,
-            props: Arc::new(crate::props::NoProperties),
-        };
+        let mut work = idle_work();
         let mut freeing = Vec::with_capacity(QUEUE);
         // The loader has woken; only now does the core hand over.
         l.free(Leftovers::Config {
@@ -444,20 +470,12 @@ mod tests {
         log::set_logger(&GATE).expect("another logger is installed in the lib's unit tests");
         log::set_max_level(log::LevelFilter::Info);
         let (l, rx) = Loader::unstarted().unwrap();
-        let changed = Config {
-            kill_timeout_ms: 1,
-            ..Config::default()
-        };
-        assert!(l.apply(Box::new(changed), false));
+        assert!(l.apply(config_with_timeout(1), false));
         let shared = l.shared.clone();
         let serving = std::thread::Builder::new()
             .name(HELD_THREAD.into())
             .spawn(move || {
-                let mut work = Work {
-                    current: Config::default(),
-                    path: None,
-                    props: Arc::new(crate::props::NoProperties),
-                };
+                let mut work = idle_work();
                 let mut freeing = Vec::with_capacity(QUEUE);
                 shared.serve(&rx, &mut work, &mut freeing);
             })
@@ -487,21 +505,56 @@ mod tests {
     #[test]
     fn a_superseded_configuration_goes_to_the_bin() {
         let (l, _rx) = Loader::unstarted().unwrap();
-        let with_timeout = |ms| {
-            Box::new(Config {
-                kill_timeout_ms: ms,
-                ..Config::default()
-            })
-        };
-        assert!(l.apply(with_timeout(1), true));
+        assert!(l.apply(config_with_timeout(1), true));
         assert!(lock(&l.shared.bin).is_empty());
-        assert!(l.apply(with_timeout(2), true));
+        assert!(l.apply(config_with_timeout(2), true));
         match lock(&l.shared.bin).as_slice() {
             [Leftovers::Config { config, .. }] => assert_eq!(config.kill_timeout_ms, 1),
             other => panic!("{} leftovers in the bin, not the first config", other.len()),
         }
         let next = lock(&l.shared.apply).take().map(|c| c.kill_timeout_ms);
         assert_eq!(next, Some(2));
+    }
+
+    /// A `config set` refused for a full request queue is not left in the
+    /// apply slot, where an Apply already queued would put it in force
+    /// after the control client was told it was refused.
+    #[test]
+    fn a_refused_configuration_is_never_put_in_force() {
+        let (l, rx) = Loader::unstarted().unwrap();
+        assert!(l.apply(config_with_timeout(1), false));
+        while l.ask(Request::Free) {}
+        assert!(
+            !l.apply(config_with_timeout(2), false),
+            "a full queue took it"
+        );
+        let mut work = idle_work();
+        let mut freeing = Vec::with_capacity(QUEUE);
+        l.shared.serve(&rx, &mut work, &mut freeing);
+        assert_eq!(
+            work.current.kill_timeout_ms, 1,
+            "the queued Apply installed the refused configuration"
+        );
+    }
+
+    /// With one slot left, a `config set` that replaces one not yet taken
+    /// gets it: the hand-over of the replaced one must not take it first
+    /// and leave the new configuration in the slot, refused.
+    #[test]
+    fn the_last_queue_slot_goes_to_the_apply() {
+        let (l, rx) = Loader::unstarted().unwrap();
+        assert!(l.apply(config_with_timeout(1), false));
+        for _ in 2..QUEUE {
+            assert!(l.ask(Request::Free));
+        }
+        assert!(
+            l.apply(config_with_timeout(2), false),
+            "the last slot went elsewhere"
+        );
+        let mut work = idle_work();
+        let mut freeing = Vec::with_capacity(QUEUE);
+        l.shared.serve(&rx, &mut work, &mut freeing);
+        assert_eq!(work.current.kill_timeout_ms, 2);
     }
 
     /// A pressure source handed over is closed, not kept in the bin: the

@@ -81,6 +81,14 @@ impl<T: Copy + Send> Sender<T> {
         true
     }
 
+    /// Whether a push would be taken now. The producer is the only one
+    /// who fills the ring, so the answer holds until its next push.
+    pub fn has_room(&self) -> bool {
+        let s = &*self.0;
+        let head = s.head.load(Ordering::Acquire);
+        s.tail.load(Ordering::Relaxed).wrapping_sub(head) < s.slots.len()
+    }
+
     pub fn dropped(&self) -> u64 {
         self.0.dropped.load(Ordering::Relaxed)
     }
