@@ -11,8 +11,14 @@
 # needs AOSP_LMKD, see run.sh) and is left out with a note when absent.
 # lmkd-rs@VARIANT runs lmkd-rs with tests/vm/variants/VARIANT.toml.
 # RUNS (default 3) runs per killer. Other environment is passed to run.sh
-# (RAM or MEM, LOW_RAM, ZRAM_MB, VM_TIMEOUT, STRACE, ...); <conf> names a
+# (RAM or MEM, LOW_RAM, ZRAM_MB, VM_TIMEOUT, ...); <conf> names a
 # non-default memory configuration, e.g. "-1024m-lowram0".
+# STRACE defaults to 0 here (run.sh: 1). strace stops a killer at each of
+# its syscalls; in the TCG guest that took the core thread's CPU from
+# 100 to 750 ms (lmkd-rs) and from 90 to 440 (lmkd) in a camera run with
+# no kill, and moved each killer's stall by its own syscall count, so a
+# comparison runs them untraced, as on a phone. STRACE=1 adds the
+# daemon's mmap-family count (the VM ladder test checks it).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ $# -ge 1 ] || { echo "usage: $0 SCENARIO [lmkd-rs[@VARIANT]|aosp|earlyoom|none ...]" >&2; exit 64; }
@@ -21,6 +27,7 @@ shift
 KILLERS=("$@")
 [ ${#KILLERS[@]} -gt 0 ] || KILLERS=(lmkd-rs aosp earlyoom none)
 RUNS=${RUNS:-3}
+export STRACE=${STRACE:-0}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: RUNS=$RUNS is not a positive number" >&2; exit 64; }
 NAME=$(basename "$SCEN" .toml)
 CONF=""
