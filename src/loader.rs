@@ -221,26 +221,27 @@ impl Loader {
     /// refused.
     pub fn apply(&self, c: Box<Config>, psi: bool) -> bool {
         if !self.tx.has_room() {
-            self.free(Leftovers::Config {
-                config: c,
-                uids: Vec::new(),
-                published: None,
-            });
+            self.free_config(c);
             return false;
         }
         let superseded = lock(&self.shared.apply).replace(c);
         // Queued before the superseded one is handed over: that hand-over
         // asks for a Free, which must not take the last slot from this.
         let queued = self.tx.push(Request::Apply { psi });
-        // Freed on the loader like any replaced configuration, not here.
         if let Some(config) = superseded {
-            self.free(Leftovers::Config {
-                config,
-                uids: Vec::new(),
-                published: None,
-            });
+            self.free_config(config);
         }
         queued
+    }
+
+    /// A configuration the core never put in force, freed on the loader
+    /// like any replaced one.
+    fn free_config(&self, config: Box<Config>) {
+        self.free(Leftovers::Config {
+            config,
+            uids: Vec::new(),
+            published: None,
+        });
     }
 
     /// Clears the doorbell; call before draining with `take`.

@@ -59,12 +59,13 @@ impl<T: Copy + Send> Sender<T> {
     /// counts it, and returns false: the producer never waits.
     pub fn push(&self, v: T) -> bool {
         let s = &*self.0;
-        let tail = s.tail.load(Ordering::Relaxed);
-        let head = s.head.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) == s.slots.len() {
+        // Its Acquire load of `head` orders the consumer's read of the
+        // slot reused below before this write.
+        if !self.has_room() {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
+        let tail = s.tail.load(Ordering::Relaxed);
         // SAFETY: slot `tail` is not visible to the consumer until the
         // Release store below, and only this producer writes it.
         unsafe { (*s.slots[tail & (s.slots.len() - 1)].get()).write(v) };
