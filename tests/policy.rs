@@ -8,6 +8,7 @@ use lmkd::config::Config;
 use lmkd::policy::{
     decide, decide_vmpressure, describe_reason, mem_pressure_pct, Decision, Figures, Kill,
     KillReason, PollInterval, Pressure, Reclaim, State, Tunables, VmPressureLevel, WmarkLevel,
+    QUIET_AHEAD_MS,
 };
 use lmkd::proto::{reason, TargetTable};
 use lmkd::snapshot::{
@@ -1602,6 +1603,28 @@ fn early_window_rechecks_lazily_while_swap_cannot_run_low() {
     assert_eq!(d.poll, PollInterval::Slow);
 }
 
+/// Free swap 50 MB of 1 GB: low (its mark is 100 MB).
+fn swap_low() -> B {
+    B::new().swap(1_000_000, 50_000)
+}
+
+/// With `kill_ahead_ms = cap`, swap low: a kill at 1 000 ms whose victim
+/// took 80 ms to exit (its memory back at 1 080, free memory 100 MB).
+fn exited(cap: u32) -> (Tunables, State) {
+    let t = Tunables {
+        kill_ahead_ms: cap,
+        ..gated()
+    };
+    let mut st = primed(&t);
+    let low = swap_low().free(LOW - 1).at(1_000);
+    let d = gate(&mut st, &t, low, Pressure::Partial);
+    assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
+    st.on_kill(&low.0, &d.kill.unwrap());
+    let back = swap_low().free(100_000).at(1_080);
+    assert_eq!(gate(&mut st, &t, back, Pressure::Poll).kill, None);
+    (t, st)
+}
+
 /// Ours (`kill_ahead_ms`): with swap low, the low-memory-and-swap kill
 /// comes before free memory reaches the low watermark when, falling as it
 /// fell since the last call, it would get there sooner than the last victim
@@ -1609,35 +1632,16 @@ fn early_window_rechecks_lazily_while_swap_cannot_run_low() {
 /// measured an exit, with swap to spare, for a slow fall, or with 0.
 #[test]
 fn swap_low_kills_ahead_of_the_low_watermark_by_the_last_exit() {
-    let swap_low = B::new().swap(1_000_000, 50_000);
-    // With `kill_ahead_ms = cap`: a kill at 1 000 ms whose victim took 80
-    // ms to exit (its memory back at 1 080), then re-checks at `steps`;
-    // the last one's decision.
+    let swap_low = swap_low();
+    // With `kill_ahead_ms = cap`: re-checks at `steps` after an exit; the
+    // last one's decision.
     let after_an_exit = |cap: u32, steps: &[B]| {
-        let t = Tunables {
-            kill_ahead_ms: cap,
-            ..gated()
-        };
-        let mut st = primed(&t);
-        let d = gate(
-            &mut st,
-            &t,
-            swap_low.free(LOW - 1).at(1_000),
-            Pressure::Partial,
-        );
-        assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
-        st.on_kill(&swap_low.at(1_000).0, &d.kill.unwrap());
-        let mut d = gate(
-            &mut st,
-            &t,
-            swap_low.free(100_000).at(1_080),
-            Pressure::Poll,
-        );
-        assert_eq!(d.kill, None);
+        let (t, mut st) = exited(cap);
+        let mut d = None;
         for b in steps {
-            d = gate(&mut st, &t, *b, Pressure::Poll);
+            d = Some(gate(&mut st, &t, *b, Pressure::Poll));
         }
-        d
+        d.unwrap()
     };
     let at = |free_kb: u64, ms: u64| swap_low.free(free_kb).at(ms);
     // 40 MB above low, falling 40 MB in 10 ms: there in 10 ms, within 80.
@@ -1682,6 +1686,48 @@ fn swap_low_kills_ahead_of_the_low_watermark_by_the_last_exit() {
     let mut st = primed(&t);
     gate(&mut st, &t, at(100_000, 1_000), Pressure::Partial);
     let d = gate(&mut st, &t, at(LOW + 1_000, 1_010), Pressure::Poll);
+    assert_eq!(d.kill, None);
+}
+
+/// The look ahead does not wait for reclaim: in the VM launch storm the
+/// starting apps took 50 MB of free memory in 40 ms straight from the free
+/// lists, no reclaim counter moving, and bailing out as on quiet counters
+/// left each kill to below min. With nothing moving, one interval's fall
+/// is trusted only [`QUIET_AHEAD_MS`] ahead, not the whole last exit; a
+/// slower fall, or swap to spare, still bails out.
+#[test]
+fn a_fall_to_low_kills_ahead_before_reclaim_begins() {
+    // After the exit, a re-check at 1 090 with `before_kb` free (kswapd
+    // moving), then `then` at 1 100 with still counters.
+    let quiet_after = |before_kb: u64, then: B| {
+        let (t, mut st) = exited(200);
+        let before = then.free(before_kb).at(1_090);
+        gate(&mut st, &t, before, Pressure::Poll);
+        let mut b = then.at(1_100);
+        b.0.vm.pgscan_kswapd += 1_090;
+        decide(&b.0, Pressure::Poll, &t, &no_targets(), &mut st)
+    };
+    // 40 MB above low, falling 20 MB in 10 ms: a kill, 50 ms ahead.
+    let d = quiet_after(LOW + 60_000, swap_low().free(LOW + 40_000));
+    assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
+    assert_eq!(d.figures.low_ahead_ms, QUIET_AHEAD_MS);
+    // 7 MB above low, falling 1 MB in 10 ms: there in 70 ms, within the
+    // 80 ms exit but not within 50. With kswapd moving it would kill.
+    let slow = swap_low().free(LOW + 7_000);
+    let d = quiet_after(LOW + 8_000, slow);
+    assert_eq!((d.kill, d.figures.low_ahead_ms), (None, 0));
+    let (t, mut st) = exited(200);
+    gate(
+        &mut st,
+        &t,
+        slow.free(LOW + 8_000).at(1_090),
+        Pressure::Poll,
+    );
+    let d = gate(&mut st, &t, slow.at(1_100), Pressure::Poll);
+    assert_eq!((d.kill.is_some(), d.figures.low_ahead_ms), (true, 80));
+    // Swap to spare.
+    let spare = B::new().swap(1_000_000, 500_000);
+    let d = quiet_after(LOW + 60_000, spare.free(LOW + 40_000));
     assert_eq!(d.kill, None);
 }
 

@@ -16,7 +16,8 @@
 //! - Ours: on a trigger event, the bail-out on quiet counters (nothing
 //!   reclaimed or refaulted since the last call, as lmkd) needs the last
 //!   call to be at least a fast re-check ago; counters read sooner had no
-//!   time to move. Re-checks bail out as lmkd's do.
+//!   time to move. Re-checks bail out as lmkd's do, but when free memory
+//!   is about to reach low with swap low (the look ahead below).
 //! - Direct reclaim duration runs from the first sample that saw
 //!   `pgscan_direct` move and ends at the first sample where it did not.
 //! - The file cache check is armed by a thrashing kill actually carried out
@@ -69,6 +70,12 @@ pub const POLL_WINDOW_MS: u64 = 1000;
 /// An early window re-checks lazily while swap could not run low within
 /// this long at the rate free swap last fell (see [`PollInterval::Lazy`]).
 pub const SWAP_HORIZON_MS: u64 = 1000;
+/// With no reclaim counter moving, the look ahead (`kill_ahead_ms`) trusts
+/// one interval's fall of free memory only this far: a burst that stops
+/// is as quiet as one that goes on. In the VM app-switch an app took 1.9
+/// MB in 11 ms, 18 MB above low, and stopped 1.2 MB later; with the last
+/// exit's 112 ms as the horizon that would have been a kill.
+pub const QUIET_AHEAD_MS: u64 = 50;
 
 /// What woke the policy up. The discriminants are the control socket's
 /// counter slots (`control::shared::LEVELS`).
@@ -481,7 +488,7 @@ pub fn decide(
             .map_or(true, |k| snap.time_ms.saturating_sub(k) >= SWAP_HORIZON_MS)
         && swap_stays_up(&fig, swap_fall);
     let poll = psi_poll_interval(urgent, around_kill, calm);
-    fig.low_ahead_ms = st.low_ahead(snap, t, &fig, cycle_after_kill);
+    fig.low_ahead_ms = st.low_ahead(snap, t, &fig, cycle_after_kill, quiet);
     fig.thrashing_limit_pct = st.thrashing_limit;
     // Ours: a trigger event is the kernel's word that tasks stalled; the
     // counters, read less than a fast re-check after the last reading,
@@ -493,7 +500,14 @@ pub fn decide(
     // min, the re-check a few ms after a kill killed again).
     let too_soon =
         event != Pressure::Poll && swap_fall.is_some_and(|(_, ms)| ms < PollInterval::Fast.ms());
-    if quiet && !first && !too_soon && event != Pressure::Complete {
+    // Ours: with swap low, free memory about to reach low within the last
+    // victim's exit is pressure before any reclaim counter moves. In the
+    // VM launch storm the starting apps took 50 MB of free memory in 40 ms
+    // straight from the free lists; bailing out until reclaim began put
+    // every kill below min, with the apps in direct reclaim and swapping
+    // for the exit that followed.
+    let falling_to_low = fig.swap_low && fig.low_ahead_ms > 0;
+    if quiet && !first && !too_soon && !falling_to_low && event != Pressure::Complete {
         // Nothing reclaims and nothing refaults: no memory pressure to act
         // on until these counters move (lmkd bails out the same way).
         fig.max_thrashing_pct = st.max_thrashing;
@@ -631,8 +645,16 @@ impl State {
     /// free memory, falling as it fell since the last call, would reach
     /// the low watermark within it; else 0. The call after a kill measures
     /// that time (its victim's memory coming back is no rate); the first
-    /// kill is never ahead, with no exit measured yet.
-    fn low_ahead(&mut self, snap: &Snapshot, t: &Tunables, fig: &Figures, after_kill: bool) -> u64 {
+    /// kill is never ahead, with no exit measured yet. On quiet counters
+    /// at most [`QUIET_AHEAD_MS`] ahead.
+    fn low_ahead(
+        &mut self,
+        snap: &Snapshot,
+        t: &Tunables,
+        fig: &Figures,
+        after_kill: bool,
+        quiet: bool,
+    ) -> u64 {
         let fall = fall_since(&mut self.prev_free, fig.free_wmark_kb, snap.time_ms);
         if after_kill {
             if let Some(k) = self.last_kill_ms {
@@ -640,7 +662,10 @@ impl State {
             }
             return 0;
         }
-        let lead_ms = self.victim_exit_ms.min(u64::from(t.kill_ahead_ms));
+        let mut lead_ms = self.victim_exit_ms.min(u64::from(t.kill_ahead_ms));
+        if quiet {
+            lead_ms = lead_ms.min(QUIET_AHEAD_MS);
+        }
         let margin_kb = fig.free_wmark_kb.saturating_sub(snap.wm.low_kb);
         let ahead = margin_kb > 0 && fall.is_some_and(|f| falls_to_mark(margin_kb, f, lead_ms));
         if ahead {
