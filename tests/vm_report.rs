@@ -118,6 +118,9 @@ fn compare_table_splits_the_stall_at_the_first_kill_and_draws_the_picture() {
     // The death at 1 500 ms falls halfway between 300 and 400 ms of stall.
     assert_eq!(row(&table, "  before the first kill"), ["350", "350"]);
     assert_eq!(row(&table, "  after it"), ["50", "50"]);
+    // 100 ms of stall in the 200 ms up to 1 200: it began by 1 100, 400 ms
+    // before the death (not at the sample that saw it).
+    assert_eq!(row(&table, "onset -> first kill (ms)"), ["400", "400"]);
     // Whether the cache thrashed, beside what each killer said it saw.
     assert_eq!(row(&table, "  giving a thrashing reason"), ["0", "1"]);
     assert_eq!(

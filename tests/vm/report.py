@@ -413,14 +413,20 @@ def summarize(d):
     pb, pa = psi_totals(read(os.path.join(d, "psi.before"))), psi_totals(read(os.path.join(d, "psi.after")))
     for k in ("some", "full"):
         m[f"psi_{k}_ms"] = round((pa[k] - pb[k]) / 1000) if k in pa and k in pb else None
-    # Onset: first interval in the run whose "some" stall share passes the bar.
+    # Onset: within the first interval whose "some" stall share passes the
+    # bar, the latest moment the stall can have begun (its end less the
+    # stall it counted, since "some" never runs faster than the clock).
+    # Marking the interval's end instead put the onset up to a sample
+    # period (200 ms) late at random: one launch-storm build gave lmkd
+    # 35-224 ms from onset to first kill; this bound gives 236-258.
     onset = None
     for prev, cur in zip(samples, samples[1:]):
         dt = (cur["t_ms"] - prev["t_ms"]) * 1000
         if t0 is not None and cur["t_ms"] < t0:
             continue
-        if dt > 0 and (cur["some_total_us"] - prev["some_total_us"]) / dt > ONSET_STALL_SHARE:
-            onset = cur["t_ms"] - (t0 or 0)
+        stall = cur["some_total_us"] - prev["some_total_us"]
+        if dt > 0 and stall / dt > ONSET_STALL_SHARE:
+            onset = round(max(prev["t_ms"], cur["t_ms"] - stall / 1000)) - (t0 or 0)
             break
     m["pressure_onset_ms"] = onset
     first = res.get("first_death_ms")
