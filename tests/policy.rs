@@ -1692,29 +1692,37 @@ fn swap_low_kills_ahead_of_the_low_watermark_by_the_last_exit() {
 /// The look ahead does not wait for reclaim: in the VM launch storm the
 /// starting apps took 50 MB of free memory in 40 ms straight from the free
 /// lists, no reclaim counter moving, and bailing out as on quiet counters
-/// left each kill to below min. With nothing moving, one interval's fall
-/// is trusted only [`QUIET_AHEAD_MS`] ahead, not the whole last exit; a
-/// slower fall, or swap to spare, still bails out.
+/// left each kill to below min. With nothing moving, the fall is trusted
+/// only [`QUIET_AHEAD_MS`] ahead, not the whole last exit, and only after
+/// an interval that fell as fast; a slower fall, a burst after a still
+/// interval, or swap to spare, still bail out.
 #[test]
 fn a_fall_to_low_kills_ahead_before_reclaim_begins() {
-    // After the exit, a re-check at 1 090 with `before_kb` free (kswapd
-    // moving), then `then` at 1 100 with still counters.
-    let quiet_after = |before_kb: u64, then: B| {
+    // After the exit, re-checks at 1 090 and 1 100 with `before` free
+    // (kB above low; kswapd moving, swap to spare so that they cannot
+    // kill), then `then` at 1 110 with still counters.
+    let quiet_after = |before: [u64; 2], then: B| {
         let (t, mut st) = exited(200);
-        let before = then.free(before_kb).at(1_090);
-        gate(&mut st, &t, before, Pressure::Poll);
-        let mut b = then.at(1_100);
-        b.0.vm.pgscan_kswapd += 1_090;
+        for (kb, ms) in before.into_iter().zip([1_090, 1_100]) {
+            let spare = B::new().swap(1_000_000, 500_000).free(LOW + kb).at(ms);
+            assert_eq!(gate(&mut st, &t, spare, Pressure::Poll).kill, None);
+        }
+        let mut b = then.at(1_110);
+        b.0.vm.pgscan_kswapd += 1_100;
         decide(&b.0, Pressure::Poll, &t, &no_targets(), &mut st)
     };
-    // 40 MB above low, falling 20 MB in 10 ms: a kill, 50 ms ahead.
-    let d = quiet_after(LOW + 60_000, swap_low().free(LOW + 40_000));
+    // 20 MB above low, falling 20 MB in 10 ms as in the 10 ms before: a
+    // kill, 50 ms ahead.
+    let d = quiet_after([60_000, 40_000], swap_low().free(LOW + 20_000));
     assert_eq!(d.kill, kill(KillReason::LowMemAndSwap, 201));
     assert_eq!(d.figures.low_ahead_ms, QUIET_AHEAD_MS);
-    // 7 MB above low, falling 1 MB in 10 ms: there in 70 ms, within the
-    // 80 ms exit but not within 50. With kswapd moving it would kill.
+    // The same fall after a still interval: a burst that may stop.
+    let d = quiet_after([40_000, 40_000], swap_low().free(LOW + 20_000));
+    assert_eq!((d.kill, d.figures.low_ahead_ms), (None, 0));
+    // 7 MB above low, falling 1 MB in 10 ms twice: there in 70 ms, within
+    // the 80 ms exit but not within 50. With kswapd moving it would kill.
     let slow = swap_low().free(LOW + 7_000);
-    let d = quiet_after(LOW + 8_000, slow);
+    let d = quiet_after([9_000, 8_000], slow);
     assert_eq!((d.kill, d.figures.low_ahead_ms), (None, 0));
     let (t, mut st) = exited(200);
     gate(
@@ -1727,7 +1735,7 @@ fn a_fall_to_low_kills_ahead_before_reclaim_begins() {
     assert_eq!((d.kill.is_some(), d.figures.low_ahead_ms), (true, 80));
     // Swap to spare.
     let spare = B::new().swap(1_000_000, 500_000);
-    let d = quiet_after(LOW + 60_000, spare.free(LOW + 40_000));
+    let d = quiet_after([60_000, 40_000], spare.free(LOW + 20_000));
     assert_eq!(d.kill, None);
 }
 

@@ -70,11 +70,13 @@ pub const POLL_WINDOW_MS: u64 = 1000;
 /// An early window re-checks lazily while swap could not run low within
 /// this long at the rate free swap last fell (see [`PollInterval::Lazy`]).
 pub const SWAP_HORIZON_MS: u64 = 1000;
-/// With no reclaim counter moving, the look ahead (`kill_ahead_ms`) trusts
-/// one interval's fall of free memory only this far: a burst that stops
-/// is as quiet as one that goes on. In the VM app-switch an app took 1.9
-/// MB in 11 ms, 18 MB above low, and stopped 1.2 MB later; with the last
-/// exit's 112 ms as the horizon that would have been a kill.
+/// With no reclaim counter moving, the look ahead (`kill_ahead_ms`) goes
+/// only this far, and only when the interval before fell as fast: a burst
+/// that stops looks like one that goes on. In the VM app-switch an app
+/// took 1.9 MB in 11 ms, 18 MB above low, and stopped 1.2 MB later (with
+/// the last exit's 112 ms as the horizon, a kill); in a launch storm,
+/// after 150 ms of no change, 3 MB in 13 ms 4.6 MB above low was the last
+/// of it (one interval alone made that a sixth kill where five do).
 pub const QUIET_AHEAD_MS: u64 = 50;
 
 /// What woke the policy up. The discriminants are the control socket's
@@ -386,6 +388,9 @@ pub struct State {
     /// How long the last victim took from its kill to the call after it
     /// (the machine makes that call when the victim has exited).
     victim_exit_ms: u64,
+    /// Whether free memory, falling as it fell up to the last call, was
+    /// within [`QUIET_AHEAD_MS`] of low then.
+    fast_fall: bool,
 }
 
 impl State {
@@ -646,7 +651,7 @@ impl State {
     /// the low watermark within it; else 0. The call after a kill measures
     /// that time (its victim's memory coming back is no rate); the first
     /// kill is never ahead, with no exit measured yet. On quiet counters
-    /// at most [`QUIET_AHEAD_MS`] ahead.
+    /// at most [`QUIET_AHEAD_MS`] ahead, after two such intervals running.
     fn low_ahead(
         &mut self,
         snap: &Snapshot,
@@ -656,6 +661,9 @@ impl State {
         quiet: bool,
     ) -> u64 {
         let fall = fall_since(&mut self.prev_free, fig.free_wmark_kb, snap.time_ms);
+        let margin_kb = fig.free_wmark_kb.saturating_sub(snap.wm.low_kb);
+        let within = |ms| margin_kb > 0 && fall.is_some_and(|f| falls_to_mark(margin_kb, f, ms));
+        let was_fast = std::mem::replace(&mut self.fast_fall, within(QUIET_AHEAD_MS));
         if after_kill {
             if let Some(k) = self.last_kill_ms {
                 self.victim_exit_ms = snap.time_ms.saturating_sub(k);
@@ -664,11 +672,13 @@ impl State {
         }
         let mut lead_ms = self.victim_exit_ms.min(u64::from(t.kill_ahead_ms));
         if quiet {
-            lead_ms = lead_ms.min(QUIET_AHEAD_MS);
+            lead_ms = if was_fast {
+                lead_ms.min(QUIET_AHEAD_MS)
+            } else {
+                0
+            };
         }
-        let margin_kb = fig.free_wmark_kb.saturating_sub(snap.wm.low_kb);
-        let ahead = margin_kb > 0 && fall.is_some_and(|f| falls_to_mark(margin_kb, f, lead_ms));
-        if ahead {
+        if lead_ms > 0 && within(lead_ms) {
             lead_ms
         } else {
             0
