@@ -5,6 +5,9 @@
 //! memory comes back even if the victim is frozen or starved of CPU. The
 //! core hands jobs over and reads reports through preallocated rings; it
 //! never waits for the reaper, and a job stuck here holds back no kill.
+//! The name read is the reaper's one exposure to reclaim: the kernel
+//! allocates a page for the copy and may have to swap the victim's
+//! argument page back in (seen once each in set h43's app-switch runs).
 //!
 //! A job owns its own duplicate of the victim's pidfd (one `fcntl` on the
 //! kill path, no allocation) rather than borrowing the core's: the core
