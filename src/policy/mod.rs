@@ -506,7 +506,8 @@ pub fn decide(
     let too_soon =
         event != Pressure::Poll && swap_fall.is_some_and(|(_, ms)| ms < PollInterval::Fast.ms());
     // Ours: with swap low, free memory about to reach low within the last
-    // victim's exit is pressure before any reclaim counter moves. In the
+    // victim's exit (on still counters, within [`QUIET_AHEAD_MS`] after
+    // two such intervals) is pressure before any reclaim counter moves. In the
     // VM launch storm the starting apps took 50 MB of free memory in 40 ms
     // straight from the free lists; bailing out until reclaim began put
     // every kill below min, with the apps in direct reclaim and swapping
