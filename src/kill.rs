@@ -50,7 +50,7 @@ pub struct InFlight {
     signal: Signal,
     life: Life,
     /// The kill was announced (stats packet, PROCKILL, kill line): once the
-    /// reaper's name report came back, or with comm when it did not.
+    /// namer's name report came back, or with comm when it did not.
     announced: bool,
 }
 
@@ -101,7 +101,7 @@ impl InFlight {
         !std::mem::replace(&mut self.announced, true)
     }
 
-    /// The announcement is overdue: the reaper's name report has not come
+    /// The announcement is overdue: the namer's name report has not come
     /// back within kill_timeout_ms of the signal.
     pub fn announcement_overdue(&self, now_ns: u64, timeout_ms: u64) -> bool {
         !self.announced && self.waited_ms(now_ns) >= timeout_ms

@@ -1,13 +1,11 @@
 //! The reaper thread: what follows a kill once the core has sent SIGKILL
-//! itself. It reads the victim's full name from `/proc/<pid>/cmdline`
-//! (which takes the victim's mmap lock, so never before the signal and
-//! never on the core), reports it, then calls `process_mrelease` so the
-//! memory comes back even if the victim is frozen or starved of CPU. The
-//! core hands jobs over and reads reports through preallocated rings; it
-//! never waits for the reaper, and a job stuck here holds back no kill.
-//! The name read is the reaper's one exposure to reclaim: the kernel
-//! allocates a page for the copy and may have to swap the victim's
-//! argument page back in (seen once each in set h43's app-switch runs).
+//! itself. It calls `process_mrelease` so the memory comes back even if
+//! the victim is frozen or starved of CPU. The victim's name for the
+//! announcement is read first, by the namer thread ([`namer`]): the reaper
+//! waits for it at most `namer::WAIT_MS`, and never reads `/proc` itself,
+//! since that read can enter reclaim. The core hands jobs over and reads
+//! reports through preallocated rings; it never waits for the reaper, and
+//! a job stuck here holds back no kill.
 //!
 //! A job owns its own duplicate of the victim's pidfd (one `fcntl` on the
 //! kill path, no allocation) rather than borrowing the core's: the core
@@ -22,9 +20,11 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use crate::proto::STAT_NAME_MAX;
 use crate::ring;
 use crate::sys::{self, ProcFs};
+
+pub mod namer;
+pub use namer::{Counters, Name, Named};
 
 /// How the reaper reaches the victim.
 #[derive(Debug)]
@@ -72,7 +72,8 @@ impl Job {
     }
 
     /// The same job for a victim the core has already signalled at
-    /// `sent_ns`: the reaper reads the name and releases the memory.
+    /// `sent_ns`: the namer reads the name and the reaper releases the
+    /// memory.
     pub fn signalled(mut self, sent_ns: u64) -> Job {
         self.sent_ns = sent_ns;
         self
@@ -138,74 +139,18 @@ pub enum Release {
     Failed(i32),
 }
 
-/// The victim's name as the reaper read it from `cmdline` (up to the first
-/// NUL or space, as lmkd reports it); empty when the process had no
-/// command line left (already gone, or a kernel thread).
-#[derive(Clone, Copy)]
-pub struct Name {
-    buf: [u8; STAT_NAME_MAX],
-    len: u8,
-}
-
-impl Name {
-    pub const EMPTY: Name = Name {
-        buf: [0; STAT_NAME_MAX],
-        len: 0,
-    };
-
-    /// The first word of a raw `cmdline` (NUL-separated arguments).
-    pub fn from_cmdline(raw: &[u8]) -> Name {
-        let end = raw
-            .iter()
-            .position(|&b| b == 0 || b == b' ')
-            .unwrap_or(raw.len())
-            .min(STAT_NAME_MAX);
-        let mut n = Name::EMPTY;
-        n.buf[..end].copy_from_slice(&raw[..end]);
-        n.len = end as u8;
-        n
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len as usize]
-    }
-}
-
-impl std::fmt::Debug for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
-    }
-}
-
-/// The victim's counters from `/proc/<pid>/stat`, read after the signal
-/// (they outlive the victim's memory); -1 when unknown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Counters {
-    pub pgfault: i64,
-    pub pgmajfault: i64,
-    pub start_time_ns: i64,
-}
-
-impl Counters {
-    pub const UNKNOWN: Counters = Counters {
-        pgfault: -1,
-        pgmajfault: -1,
-        start_time_ns: -1,
-    };
-}
-
-/// Progress of a job. A job reports twice: once the name is read (so the
-/// kill can be announced), and again when the reaper is done with the
-/// pidfd (`finished` set); a job with nothing to release reports once,
-/// finished.
+/// Progress of a job. A job reports twice: the namer's report with the
+/// name (so the kill can be announced), and the reaper's when it is done
+/// with the pidfd (`finished` set), in either order; a job with nothing to
+/// release reports once, named and finished.
 #[derive(Clone, Copy, Debug)]
 pub struct Done {
     pub pid: i32,
     /// CLOCK_MONOTONIC ns when the SIGKILL went out, or its errno.
     pub signal: Result<u64, i32>,
-    /// The full name, read after the signal.
-    pub name: Name,
-    pub counters: Counters,
+    /// The full name and counters, read after the signal: in the namer's
+    /// report only.
+    pub named: Option<Named>,
     /// None while the reaper still uses the pidfd.
     pub finished: Option<Finished>,
 }
@@ -220,7 +165,9 @@ pub struct Finished {
 
 pub struct Reaper {
     jobs: ring::Sender<Wire>,
+    /// The reaper's reports, and the namer's on the same doorbell.
     done: ring::Receiver<Done>,
+    named: ring::Receiver<Done>,
 }
 
 /// Jobs queued at once. A stuck release holds the jobs behind it (their
@@ -231,11 +178,10 @@ const DEPTH: usize = 8;
 /// The reaper's stack, locked page by page as it is touched
 /// ([`spawn_demand_paged`](crate::protect::spawn_demand_paged)), except
 /// [`PREFAULT`] touched at start so that a kill never faults one in: it
-/// reads two short `/proc` files into fixed buffers and makes two system
-/// calls. In the VM ladder its stack stayed at the pre-faulted 24 kB plus
-/// the page the thread starts on (28 kB resident, 0 faults).
+/// moves records through rings and makes a few system calls, with no
+/// buffers of its own.
 const STACK: usize = 64 * 1024;
-const PREFAULT: usize = 24 * 1024;
+const PREFAULT: usize = 12 * 1024;
 
 /// Test switch: the reaper holds a job for this pid before its release
 /// (as a `process_mrelease` stuck on the victim's mmap lock would) until
@@ -249,13 +195,17 @@ impl Reaper {
     pub fn start(procfs: ProcFs, on_start: fn(&'static str)) -> io::Result<Reaper> {
         let (jobs, job_rx) = ring::channel::<Wire>(DEPTH)?;
         let (done_tx, done) = ring::channel::<Done>(DEPTH)?;
+        let (named_tx, named) = ring::channel_sharing_bell::<Done, Done>(DEPTH, &done)?;
+        let (ask_tx, ask_rx) = ring::channel::<namer::Ask>(DEPTH)?;
+        let (read_tx, read_rx) = ring::channel::<i32>(DEPTH)?;
+        namer::start(procfs, ask_rx, named_tx, read_tx, on_start)?;
         let reaping = Arc::new(AtomicBool::new(true));
         let b = thread::Builder::new()
             .name("lmkd-reaper".into())
             .stack_size(STACK);
         crate::protect::spawn_demand_paged(b, move || {
-            // The thread that sends SIGKILL must not wait behind the
-            // processes eating the memory.
+            // The thread that releases the memory must not wait behind the
+            // processes eating it.
             crate::protect::raise_thread_priority();
             crate::protect::prefault_stack::<PREFAULT>();
             on_start("reaper");
@@ -264,20 +214,44 @@ impl Reaper {
                 job_rx.ack();
                 while let Some(wire) = job_rx.pop() {
                     let job = wire.into_job();
-                    let named = named(&job, &procfs);
-                    done_tx.push(named);
-                    if named.finished.is_none() {
-                        while HOLD_RELEASE_OF.load(Ordering::Relaxed) == job.pid {
-                            thread::sleep(std::time::Duration::from_millis(1));
+                    let releases = !job.dry_run && matches!(job.target, Target::Pidfd(_));
+                    let sent = Done {
+                        pid: job.pid,
+                        signal: Ok(job.sent_ns),
+                        named: None,
+                        finished: None,
+                    };
+                    let asked = ask_tx.push(namer::Ask {
+                        pid: job.pid,
+                        sent_ns: job.sent_ns,
+                        last: !releases,
+                    });
+                    if !releases {
+                        // The namer finishes the job, or nobody will.
+                        if !asked {
+                            done_tx.push(Done {
+                                finished: Some(Finished {
+                                    release: Release::Skipped,
+                                    at_ns: sys::monotonic_ns(),
+                                }),
+                                ..sent
+                            });
                         }
-                        done_tx.push(release(&job, named, &reaping));
+                        continue;
                     }
+                    if asked {
+                        namer::wait_for(&read_rx, job.pid, namer::WAIT_MS);
+                    }
+                    while HOLD_RELEASE_OF.load(Ordering::Relaxed) == job.pid {
+                        thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    done_tx.push(release(&job, sent, &reaping));
                     // Dropping the job closes the reaper's pidfd.
                 }
             }
         })
         .map_err(|e| io::Error::new(e.kind(), format!("spawn reaper thread: {e}")))?;
-        Ok(Reaper { jobs, done })
+        Ok(Reaper { jobs, done, named })
     }
 
     /// Hands a job over; false if the ring is full (never expected with
@@ -298,8 +272,9 @@ impl Reaper {
         self.done.ack();
     }
 
+    /// The next report, the namer's first (a name to announce).
     pub fn next_done(&self) -> Option<Done> {
-        self.done.pop()
+        self.named.pop().or_else(|| self.done.pop())
     }
 }
 
@@ -307,36 +282,6 @@ impl AsFd for Reaper {
     /// Readable when completions are waiting.
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.done.as_fd()
-    }
-}
-
-/// After the core's signal: reads the victim's name and counters. Finished when there
-/// is nothing to release (dry run, or no pidfd).
-pub fn named(job: &Job, procfs: &ProcFs) -> Done {
-    let mut raw = [0u8; STAT_NAME_MAX + 1];
-    let name = match procfs.read(Some(job.pid), "cmdline", &mut raw) {
-        Ok(n) => Name::from_cmdline(&raw[..n]),
-        Err(_) => Name::EMPTY,
-    };
-    let mut stat = crate::proto::KillStat::default();
-    let mut buf = [0u8; 1024];
-    if let Ok(n) = procfs.read(Some(job.pid), "stat", &mut buf) {
-        crate::victim::parse_stat(&buf[..n], &mut stat);
-    }
-    let nothing_to_release = job.dry_run || !matches!(job.target, Target::Pidfd(_));
-    Done {
-        pid: job.pid,
-        signal: Ok(job.sent_ns),
-        name,
-        counters: Counters {
-            pgfault: stat.pgfault,
-            pgmajfault: stat.pgmajfault,
-            start_time_ns: stat.start_time_ns,
-        },
-        finished: nothing_to_release.then_some(Finished {
-            release: Release::Skipped,
-            at_ns: sys::monotonic_ns(),
-        }),
     }
 }
 
@@ -370,8 +315,7 @@ pub fn signal(job: &Job) -> Done {
     Done {
         pid: job.pid,
         signal: sig.as_ref().map(|_| at_ns).map_err(|e| e.errno),
-        name: Name::EMPTY,
-        counters: Counters::UNKNOWN,
+        named: None,
         finished: nothing_to_release.then_some(Finished {
             release: Release::Skipped,
             at_ns,
@@ -447,21 +391,6 @@ mod tests {
             assert!(back.dry_run);
             assert_eq!(back.sent_ns, 5);
         }
-    }
-
-    #[test]
-    fn name_is_the_first_word_of_the_command_line() {
-        let n = Name::from_cmdline(b"com.google.android.apps.photos\0--flag\0");
-        assert_eq!(n.as_bytes(), b"com.google.android.apps.photos");
-        assert_eq!(
-            Name::from_cmdline(b"/system/bin/foo bar").as_bytes(),
-            b"/system/bin/foo"
-        );
-        assert_eq!(Name::from_cmdline(b"").as_bytes(), b"");
-        assert_eq!(
-            Name::from_cmdline(&[b'x'; 300]).as_bytes().len(),
-            STAT_NAME_MAX
-        );
     }
 
     #[test]

@@ -34,24 +34,43 @@ pub struct Receiver<T: Copy + Send>(Arc<Shared<T>>);
 
 /// Creates a ring of `capacity` records (rounded up to a power of two).
 pub fn channel<T: Copy + Send>(capacity: usize) -> io::Result<(Sender<T>, Receiver<T>)> {
-    let cap = capacity.max(2).next_power_of_two();
-    let slots = (0..cap)
-        .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
-        .collect();
     // SAFETY: eventfd(2) with valid flags; checked below.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if fd < 0 {
         return Err(io::Error::from(sys::SysError::last("eventfd for ring")));
     }
+    // SAFETY: fresh descriptor we own.
+    Ok(with_bell(capacity, unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Creates a ring that rings `other`'s bell, so that one consumer drains
+/// both after one wakeup on one descriptor (either receiver's `ack`
+/// clears it for both).
+pub fn channel_sharing_bell<T: Copy + Send, U: Copy + Send>(
+    capacity: usize,
+    other: &Receiver<U>,
+) -> io::Result<(Sender<T>, Receiver<T>)> {
+    let bell = other
+        .0
+        .bell
+        .try_clone()
+        .map_err(|e| io::Error::new(e.kind(), format!("dup ring eventfd: {e}")))?;
+    Ok(with_bell(capacity, bell))
+}
+
+fn with_bell<T: Copy + Send>(capacity: usize, bell: OwnedFd) -> (Sender<T>, Receiver<T>) {
+    let cap = capacity.max(2).next_power_of_two();
+    let slots = (0..cap)
+        .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+        .collect();
     let shared = Arc::new(Shared {
         slots,
         head: AtomicUsize::new(0),
         tail: AtomicUsize::new(0),
         dropped: AtomicU64::new(0),
-        // SAFETY: fresh descriptor we own.
-        bell: unsafe { OwnedFd::from_raw_fd(fd) },
+        bell,
     });
-    Ok((Sender(shared.clone()), Receiver(shared)))
+    (Sender(shared.clone()), Receiver(shared))
 }
 
 impl<T: Copy + Send> Sender<T> {
@@ -164,6 +183,30 @@ mod tests {
             [0, 1, 2, 3]
         );
         assert_eq!(rx.pop(), None);
+    }
+
+    #[test]
+    fn two_rings_ring_one_bell() {
+        let (a_tx, a_rx) = channel::<u32>(2).unwrap();
+        let (b_tx, b_rx) = channel_sharing_bell::<u8, u32>(2, &a_rx).unwrap();
+        let rung = |rx: &Receiver<u32>| {
+            let mut pfd = libc::pollfd {
+                fd: rx.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no wait.
+            unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+        };
+        assert!(!rung(&a_rx));
+        assert!(b_tx.push(7));
+        assert!(rung(&a_rx), "a push on the second ring rang no bell");
+        b_rx.ack();
+        assert!(!rung(&a_rx), "one ack clears the shared bell");
+        assert!(a_tx.push(1));
+        assert!(rung(&a_rx));
+        a_rx.ack();
+        assert_eq!((a_rx.pop(), b_rx.pop()), (Some(1), Some(7)));
     }
 
     #[test]

@@ -378,21 +378,70 @@ fn death(s: &mut Sleeper, within: Duration) -> Option<Instant> {
     None
 }
 
-/// Clears the reaper's test hold on drop, so a failed assertion does not
-/// leave the reaper thread held.
-struct Hold;
+/// A test hold on the reaper or the namer, cleared on drop so that a
+/// failed assertion does not leave the thread held.
+struct Hold(&'static std::sync::atomic::AtomicI32);
 
 impl Hold {
+    fn on(switch: &'static std::sync::atomic::AtomicI32, pid: i32) -> Hold {
+        switch.store(pid, std::sync::atomic::Ordering::Relaxed);
+        Hold(switch)
+    }
     fn release_of(pid: i32) -> Hold {
-        lmkd::reaper::HOLD_RELEASE_OF.store(pid, std::sync::atomic::Ordering::Relaxed);
-        Hold
+        Hold::on(&lmkd::reaper::HOLD_RELEASE_OF, pid)
+    }
+    fn name_of(pid: i32) -> Hold {
+        Hold::on(&lmkd::reaper::namer::HOLD_NAME_OF, pid)
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        lmkd::reaper::HOLD_RELEASE_OF.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.0.store(0, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// VmRSS of a live process, in kB.
+fn rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_name_read_stuck_in_reclaim_holds_back_no_release() {
+    const TEST: &str = "a_name_read_stuck_in_reclaim_holds_back_no_release";
+    if !need_root(TEST) {
+        return;
+    }
+    // The victim is frozen, so only the reaper's release can take its
+    // memory, and the namer holds the read of its name as a read stuck in
+    // reclaim would. The memory must come back anyway, and the kill be
+    // announced once the name is in.
+    common::logcap::install();
+    let v = Sleeper::new();
+    let Some(freezer) = Freezer::new("stuckname") else {
+        skip(TEST, "no cgroup v1 freezer");
+        return;
+    };
+    freezer.add(v.pid());
+    freezer.set("FROZEN");
+    let before = rss_kb(v.pid());
+    assert!(before >= 200, "the victim holds only {before} kB");
+    let hold = Hold::name_of(v.pid());
+    let d = InProc::start("stuckname", "small", &[v.pid()], |_, _| {});
+    let c = d.connect();
+    subscribe_all(&c);
+    c.send(&Cmd::ProcPrio(prio(v.pid(), 950))).unwrap();
+    Daemon::sync(&c);
+    d.raise_complete();
+    assert!(
+        common::eventually(T, || rss_kb(v.pid()) < before / 4),
+        "the victim still holds {} kB of {before} while its name is held",
+        rss_kb(v.pid())
+    );
+    drop(hold);
+    assert_eq!(kills(&c, T), vec![v.pid()], "no announcement");
 }
 
 #[test]

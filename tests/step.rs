@@ -16,7 +16,7 @@ use lmkd::kill::{Life, Signal};
 use lmkd::machine::{Edges, Input, Machine, Settings};
 use lmkd::policy::{KillReason, Pressure};
 use lmkd::proto::Command as Cmd;
-use lmkd::reaper::{Counters, Done, Finished, Job, Name, Release};
+use lmkd::reaper::{Counters, Done, Finished, Job, Name, Named, Release};
 use lmkd::snapshot::{parse_meminfo, parse_psi, parse_vmstat, parse_zoneinfo, ReadError, Snapshot};
 use lmkd::token::Token;
 
@@ -199,17 +199,22 @@ impl Rig {
             .iter()
             .rfind(|j| j.pid == pid)
             .map_or(0, |j| j.sent_ns);
+        // The namer's report carries the name (and the release, for a job
+        // with none); the reaper's, without a name, the release.
+        let named = (finished.is_none() || !name.is_empty()).then(|| Named {
+            name: Name::from_cmdline(name.as_bytes()),
+            counters: Counters::UNKNOWN,
+        });
         let done = Done {
             pid,
             signal: Ok(sent_ns),
-            name: Name::from_cmdline(name.as_bytes()),
-            counters: Counters::UNKNOWN,
+            named,
             finished,
         };
         self.step(Input::Reaped(done), now_ms);
     }
 
-    /// The reaper's first report: the name it read.
+    /// The namer's report: the name it read.
     fn named(&mut self, pid: i32, name: &str, now_ms: u64) {
         self.report(pid, name, None, now_ms);
     }

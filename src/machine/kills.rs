@@ -15,16 +15,18 @@ use crate::victim::Victim;
 use crate::watchdog;
 
 impl Machine {
-    /// A report from the reaper: the name is read (announce the kill),
-    /// and/or the release is over (log it). Reports for a kill already
+    /// A report from the reaper or the namer: the name is read (announce
+    /// the kill), and/or the release is over (log it). Reports for a kill already
     /// forgotten are still logged.
     pub(super) fn on_reaped(&mut self, done: reaper::Done, io: &mut dyn Edges) {
-        if self
-            .inflight
-            .as_ref()
-            .is_some_and(|k| k.victim.pid == done.pid && !k.announced())
-        {
-            self.announce(done.name, done.counters);
+        if let Some(n) = done.named {
+            if self
+                .inflight
+                .as_ref()
+                .is_some_and(|k| k.victim.pid == done.pid && !k.announced())
+            {
+                self.announce(n.name, n.counters);
+            }
         }
         if let Some(f) = done.finished {
             self.reaper_jobs.finished(done.pid);
@@ -36,7 +38,7 @@ impl Machine {
     }
 
     /// Announces the in-flight kill (stats packet, PROCKILL, kill line)
-    /// with the full name and counters the reaper read after the signal,
+    /// with the full name and counters the namer read after the signal,
     /// or comm when it read no name.
     pub(super) fn announce(&mut self, name: Name, counters: Counters) {
         let Some(k) = self.inflight.as_mut() else {
