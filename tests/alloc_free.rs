@@ -42,7 +42,7 @@ use lmkd::proto::{self, Command as Cmd, PrioBatch, TargetTable};
 static GLOBAL: Counting = Counting;
 
 fn watch(role: &'static str) {
-    if role == "core" || role == "reaper" {
+    if matches!(role, "core" | "reaper" | "namer") {
         watch_thread();
     }
 }
@@ -180,7 +180,7 @@ fn commands_allocate_nothing() {
     let polled = poller.served() - polled;
     eprintln!(
         "commands: {sent} handled, {polled} control requests served, \
-         {} heap allocations, {frees} frees on the core/reaper threads",
+         {} heap allocations, {frees} frees on the core, reaper and namer threads",
         after - before
     );
     assert!(polled > 0, "the control client was not served");
@@ -230,7 +230,7 @@ fn every_command_allocates_nothing() {
     let frees = watched_frees() - frees_before;
     eprintln!(
         "SUBSCRIBE, TARGET, START_MONITORING, BOOT_COMPLETED, UPDATE_PROPS, PROCPURGE: \
-         {} heap allocations, {frees} frees on the core/reaper threads",
+         {} heap allocations, {frees} frees on the core, reaper and namer threads",
         after - before
     );
     // Each really happened: the monitor was armed once (by START_MONITORING),
@@ -314,7 +314,7 @@ fn pressure_to_kill_allocates_nothing() {
     let polled = poller.served() - polled;
     eprintln!(
         "pressure event to completed kill: {polled} control requests served, \
-         {} heap allocations, {frees} frees on the core/reaper threads",
+         {} heap allocations, {frees} frees on the core, reaper and namer threads",
         after - before
     );
     assert!(polled > 0, "the control client was not served");

@@ -26,7 +26,7 @@ pub const WAIT_MS: u64 = 10;
 /// [`PREFAULT`] touched at start: it reads two short `/proc` files into
 /// fixed buffers.
 const STACK: usize = 64 * 1024;
-const PREFAULT: usize = 16 * 1024;
+const PREFAULT: usize = 8 * 1024;
 
 /// Test switch: the namer holds the read of this pid's name (as a read
 /// stuck in reclaim would) until the value changes. 0 holds nothing.

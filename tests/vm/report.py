@@ -295,6 +295,9 @@ def role(comm, is_main):
         return "core"
     if "reaper" in comm:
         return "reaper"
+    if "namer" in comm:
+        # lmkd-rs reads a victim's name off the kill path, on its own thread.
+        return "namer"
     return "other"
 
 
@@ -633,6 +636,7 @@ ROWS = [
     ("core thread CPU (ms)", lambda ms: spread([(m.get("killer_cpu_ms") or {}).get("core") for m in ms])),
     ("core thread faults/reclaims", lambda ms: per_run([role_pair(m, "core") for m in ms])),
     ("reaper threads faults/reclaims", lambda ms: per_run([role_pair(m, "reaper") for m in ms])),
+    ("namer thread faults/reclaims", lambda ms: per_run([role_pair(m, "namer") for m in ms])),
     ("other threads faults/reclaims", lambda ms: per_run([role_pair(m, "other") for m in ms])),
     ("killer Rss, smaps_rollup (kB)", lambda ms: spread([m.get("daemon_rss_kb") for m in ms])),
     ("killer Locked (kB)", lambda ms: spread([m.get("daemon_locked_kb") for m in ms])),
