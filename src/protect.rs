@@ -165,6 +165,34 @@ where
     spawned
 }
 
+/// Spawns a thread that must run while memory is short (the reaper, the
+/// namer, the watchdog): named `lmkd-{role}`, its `stack` bytes locked as
+/// they are touched ([`spawn_demand_paged`]) with the first `PREFAULT`
+/// touched up front so that its work never faults one in, and its CPU
+/// priority raised so that it does not queue behind the processes eating
+/// the memory. `on_start(role)` runs on the thread before `f`.
+pub fn spawn_urgent<const PREFAULT: usize, F>(
+    role: &'static str,
+    stack: usize,
+    on_start: fn(&'static str),
+    f: F,
+) -> io::Result<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let b = thread::Builder::new()
+        .name(format!("lmkd-{role}"))
+        .stack_size(stack);
+    spawn_demand_paged(b, move || {
+        raise_thread_priority();
+        prefault_stack::<PREFAULT>();
+        on_start(role);
+        f()
+    })
+    .map(drop)
+    .map_err(|e| io::Error::new(e.kind(), format!("spawn {role} thread: {e}")))
+}
+
 /// One malloc arena: threads that format text (the report thread) would
 /// otherwise each map a 64 MiB arena, locked by MCL_FUTURE.
 /// Call first thing in `main`, before any thread starts.

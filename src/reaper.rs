@@ -200,15 +200,7 @@ impl Reaper {
         let (read_tx, read_rx) = ring::channel::<i32>(DEPTH)?;
         namer::start(procfs, ask_rx, named_tx, read_tx, on_start)?;
         let reaping = Arc::new(AtomicBool::new(true));
-        let b = thread::Builder::new()
-            .name("lmkd-reaper".into())
-            .stack_size(STACK);
-        crate::protect::spawn_demand_paged(b, move || {
-            // The thread that releases the memory must not wait behind the
-            // processes eating it.
-            crate::protect::raise_thread_priority();
-            crate::protect::prefault_stack::<PREFAULT>();
-            on_start("reaper");
+        crate::protect::spawn_urgent::<PREFAULT, _>("reaper", STACK, on_start, move || {
             loop {
                 job_rx.wait(-1);
                 job_rx.ack();
@@ -249,8 +241,7 @@ impl Reaper {
                     // Dropping the job closes the reaper's pidfd.
                 }
             }
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("spawn reaper thread: {e}")))?;
+        })?;
         Ok(Reaper { jobs, done, named })
     }
 

@@ -240,14 +240,8 @@ impl AsFd for Kills {
 pub fn start(hb: Arc<Heartbeat>, on_start: fn(&'static str)) -> io::Result<Kills> {
     let (tx, rx) = ring::channel::<Killed>(QUEUE)?;
     let procfs = ProcFs::new(Path::new("/proc"))?;
-    let b = thread::Builder::new()
-        .name("lmkd-watchdog".into())
-        .stack_size(STACK);
-    crate::protect::spawn_demand_paged(b, move || {
-        // It must get the CPU exactly when the machine is drowning.
-        crate::protect::raise_thread_priority();
-        crate::protect::prefault_stack::<PREFAULT>();
-        on_start("watchdog");
+    // It must get the CPU exactly when the machine is drowning.
+    crate::protect::spawn_urgent::<PREFAULT, _>("watchdog", STACK, on_start, move || {
         let mut out = Outputs::new(logline::Log);
         // Pids this thread killed lately: the core may publish one
         // again before it has taken the kill in.
@@ -281,8 +275,7 @@ pub fn start(hb: Arc<Heartbeat>, on_start: fn(&'static str)) -> io::Result<Kills
                 None => {}
             }
         }
-    })
-    .map_err(|e| io::Error::new(e.kind(), format!("spawn watchdog thread: {e}")))?;
+    })?;
     Ok(Kills(rx))
 }
 

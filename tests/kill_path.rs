@@ -224,6 +224,15 @@ impl Freezer {
         std::fs::create_dir(&p).ok()?;
         Some(Freezer(p))
     }
+    /// A group holding `pids`, frozen: they cannot run, so cannot exit.
+    fn frozen(tag: &str, pids: &[i32]) -> Option<Freezer> {
+        let f = Freezer::new(tag)?;
+        for &pid in pids {
+            f.add(pid);
+        }
+        f.set("FROZEN");
+        Some(f)
+    }
     fn add(&self, pid: i32) {
         std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
     }
@@ -251,15 +260,13 @@ fn no_second_kill_until_the_victim_exits_or_kill_timeout() {
     // (The freezer is declared last so it thaws first when dropped.)
     let stuck = Sleeper::new();
     let next = Sleeper::new();
-    let Some(freezer) = Freezer::new("onekill") else {
+    let Some(_freezer) = Freezer::frozen("onekill", &[stuck.pid()]) else {
         skip(
             "no_second_kill_until_the_victim_exits_or_kill_timeout",
             "no cgroup v1 freezer",
         );
         return;
     };
-    freezer.add(stuck.pid());
-    freezer.set("FROZEN");
     let d = InProc::start("onekill", "small", &[stuck.pid(), next.pid()], |cfg, _| {
         cfg.kill_timeout_ms = 1500
     });
@@ -420,12 +427,10 @@ fn a_name_read_stuck_in_reclaim_holds_back_no_release() {
     // announced once the name is in.
     common::logcap::install();
     let v = Sleeper::new();
-    let Some(freezer) = Freezer::new("stuckname") else {
+    let Some(_freezer) = Freezer::frozen("stuckname", &[v.pid()]) else {
         skip(TEST, "no cgroup v1 freezer");
         return;
     };
-    freezer.add(v.pid());
-    freezer.set("FROZEN");
     let before = rss_kb(v.pid());
     assert!(before >= 200, "the victim holds only {before} kB");
     let hold = Hold::name_of(v.pid());
@@ -458,12 +463,10 @@ fn a_release_that_never_finishes_holds_back_no_kill() {
     const TIMEOUT_MS: u64 = 500;
     let stuck = Sleeper::new();
     let mut next = Sleeper::new();
-    let Some(freezer) = Freezer::new("stuckreap") else {
+    let Some(_freezer) = Freezer::frozen("stuckreap", &[stuck.pid()]) else {
         skip(TEST, "no cgroup v1 freezer");
         return;
     };
-    freezer.add(stuck.pid());
-    freezer.set("FROZEN");
     let _hold = Hold::release_of(stuck.pid());
     let d = InProc::start(
         "stuckreap",
@@ -526,12 +529,10 @@ fn the_victim_is_named_by_its_full_command_line() {
     const NAME: &str = "com.example.forty.characters.app.name.xy";
     assert_eq!(NAME.len(), 40);
     let v = named_sleeper(NAME);
-    let Some(freezer) = Freezer::new("fullname") else {
+    let Some(_freezer) = Freezer::frozen("fullname", &[v.pid()]) else {
         skip(TEST, "no cgroup v1 freezer");
         return;
     };
-    freezer.add(v.pid());
-    freezer.set("FROZEN");
     let d = InProc::start("fullname", "small", &[v.pid()], |_, _| {});
     let c = d.connect();
     subscribe_all(&c);

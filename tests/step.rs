@@ -342,6 +342,17 @@ fn a_stuck_reaper_holds_back_no_kill() {
 }
 
 #[test]
+fn the_release_report_waits_for_the_name() {
+    // The namer and the reaper report on their own: a release that comes
+    // back first carries no name and must not announce the kill with comm.
+    let (mut r, a, _b) = Rig::killing("step-release-first");
+    r.released(a.pid(), 1001);
+    assert!(r.m.inflight().is_some_and(|k| !k.announced()));
+    r.named(a.pid(), "a.full.name", 1002);
+    assert_eq!(r.history_names(), ["a.full.name"]);
+}
+
+#[test]
 fn victim_exit_evaluates_at_once() {
     let (mut r, a, b) = Rig::killing("step-exit");
     r.io.below_min = true;

@@ -116,29 +116,18 @@ pub fn start(
     read: ring::Sender<i32>,
     on_start: fn(&'static str),
 ) -> std::io::Result<()> {
-    let b = thread::Builder::new()
-        .name("lmkd-namer".into())
-        .stack_size(STACK);
-    crate::protect::spawn_demand_paged(b, move || {
-        // The reaper's release waits on this thread: it must not queue
-        // behind the processes eating the memory either.
-        crate::protect::raise_thread_priority();
-        crate::protect::prefault_stack::<PREFAULT>();
-        on_start("namer");
-        loop {
-            asks.wait(-1);
-            asks.ack();
-            while let Some(ask) = asks.pop() {
-                while HOLD_NAME_OF.load(Ordering::Relaxed) == ask.pid {
-                    thread::sleep(std::time::Duration::from_millis(1));
-                }
-                done.push(name(ask, &procfs));
-                read.push(ask.pid);
+    // The reaper's release waits on this thread: it is urgent too.
+    crate::protect::spawn_urgent::<PREFAULT, _>("namer", STACK, on_start, move || loop {
+        asks.wait(-1);
+        asks.ack();
+        while let Some(ask) = asks.pop() {
+            while HOLD_NAME_OF.load(Ordering::Relaxed) == ask.pid {
+                thread::sleep(std::time::Duration::from_millis(1));
             }
+            done.push(name(ask, &procfs));
+            read.push(ask.pid);
         }
     })
-    .map(drop)
-    .map_err(|e| std::io::Error::new(e.kind(), format!("spawn namer thread: {e}")))
 }
 
 /// Reads one victim's name and counters: the namer's report.
