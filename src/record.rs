@@ -44,7 +44,10 @@
 //!         bits 32-63 the decision's min adj
 //! 2       0, or 1 + the snapshot time (ms) of the evaluation whose kill
 //!         was carried out after the previous record and before this one
-//! 3       configuration generation (bumped by each reload or live change)
+//! 3       bits 0-47 configuration generation (bumped by each reload or
+//!         live change); bits 48-62 direct_reclaim_exit_wait_ms; bit 63
+//!         the last victim exited after the previous record and before
+//!         this one (both 0 in older recordings: no wait)
 //! 4-38    snapshot: time_ms; meminfo (18 fields in `MemInfo` order);
 //!         vmstat (8, `VmStat` order); watermarks min, low, high;
 //!         PSI (some avg10, avg60), (some avg300, full avg10),
@@ -88,6 +91,8 @@ pub const VERSION: u32 = 2;
 /// Words in one record.
 pub const EVAL_WORDS: usize = 60;
 const HEADER_LEN: usize = 24;
+/// Word 3 keeps the configuration generation in its low 48 bits.
+pub const CONFIG_GEN_MASK: u64 = (1 << 48) - 1;
 
 /// One evaluation as recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +105,9 @@ pub struct Eval {
     /// The snapshot time of the evaluation whose kill was carried out
     /// between the previous evaluation and this one.
     pub killed_before: Option<u64>,
+    /// The last kill's victim exited between the previous evaluation and
+    /// this one (the core called `policy::State::on_exit`).
+    pub exited_before: bool,
     pub config_gen: u64,
     pub snap: Snapshot,
     pub tunables: Tunables,
@@ -238,7 +246,11 @@ impl Eval {
         p.word(self.serial);
         p.word(flags);
         p.word(self.killed_before.map_or(0, |t| t.saturating_add(1)));
-        p.word(self.config_gen);
+        p.word(
+            (self.config_gen & CONFIG_GEN_MASK)
+                | (u64::from(t.direct_reclaim_exit_wait_ms.min(0x7fff)) << 48)
+                | (u64::from(self.exited_before) << 63),
+        );
         let s = &self.snap;
         p.word(s.time_ms);
         let (mut m, mut vm) = (s.mem, s.vm);
@@ -328,7 +340,9 @@ impl Eval {
             ));
         }
         let killed_before = r.word().checked_sub(1);
-        let config_gen = r.word();
+        let gen_word = r.word();
+        let config_gen = gen_word & CONFIG_GEN_MASK;
+        let exited_before = gen_word >> 63 != 0;
         let time_ms = r.word();
         let (mut m, mut vm) = (MemInfo::default(), VmStat::default());
         for f in mem_fields(&mut m).into_iter().chain(vm_fields(&mut vm)) {
@@ -378,6 +392,7 @@ impl Eval {
             low_ram_device: flags & (1 << 23) != 0,
             critical_upgrade: flags & (1 << 28) != 0,
             direct_reclaim_below_min: flags & (1 << 29) != 0,
+            direct_reclaim_exit_wait_ms: ((gen_word >> 48) & 0x7fff) as u32,
             kill_ahead_ms: 0,
             fast_after_kill_ms: 0,
             // Read below, after the census.
@@ -425,6 +440,7 @@ impl Eval {
             poll,
             extend_poll,
             killed_before,
+            exited_before,
             config_gen,
             snap: Snapshot {
                 mem: m,
@@ -568,6 +584,11 @@ pub fn replay(evals: &[Eval], over: Option<&Tunables>) -> Vec<Step> {
                 }
             }
         }
+        // The recorded victim's exit; a kill only the replay made has no
+        // exit on record (its wait ends by time alone).
+        if e.exited_before {
+            st.on_exit();
+        }
         if let Some(j) = assumed.take() {
             if let Some(k) = out[j].kill {
                 st.on_kill(&evals[j].snap, &k);
@@ -632,6 +653,7 @@ mod tests {
             poll: PollInterval::Fast,
             extend_poll: true,
             killed_before: Some(0),
+            exited_before: true,
             config_gen: 3,
             snap,
             tunables: Tunables::from_config(&c),
@@ -648,6 +670,7 @@ mod tests {
             Eval {
                 kill: None,
                 killed_before: None,
+                exited_before: false,
                 max_adj: None,
                 event: Pressure::Poll,
                 poll: PollInterval::Slow,
@@ -747,9 +770,11 @@ mod tests {
     }
 
     /// What the daemon does, on data: every kill decided is carried out
-    /// (the policy told) before the next evaluation. Moderate thrashing
-    /// (60%) from the 5th evaluation, heavy (180% a window) from the 20th.
-    fn thrash_scenario(t: &Tunables) -> Vec<Eval> {
+    /// (the policy told) before the next evaluation, and its victim exits
+    /// `exit_after` evaluations later (None: never seen to). Moderate
+    /// thrashing (60%) from the 5th evaluation, heavy (180% a window) from
+    /// the 20th.
+    fn thrash_scenario(t: &Tunables, exit_after: Option<u64>) -> Vec<Eval> {
         let mut snap = Snapshot::default();
         snap.mem.free_kb = 50_000;
         snap.mem.swap_total_kb = 1_000_000;
@@ -765,6 +790,7 @@ mod tests {
         let targets = TargetTable::default();
         let mut st = policy::State::new();
         let mut pending: Option<(Snapshot, Kill)> = None;
+        let mut exit_due = None;
         let mut out = Vec::new();
         for i in 0..40u64 {
             snap.time_ms = 1000 + 100 * i;
@@ -778,6 +804,11 @@ mod tests {
             let before = pending.take();
             if let Some((s, k)) = &before {
                 st.on_kill(s, k);
+                exit_due = exit_after.map(|n| i + n);
+            }
+            let exited = exit_due == Some(i);
+            if exited {
+                st.on_exit();
             }
             let d = policy::decide(&snap, Pressure::Partial, t, &targets, &mut st);
             pending = d.kill.map(|k| (snap, k));
@@ -788,6 +819,7 @@ mod tests {
                 poll: d.poll,
                 extend_poll: d.extend_poll,
                 killed_before: before.map(|(s, _)| s.time_ms),
+                exited_before: exited,
                 config_gen: 0,
                 snap,
                 tunables: *t,
@@ -815,7 +847,7 @@ mod tests {
     #[test]
     fn replay_reproduces_the_recorded_decisions_and_kills() {
         let t = lmkd_rows();
-        let evals = thrash_scenario(&t);
+        let evals = thrash_scenario(&t, None);
         let kills = evals.iter().filter(|e| e.kill.is_some()).count();
         assert!(kills >= 2, "the scenario should kill a few times");
         let steps = replay(&evals, None);
@@ -831,10 +863,53 @@ mod tests {
         assert_eq!(again, steps);
     }
 
+    /// Ours (`direct_reclaim_exit_wait_ms`): the scenario reclaims
+    /// directly with swap low throughout, so each kill is followed by one
+    /// as soon as the victim's exit ends the wait. The replay takes the
+    /// exits from the recording: without them it waits out the 500 ms.
+    #[test]
+    fn replay_follows_the_recorded_exits() {
+        let t = Tunables::from_config(&crate::config::Config::default());
+        assert_eq!(t.direct_reclaim_exit_wait_ms, 500);
+        let evals = thrash_scenario(&t, Some(1));
+        let kills: Vec<usize> = (0..evals.len())
+            .filter(|&i| evals[i].kill.is_some())
+            .collect();
+        // A kill; the call after it leaves its counters out; the victim's
+        // exit before the next ends the wait, and that call kills.
+        assert_eq!(kills[..3], [1, 3, 5]);
+        let steps = replay(&evals, None);
+        for (e, s) in evals.iter().zip(&steps) {
+            assert!(s.same_as(e), "serial {}: {s:?} vs {e:?}", e.serial);
+        }
+        let unseen: Vec<Eval> = evals
+            .iter()
+            .map(|e| Eval {
+                exited_before: false,
+                ..*e
+            })
+            .collect();
+        let waited = replay(&unseen, None);
+        let first_two: Vec<usize> = (0..waited.len())
+            .filter(|&i| waited[i].kill.is_some())
+            .take(2)
+            .collect();
+        assert_eq!(first_two, [1, 6], "500 ms after the kill at 1");
+        // Words keep the exits and the wait.
+        let back = Eval::from_words(&evals[3].to_words()).unwrap();
+        assert_eq!(
+            (
+                back.exited_before,
+                back.tunables.direct_reclaim_exit_wait_ms
+            ),
+            (true, 500)
+        );
+    }
+
     #[test]
     fn a_lower_thrashing_limit_kills_first_where_a_victim_exists() {
         let t = lmkd_rows();
-        let evals = thrash_scenario(&t);
+        let evals = thrash_scenario(&t, None);
         let low = Tunables {
             thrashing_limit: 30,
             ..t

@@ -710,19 +710,32 @@ fn anticipate_partial_trigger_is_on_by_default_and_reaches_the_policy() {
     assert!(cfg.anticipate_partial_trigger);
 }
 
+/// An "ours" millisecond key: its default on every device reaches the
+/// policy, 0 turns it off, one past `max` is refused by name, and no
+/// property sets it (file only).
+fn ours_ms_key(key: &str, default: u32, max: u32, get: fn(&lmkd::policy::Tunables) -> u32) {
+    use lmkd::policy::Tunables;
+    let of = |c: &Config| get(&Tunables::from_config(c));
+    assert_eq!(of(&Config::default()), default, "{key}");
+    assert_eq!(of(&Config::low_ram()), default, "{key} (low-RAM)");
+    let off = Config::from_toml_str(&format!("{key} = 0")).unwrap();
+    assert_eq!(of(&off), 0, "{key}");
+    let e = Config::from_toml_str(&format!("{key} = {}", max + 1)).unwrap_err();
+    assert!(e.to_string().contains(key), "{e}");
+    let (cfg, _) = load(None, &[(&format!("ro.lmk.{key}"), "0")]);
+    assert_eq!(of(&cfg), default, "{key} set by a property");
+}
+
 #[test]
 fn fast_after_kill_ms_is_300_by_default_and_reaches_the_policy() {
-    use lmkd::policy::Tunables;
-    let window = |c: &Config| Tunables::from_config(c).fast_after_kill_ms;
-    assert_eq!(window(&Config::default()), 300);
-    assert_eq!(window(&Config::low_ram()), 300);
-    let off = Config::from_toml_str("fast_after_kill_ms = 0").unwrap();
-    assert_eq!(window(&off), 0);
-    let e = Config::from_toml_str("fast_after_kill_ms = 1001").unwrap_err();
-    assert!(e.to_string().contains("fast_after_kill_ms"), "{e}");
-    // Ours, so file only.
-    let (cfg, _) = load(None, &[("ro.lmk.fast_after_kill_ms", "0")]);
-    assert_eq!(cfg.fast_after_kill_ms, 300);
+    ours_ms_key("fast_after_kill_ms", 300, 1000, |t| t.fast_after_kill_ms);
+}
+
+#[test]
+fn direct_reclaim_exit_wait_ms_is_500_by_default_and_reaches_the_policy() {
+    ours_ms_key("direct_reclaim_exit_wait_ms", 500, 10_000, |t| {
+        t.direct_reclaim_exit_wait_ms
+    });
 }
 
 #[test]

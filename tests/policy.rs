@@ -1018,23 +1018,58 @@ fn fixture_rows() {
     let mut st = primed_before(&mut s, &t, 0, 10, 0);
     assert_eq!(decide(&s, Pressure::Partial, &t, &none, &mut st).kill, None);
     // Nor on the first call after a kill: those counters moved while the
-    // victim was dying. The next interval's direct reclaim counts again.
-    let mut st = primed_before(&mut s, &t, 0, 10, 0);
-    st.on_kill(
-        &s,
-        &Kill {
-            reason: KillReason::LowMemAndSwap,
-            min_adj: 0,
-        },
-    );
-    s.vm.pgscan_direct += 100;
-    s.time_ms += 10;
-    assert_eq!(decide(&s, Pressure::Poll, &t, &none, &mut st).kill, None);
-    s.vm.pgscan_direct += 100;
-    s.time_ms += 10;
+    // victim was dying. Nor while the victim has not exited, for at most
+    // `direct_reclaim_exit_wait_ms` after its kill: its memory is on its
+    // way back. Once it has exited (or the wait is over, or off), the
+    // next interval's direct reclaim counts again.
+    assert_eq!(t.direct_reclaim_exit_wait_ms, 500);
+    let swap_kill = kill(KillReason::LowMemAndSwap, 0);
+    // Calls after a kill at `s`'s time: (ms after it, exited before it).
+    let after_kill = |t: &Tunables, calls: &[(u64, bool)]| {
+        let mut s = s;
+        let mut st = primed_before(&mut s, t, 0, 10, 0);
+        let at = s.time_ms;
+        st.on_kill(
+            &s,
+            &Kill {
+                reason: KillReason::LowMemAndSwap,
+                min_adj: 0,
+            },
+        );
+        calls
+            .iter()
+            .map(|&(ms, exited)| {
+                if exited {
+                    st.on_exit();
+                }
+                s.vm.pgscan_direct += 100;
+                s.time_ms = at + ms;
+                decide(&s, Pressure::Poll, t, &none, &mut st).kill
+            })
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        decide(&s, Pressure::Poll, &t, &none, &mut st).kill,
-        kill(KillReason::LowMemAndSwap, 0)
+        after_kill(
+            &t,
+            &[(100, false), (110, false), (490, false), (500, false)]
+        ),
+        [None, None, None, swap_kill]
+    );
+    assert_eq!(
+        after_kill(&t, &[(100, false), (110, false), (120, true)]),
+        [None, None, swap_kill]
+    );
+    assert_eq!(
+        after_kill(&t, &[(10, true), (20, false)]),
+        [None, swap_kill]
+    );
+    let no_wait = Tunables {
+        direct_reclaim_exit_wait_ms: 0,
+        ..t
+    };
+    assert_eq!(
+        after_kill(&no_wait, &[(100, false), (110, false)]),
+        [None, swap_kill]
     );
 
     // small VM: swap nearly gone (zram cap: (12000 + 20000) x 1 < 52428),

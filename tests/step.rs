@@ -43,6 +43,9 @@ struct Fake {
     /// kswapd scanning: `pgscan_kswapd` moves with the clock, so that no
     /// re-check reads as quiet.
     kswapd: bool,
+    /// Direct reclaim: `pgscan_direct` moves with the clock, free memory
+    /// stays as the fixture has it.
+    direct_reclaim: bool,
     /// Trace slice events, signals and watermark refreshes, in order:
     /// "B pid,reason,adj,min", "signal pid", "E", "refresh watermarks".
     trace: Vec<String>,
@@ -68,6 +71,9 @@ impl Edges for Fake {
         s.psi.full_total_us += now_ms * 10_000;
         if self.kswapd {
             s.vm.pgscan_kswapd += now_ms;
+        }
+        if self.direct_reclaim {
+            s.vm.pgscan_direct += now_ms;
         }
         if self.below_min {
             s.mem.free_kb = s.wm.min_kb / 2;
@@ -379,6 +385,32 @@ fn victim_exit_evaluates_at_once() {
         r.m.history().iter().next().map(|k| k.time_to_exit_ms),
         Some(40)
     );
+}
+
+/// Ours (`direct_reclaim_exit_wait_ms`, 500 ms): with swap low (the
+/// "small" fixture), direct reclaim kills again once the victim has exited,
+/// not while it is still exiting, unless it takes longer than the wait.
+#[test]
+fn direct_reclaim_kills_again_after_the_exit_not_during_it() {
+    for exits in [true, false] {
+        let (mut r, a, b) = Rig::killing("step-exit-wait");
+        r.io.direct_reclaim = true;
+        r.named(a.pid(), "a", 1002);
+        for t in [1100, 1110, 1200, 1300, 1490] {
+            r.step(Input::Timer, t);
+        }
+        assert_eq!(r.killed(), [a.pid()], "killed while the victim exited");
+        if exits {
+            r.step(Input::VictimExited, 1495);
+        } else {
+            r.step(Input::Timer, 1500);
+        }
+        assert_eq!(r.killed(), [a.pid(), b.pid()], "exited: {exits}");
+        assert_eq!(
+            r.m.inflight().map(|k| k.decision.reason),
+            Some(KillReason::LowMemAndSwap)
+        );
+    }
 }
 
 #[test]

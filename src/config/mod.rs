@@ -122,6 +122,11 @@ config_keys! {
         /// task counts as free memory below min (lmkd compares free memory
         /// alone: false).
         direct_reclaim_below_min: bool = true, FLAG, Prop::File;
+        /// Ours: while the last victim has not exited, for at most this
+        /// long after its kill (ms), direct reclaim alone does not count
+        /// as below min: its memory is on its way back. 0: only the first
+        /// re-check after a kill leaves it out.
+        direct_reclaim_exit_wait_ms: u32 = 500, int(0, 10_000), Prop::File;
         /// Ours: with swap low, kill before free memory reaches the low
         /// watermark when, falling at the rate it last fell, it would reach
         /// it sooner than the last victim took to exit, looking at most

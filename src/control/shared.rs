@@ -564,6 +564,9 @@ pub struct Publisher {
     /// 1 + the snapshot time of the evaluation whose kill the policy was
     /// told about since the last evaluation (0: none).
     killed_before: Cell<u64>,
+    /// The policy was told of its last victim's exit since the last
+    /// evaluation.
+    exited_before: Cell<bool>,
     /// Table read in progress: next slot to look at, rows copied.
     cursor: Cell<usize>,
     rows: Cell<usize>,
@@ -591,6 +594,7 @@ impl Publisher {
             shared,
             last: Cell::new(KillEntry::default()),
             killed_before: Cell::new(0),
+            exited_before: Cell::new(false),
             cursor: Cell::new(0),
             rows: Cell::new(0),
             bell,
@@ -689,6 +693,7 @@ impl Publisher {
             poll: d.poll,
             extend_poll: d.extend_poll,
             killed_before: self.killed_before.take().checked_sub(1),
+            exited_before: self.exited_before.take(),
             config_gen: s.config_gen.load(Ordering::Relaxed),
             snap: *snap,
             tunables: *tunables,
@@ -704,6 +709,12 @@ impl Publisher {
     /// the next evaluation's record says so, for replays.
     pub fn policy_killed(&self, snap: &Snapshot) {
         self.killed_before.set(snap.time_ms.saturating_add(1));
+    }
+
+    /// The policy was told its last victim exited (`State::on_exit`): the
+    /// next evaluation's record says so, for replays.
+    pub fn policy_saw_exit(&self) {
+        self.exited_before.set(true);
     }
 
     /// The newest kill's victim exited `us` after the signal (0 reads as
@@ -1003,6 +1014,7 @@ mod tests {
             };
             if ms == 3 {
                 p.policy_killed(&Snapshot { time_ms: 2, ..snap });
+                p.policy_saw_exit();
             }
             p.record(Pressure::Poll, &snap, &d, &tun, &targets, &t);
         }
@@ -1013,11 +1025,13 @@ mod tests {
         assert_eq!(e.serial, 3);
         assert_eq!(e.snap.time_ms, 3);
         assert_eq!(e.killed_before, Some(2));
+        assert!(e.exited_before);
         assert_eq!(e.kill, d.kill);
         assert_eq!(e.census, [1, 0, 0, 1, 0, 0, 2]);
         assert_eq!(e.max_adj, Some(950));
         let e = Eval::from_words(&s.eval(4).unwrap()).unwrap();
         assert_eq!(e.killed_before, None, "told once only");
+        assert!(!e.exited_before, "told once only");
         assert_eq!(s.eval(7), None);
     }
 

@@ -102,6 +102,10 @@ impl Machine {
             io.unwatch(fd);
         }
         let ms = k.on_exit(now_ns);
+        if !self.settings.dry_run {
+            self.policy.on_exit();
+            self.control.policy_saw_exit();
+        }
         self.history.set_exit(k.victim.pid, ms);
         if let Signal::Sent { at_ns } = k.signal() {
             self.control

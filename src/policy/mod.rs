@@ -131,6 +131,9 @@ pub struct Tunables {
     /// Beyond lmkd, on by default: with swap low, direct reclaim counts as
     /// free memory below min (see [`first_match`]).
     pub direct_reclaim_below_min: bool,
+    /// Beyond lmkd: how long after a kill, while its victim has not exited,
+    /// direct reclaim does not count as below min (ms; see [`first_match`]).
+    pub direct_reclaim_exit_wait_ms: u32,
     /// Beyond lmkd: how far ahead of the low watermark a swap-low kill may
     /// look (ms; 0 = off; see [`first_match`]).
     pub kill_ahead_ms: u32,
@@ -179,6 +182,7 @@ impl Tunables {
             page_kb: (crate::snapshot::page_size() / 1024).max(1),
             wait_for_inactive_file: c.wait_for_inactive_file,
             direct_reclaim_below_min: c.direct_reclaim_below_min,
+            direct_reclaim_exit_wait_ms: c.direct_reclaim_exit_wait_ms,
             kill_ahead_ms: c.kill_ahead_ms,
             fast_after_kill_ms: c.fast_after_kill_ms,
             vmpressure_adj: [c.low, c.medium, c.critical],
@@ -362,6 +366,8 @@ pub struct State {
     max_thrashing: u64,
     /// A kill was carried out since the last call.
     killed: bool,
+    /// The last victim has not been seen to exit.
+    victim_alive: bool,
     last_kill_ms: Option<u64>,
     /// PSI `full total` when the last kill was decided.
     full_total_at_kill: Option<u64>,
@@ -410,6 +416,7 @@ impl State {
     /// decays the limit and arms the file cache check.
     pub fn on_kill(&mut self, snap: &Snapshot, kill: &Kill) {
         self.killed = true;
+        self.victim_alive = true;
         // A kill made while lmkd would be looking keeps it looking for a
         // polling window, as its polling is extended by a kill.
         if snap.time_ms < self.lmkd_looks_until_ms {
@@ -428,6 +435,20 @@ impl State {
         if kill.reason.is_thrashing() {
             self.check_filecache = true;
         }
+    }
+
+    /// Called when the last victim has exited.
+    pub fn on_exit(&mut self) {
+        self.victim_alive = false;
+    }
+
+    /// Ours (`direct_reclaim_exit_wait_ms`): the last victim has not
+    /// exited, and its kill is less than that old.
+    fn victim_exiting(&self, snap: &Snapshot, t: &Tunables) -> bool {
+        self.victim_alive
+            && self.last_kill_ms.is_some_and(|k| {
+                snap.time_ms.saturating_sub(k) < u64::from(t.direct_reclaim_exit_wait_ms)
+            })
     }
 
     /// The current thrashing limit (percent).
@@ -906,8 +927,15 @@ fn first_match(
     // 0.5-2 MB above the summed "high" for 2 s while the guest swapped
     // 100 MB/s and stalled, and only swap running out ended it. Not on the
     // first call after a kill: its counters span the wait for the victim.
-    let kernel_min =
-        t.direct_reclaim_below_min && fig.reclaim == Reclaim::Direct && !cycle_after_kill;
+    // Nor while the victim is still exiting (`direct_reclaim_exit_wait_ms`):
+    // allocations racing its exit reclaim, but its memory is on its way. In
+    // the VM app-switch such kills came 110-135 ms after a 96 MB victim's
+    // signal, with free memory already 10-15 MB above where it was at the
+    // kill, and took the next app out of adj order.
+    let kernel_min = t.direct_reclaim_below_min
+        && fig.reclaim == Reclaim::Direct
+        && !cycle_after_kill
+        && !st.victim_exiting(snap, t);
     let thrashing = fig.thrashing_pct;
     let critical_thrashing = thrashing >= u64::from(t.thrashing_limit_critical);
     let limit = u64::from(st.thrashing_limit);

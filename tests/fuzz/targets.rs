@@ -179,6 +179,7 @@ fn tunables(b: &mut Bytes) -> Tunables {
     t.low_ram_device = b.u8() % 2 == 0;
     t.kill_ahead_ms = b.range(0, 1001) as u32;
     t.fast_after_kill_ms = b.range(0, 1001) as u32;
+    t.direct_reclaim_exit_wait_ms = b.range(0, 10_001) as u32;
     t.anticipate_partial_ms = b.range(0, 1001) as u32;
     t
 }
@@ -396,6 +397,9 @@ pub fn policy(data: &[u8]) {
             if b.u8() % 4 != 0 {
                 st.on_kill(&snap, &k);
             }
+        }
+        if b.u8() % 3 == 0 {
+            st.on_exit();
         }
     }
 }

@@ -86,7 +86,7 @@ pub fn record(
             })?;
             first.get_or_insert(w[0]);
             after = after.max(w[0]);
-            gens.insert(w[3]);
+            gens.insert(w[3] & record::CONFIG_GEN_MASK);
             bytes.extend(record::record_bytes(&w));
             written += 1;
         }
