@@ -732,6 +732,11 @@ fn fast_after_kill_ms_is_300_by_default_and_reaches_the_policy() {
 }
 
 #[test]
+fn kill_ahead_ms_is_200_by_default_and_reaches_the_policy() {
+    ours_ms_key("kill_ahead_ms", 200, 1000, |t| t.kill_ahead_ms);
+}
+
+#[test]
 fn direct_reclaim_exit_wait_ms_is_500_by_default_and_reaches_the_policy() {
     ours_ms_key("direct_reclaim_exit_wait_ms", 500, 10_000, |t| {
         t.direct_reclaim_exit_wait_ms

@@ -929,7 +929,7 @@ fn first_match(
     // first call after a kill: its counters span the wait for the victim.
     // Nor while the victim is still exiting (`direct_reclaim_exit_wait_ms`):
     // allocations racing its exit reclaim, but its memory is on its way. In
-    // the VM app-switch such kills came 110-135 ms after a 96 MB victim's
+    // the VM app-switch such kills came 111-134 ms after a 96 MB victim's
     // signal, with free memory already 10-15 MB above where it was at the
     // kill, and took the next app out of adj order.
     let kernel_min = t.direct_reclaim_below_min
